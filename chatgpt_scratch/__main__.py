@@ -1,0 +1,3 @@
+from chatgpt_scratch.cli import main
+
+raise SystemExit(main())

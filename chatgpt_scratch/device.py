@@ -1,0 +1,25 @@
+"""Picking the device: --device auto tries cuda, then mps, then cpu."""
+
+from __future__ import annotations
+
+import torch
+
+from chatgpt_scratch.errors import ScratchError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ScratchError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ScratchError("--device mps: Apple's Metal backend is not available here; use --device cpu or auto")
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise ScratchError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    return torch.device(name)
