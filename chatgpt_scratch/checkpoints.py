@@ -4,27 +4,38 @@ The file's `__metadata__` (string -> string) carries everything needed to rebuil
 and understand the model: format version, kind, config JSON, tokenizer, labels,
 prompt template, provenance. Non-string values are stored as JSON and their keys
 listed under `json_keys`, so they come back with their types. No pickle anywhere.
+
+A safetensors file is: 8 bytes (little-endian header length N), N bytes of JSON
+header ({tensor name: {dtype, shape, data_offsets}, "__metadata__": {...}}), then
+the raw tensor bytes. Listing parses only the header, so it stays fast for a folder
+of multi-gigabyte files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import struct
 import tempfile
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from chatgpt_scratch.config import GPTConfig
+from chatgpt_scratch.config import PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
 
 FORMAT = "chatgpt-scratch/1"
 KINDS = ("base", "instruct", "classifier", "lora-adapter")
+SUFFIX = ".safetensors"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
 def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
@@ -47,26 +58,51 @@ def decode_metadata(header: dict[str, str]) -> dict[str, Any]:
     return {k: (json.loads(v) if k in json_keys else v) for k, v in header.items() if k != "json_keys"}
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete temp files a killed save of `path` left behind (`.NAME.*.tmp` beside it)."""
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f"{_temp_prefix(path)}*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
     """Write a safetensors file so that a crash at any moment leaves the old file (if any) intact.
 
     Write to a temp file in the same folder, fsync it, then rename over the target
     (rename is atomic on POSIX and Windows); fsync the folder so the rename survives power loss.
+    A temp file left by a process that was killed mid-write is removed on the next save.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_file(path: str | Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
     if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_DIRECTORY)
+        dir_fd = os.open(folder, os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -97,61 +133,88 @@ def save_checkpoint(path: str | Path, model: GPTModel, kind: str = "base", **met
     return Path(path)
 
 
+# --- reading headers ------------------------------------------------------------------------------
+
+
+@dataclass
+class SafetensorsHeader:
+    """What the first bytes of a safetensors file say: tensor shapes/dtypes and the raw metadata."""
+
+    tensors: dict[str, dict[str, Any]]  # name -> {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}
+    metadata: dict[str, str]
+    file_size: int
+
+
+def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
+    """Parse and check the header without touching the weights. One-line ScratchError on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ScratchError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise ScratchError(f"{path} is a folder, not a checkpoint file")
+    file_size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ScratchError(f"{path} is not a safetensors file (only {file_size} bytes); it is empty or cut short")
+        (n,) = struct.unpack("<Q", prefix)
+        if n > _MAX_HEADER_BYTES or n < 2:
+            raise ScratchError(f"{path} is not a safetensors file (corrupt header); replace it with a good copy")
+        if 8 + n > file_size:
+            raise ScratchError(
+                f"{path} is truncated ({file_size} bytes, its header alone needs {8 + n}); "
+                "the copy or download did not finish: copy it again"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+        metadata = header.pop("__metadata__", None) or {}
+        end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+        for name, t in header.items():
+            begin, stop = (int(x) for x in t["data_offsets"])
+            if not (isinstance(t["dtype"], str) and isinstance(t["shape"], list) and 0 <= begin <= stop):
+                raise ValueError(f"bad entry for {name}")
+    except (ValueError, KeyError, TypeError, IndexError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ScratchError(f"{path} is not a safetensors file (corrupt header); replace it with a good copy") from None
+    if 8 + n + end > file_size:
+        raise ScratchError(
+            f"{path} is truncated ({file_size} of {8 + n + end} bytes); "
+            "the copy or download did not finish: copy it again"
+        )
+    return SafetensorsHeader(tensors=header, metadata={str(k): str(v) for k, v in metadata.items()}, file_size=file_size)
+
+
+def _checkpoint_metadata(path: Path, header: SafetensorsHeader) -> dict[str, Any]:
+    if header.metadata.get("format", "").split("/")[0] != "chatgpt-scratch":
+        if any(k.endswith(("wte.weight", "c_attn.weight")) for k in header.tensors):
+            hint = "it looks like Hugging Face GPT-2 weights: import them with `chatgpt-scratch import-gpt2 --from FILE`"
+        else:
+            hint = "for Hugging Face GPT-2 weights use `chatgpt-scratch import-gpt2 --from FILE`"
+        raise ScratchError(f"{path} is a safetensors file but not a chatgpt-scratch checkpoint; {hint}")
+    try:
+        return decode_metadata(header.metadata)
+    except (ValueError, TypeError):
+        raise ScratchError(f"{path}: the checkpoint metadata is not valid JSON; the header was edited or damaged") from None
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Header only: fast, no weights are read."""
     path = Path(path)
-    if not path.is_file():
-        raise ScratchError(f"checkpoint not found: {path}")
+    return _checkpoint_metadata(path, read_safetensors_header(path))
+
+
+def config_from_metadata(metadata: dict[str, Any], path: str | Path) -> GPTConfig:
+    raw = metadata.get("config")
+    if raw is None:
+        raise ScratchError(f"{path}: the checkpoint header has no model config; the file was edited or is damaged")
+    if isinstance(raw, str):
+        return GPTConfig.from_json(raw)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ScratchError(f"{path} is not a readable safetensors file ({_short(e)}); it may be truncated or corrupt") from None
-    if header.get("format", "").split("/")[0] != "chatgpt-scratch":
-        raise ScratchError(
-            f"{path} is a safetensors file but not a chatgpt-scratch checkpoint; "
-            "for Hugging Face GPT-2 weights use `chatgpt-scratch import-gpt2 --from FILE`"
-        )
-    return decode_metadata(header)
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, kind: str | tuple[str, ...] | None = None
-                    ) -> tuple[GPTModel, dict[str, Any]]:
-    """Rebuild the model from the file alone. `kind` (one or several) rejects other kinds with a clear error."""
-    metadata = read_metadata(path)
-    require_kind(metadata, kind, path)
-    cfg = GPTConfig.from_json(metadata["config"]) if isinstance(metadata["config"], str) else GPTConfig(**metadata["config"])
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ScratchError(f"{path}: cannot read the weights ({_short(e)}); the file may be truncated or corrupt") from None
-    with torch.device("meta"):
-        model = GPTModel(cfg)
-    model = model.to_empty(device="cpu")
-    if cfg.tie_embeddings:
-        model.out_head.weight = model.tok_emb.weight
-    missing, unexpected = _load_state(model, state)
-    if missing or unexpected:
-        raise ScratchError(
-            f"{path}: weights do not match the config in its header "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file was edited or is from another tool"
-        )
-    model.eval()
-    return model.to(device=device, dtype=dtype), metadata
-
-
-def _load_state(model: GPTModel, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    expected = model_tensors(model)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        return missing, unexpected
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            return [f"{name} {tuple(expected[name].shape)}"], [f"{name} {tuple(tensor.shape)}"]
-    model.load_state_dict(state, strict=False)  # strict=False: a tied head is absent from the file
-    return [], []
+        return GPTConfig(**raw)
+    except TypeError as e:
+        raise ScratchError(f"{path}: bad model config in the header ({e})") from None
 
 
 def require_kind(metadata: dict[str, Any], kind: str | tuple[str, ...] | None, path: str | Path) -> None:
@@ -164,5 +227,237 @@ def require_kind(metadata: dict[str, Any], kind: str | tuple[str, ...] | None, p
         )
 
 
+# --- loading --------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, kind: str | tuple[str, ...] | None = None
+                    ) -> tuple[GPTModel, dict[str, Any]]:
+    """Rebuild the model from the file alone. `kind` (one or several) rejects other kinds with a clear error.
+
+    dtype=None keeps the dtype the weights were saved in (a bfloat16 checkpoint loads as bfloat16).
+    """
+    path = Path(path)
+    header = read_safetensors_header(path)
+    metadata = _checkpoint_metadata(path, header)
+    require_kind(metadata, kind, path)
+    cfg = config_from_metadata(metadata, path)
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    problem = _shape_mismatch(model_tensors(model), header.tensors)
+    if problem:
+        raise ScratchError(
+            f"{path}: weights do not match the config in its header ({problem}); "
+            "the file was edited or is from another tool"
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ScratchError(f"{path}: cannot read the weights ({_short(e)}); the file may be truncated or corrupt") from None
+    # assign=True adopts the file's tensors as they are (no second copy, their dtype kept).
+    model.load_state_dict(state, strict=False, assign=True)  # strict=False: a tied head is not in the file
+    if cfg.tie_embeddings:
+        model.out_head.weight = model.tok_emb.weight
+    model.eval()
+    return model.to(device=device, dtype=dtype), metadata
+
+
+def _shape_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, dict[str, Any]]) -> str | None:
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    if missing or unexpected:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    for name, tensor in expected.items():
+        if list(tensor.shape) != list(stored[name]["shape"]):
+            return f"{name} is {tuple(stored[name]['shape'])} in the file but the config needs {tuple(tensor.shape)}"
+    return None
+
+
 def _short(e: BaseException) -> str:
     return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckpointInfo:
+    """One file in a checkpoints folder, from its header alone. `error` is set (and most fields None) if broken."""
+
+    path: Path
+    name: str
+    file_size: int
+    kind: str | None = None
+    config: GPTConfig | None = None
+    preset: str | None = None      # the preset whose architecture the config matches, if any
+    n_params: int | None = None    # from the header's tensor shapes; a tied head counted once
+    dtype: str | None = None       # of the token embedding, e.g. "F32", "BF16"
+    created: str | None = None
+    parent: str | None = None
+    metric_name: str | None = None  # "val_acc" or "val_loss"
+    metric_value: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["config"] = asdict(self.config) if self.config is not None else None
+        return out
+
+
+_ARCH_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
+
+
+def preset_name(cfg: GPTConfig) -> str | None:
+    """The preset with the same architecture (dropout, tying and a classifier head aside), if any."""
+    for name, preset in PRESETS.items():
+        if all(getattr(cfg, f) == getattr(preset, f) for f in _ARCH_FIELDS):
+            return name
+    return None
+
+
+def best_metric(metadata: dict[str, Any]) -> tuple[str, float] | tuple[None, None]:
+    """The validation metric recorded in the header: accuracy if there is one, else loss."""
+    sources = [metadata] + [v for k in ("metrics", "eval") if isinstance(v := metadata.get(k), dict)]
+    for key in ("val_acc", "val_accuracy", "val_loss"):
+        for source in sources:
+            value = source.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return ("val_acc" if key == "val_accuracy" else key), float(value)
+    return None, None
+
+
+def checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Everything the header says about one checkpoint; never raises for a broken file (see `.error`)."""
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    info = CheckpointInfo(path=path, name=path.name.removesuffix(SUFFIX), file_size=size)
+    try:
+        header = read_safetensors_header(path)
+        info.metadata = dict(header.metadata)  # raw strings, in case they do not decode
+        info.metadata = metadata = _checkpoint_metadata(path, header)
+        cfg = config_from_metadata(metadata, path)
+    except ScratchError as e:
+        info.error = str(e)
+        return info
+    info.kind = metadata.get("kind")
+    info.config = cfg
+    info.preset = preset_name(cfg)
+    info.n_params = sum(math.prod(t["shape"]) for t in header.tensors.values())
+    emb = header.tensors.get("tok_emb.weight")
+    info.dtype = emb["dtype"] if emb else None
+    info.created = metadata.get("created") or datetime.fromtimestamp(
+        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    parent = metadata.get("parent")
+    info.parent = str(parent) if parent is not None else None
+    info.metric_name, info.metric_value = best_metric(metadata)
+    return info
+
+
+def list_checkpoints(folder: str | Path | None = None) -> list[CheckpointInfo]:
+    """Every `*.safetensors` file directly in `folder` (default: the checkpoints folder), sorted by name.
+
+    Reads headers only. Broken files are listed with `.error` set. Hidden files (temp files of a
+    save in progress) are skipped, as are chatgpt-scratch files that are not models
+    (a `format` such as "chatgpt-scratch-state/1", e.g. resumable training state).
+    """
+    if folder is None:
+        from chatgpt_scratch.paths import checkpoints_dir
+
+        folder = checkpoints_dir()
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise ScratchError(f"{folder} is not a folder; give the folder that holds the checkpoints")
+    infos = []
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        info = checkpoint_info(path)
+        if str(info.metadata.get("format", "")).startswith("chatgpt-scratch-"):
+            continue
+        infos.append(info)
+    return infos
+
+
+# --- file management (the TUI's rename / duplicate / delete) -------------------------------------
+
+
+def _sibling(path: Path, new_name: str) -> Path:
+    new_name = new_name.strip()
+    if not new_name or new_name in (".", "..") or "/" in new_name or "\\" in new_name or new_name.startswith("."):
+        raise ScratchError(f"bad checkpoint name {new_name!r}: use a plain file name without folders or a leading dot")
+    if not new_name.endswith(SUFFIX):
+        new_name += SUFFIX
+    return path.parent / new_name
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ScratchError(f"checkpoint not found: {path}")
+    return path
+
+
+def rename_checkpoint(path: str | Path, new_name: str) -> Path:
+    """Rename within the same folder ("new-name" or "new-name.safetensors"); never overwrites."""
+    path = _existing(path)
+    target = _sibling(path, new_name)
+    if target.resolve() == path.resolve():
+        return path
+    if target.exists():
+        raise ScratchError(f"cannot rename {path.name}: {target} already exists; choose another name or delete it first")
+    os.rename(path, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
+    """Copy byte for byte beside the original (default name: NAME-copy, NAME-copy2, ...); never overwrites."""
+    path = _existing(path)
+    if new_name is None:
+        stem = path.name.removesuffix(SUFFIX)
+        target, n = path.parent / f"{stem}-copy{SUFFIX}", 1
+        while target.exists():
+            n += 1
+            target = path.parent / f"{stem}-copy{n}{SUFFIX}"
+    else:
+        target = _sibling(path, new_name)
+        if target.exists():
+            raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def delete_checkpoint(path: str | Path) -> None:
+    """Delete one checkpoint file (broken ones too)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ScratchError(f"{path} is a folder; delete_checkpoint removes single checkpoint files only")
+    if not path.is_file():
+        raise ScratchError(f"checkpoint not found: {path}")
+    path.unlink()
+
+
+def __getattr__(name: str) -> Any:
+    # GPT-2 import/export live in gpt2_weights (which imports this module); re-export them lazily.
+    if name in ("import_gpt2", "export_hf"):
+        from chatgpt_scratch import gpt2_weights
+
+        return getattr(gpt2_weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
