@@ -1,0 +1,441 @@
+"""OpenAI's GPT-2 weights in the Hugging Face layout: download, import, export.
+
+The Hugging Face `model.safetensors` of openai-community/gpt2 (-medium, -large, -xl) names
+tensors after OpenAI's TensorFlow code: `wte`, `wpe`, `h.{i}.ln_1`, `h.{i}.attn.c_attn` (Q, K
+and V fused), ... Its linear layers are `Conv1D`s, which store the weight as (in, out): the
+transpose of `nn.Linear`'s (out, in). Keys may carry a `transformer.` prefix (files written by
+`GPT2LMHeadModel.save_pretrained`) or not (the original uploads). The LM head is tied to `wte`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from chatgpt_scratch.checkpoints import atomic_save_tensors, read_safetensors_header, save_checkpoint
+from chatgpt_scratch.config import ALIASES, PRESETS, GPTConfig
+from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.model import GPTModel
+
+HF_REPO = "openai-community"
+SIZES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
+HF_NAMES = {"gpt2-small": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large", "gpt2-xl": "gpt2-xl"}
+# n_heads cannot be read off the tensor shapes; GPT-2's four sizes fix it by width.
+HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 20, 1600: 25}
+# Pinned where verified (the LFS object of openai-community/gpt2 at main); for the other sizes the
+# expected size and sha256 come from the Hub's X-Linked-Size / X-Linked-Etag response headers.
+KNOWN_FILES = {
+    "gpt2-small": (548105171, "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"),
+}
+
+# Ours <- Hugging Face, per transformer block; True = Conv1D weight, transpose it.
+_BLOCK_MAP = [
+    ("norm1.scale", "ln_1.weight", False), ("norm1.shift", "ln_1.bias", False),
+    ("att.qkv.weight", "attn.c_attn.weight", True), ("att.qkv.bias", "attn.c_attn.bias", False),
+    ("att.out_proj.weight", "attn.c_proj.weight", True), ("att.out_proj.bias", "attn.c_proj.bias", False),
+    ("norm2.scale", "ln_2.weight", False), ("norm2.shift", "ln_2.bias", False),
+    ("ff.layers.0.weight", "mlp.c_fc.weight", True), ("ff.layers.0.bias", "mlp.c_fc.bias", False),
+    ("ff.layers.2.weight", "mlp.c_proj.weight", True), ("ff.layers.2.bias", "mlp.c_proj.bias", False),
+]
+_TOP_MAP = [("tok_emb.weight", "wte.weight"), ("pos_emb.weight", "wpe.weight"),
+            ("final_norm.scale", "ln_f.weight"), ("final_norm.shift", "ln_f.bias")]
+
+
+def size_name(name: str) -> str:
+    """'gpt2' / '124M' / 'gpt2-small' / 'medium' ... -> one of SIZES."""
+    key = ALIASES.get(name, name)
+    if key not in SIZES and f"gpt2-{key}" in SIZES:
+        key = f"gpt2-{key}"
+    if key not in SIZES:
+        raise ScratchError(
+            f"unknown GPT-2 size {name!r}; choose gpt2 (124M), gpt2-medium (355M), gpt2-large (774M) or gpt2-xl (1558M), "
+            "or give a local model.safetensors with --from FILE"
+        )
+    return key
+
+
+# --- import ----------------------------------------------------------------------------------------
+
+
+def _hf_config(weights_file: Path) -> dict[str, Any] | None:
+    """The config.json beside a Hugging Face weights file, if there is one."""
+    path = weights_file.parent / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise ScratchError(f"{path} is not valid JSON ({e}); fix or remove it") from None
+
+
+def _check_hf_config(hf: dict[str, Any], path: Path) -> None:
+    """Refuse variants our model does not compute (rather than import them and give wrong logits)."""
+    problems = []
+    if hf.get("model_type", "gpt2") != "gpt2":
+        problems.append(f"model_type is {hf.get('model_type')!r}")
+    if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+        problems.append(f"activation {hf['activation_function']!r} (ours is the tanh GELU)")
+    if abs(float(hf.get("layer_norm_epsilon", 1e-5)) - 1e-5) > 1e-12:
+        problems.append(f"layer_norm_epsilon {hf['layer_norm_epsilon']} (ours is 1e-5)")
+    if hf.get("n_inner") not in (None, 4 * hf.get("n_embd", 0)):
+        problems.append(f"n_inner {hf['n_inner']} (ours is 4 x n_embd)")
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if hf.get(flag):
+            problems.append(f"{flag} is set")
+    if hf.get("scale_attn_weights") is False:
+        problems.append("scale_attn_weights is off")
+    if problems:
+        raise ScratchError(f"{path.parent / 'config.json'} describes a GPT-2 variant this model cannot run: {'; '.join(problems)}")
+
+
+def infer_config(path: Path, tensor_shapes: dict[str, list[int]], size: str | None = None) -> GPTConfig:
+    """Our GPTConfig for a Hugging Face GPT-2 file: shapes give the sizes, config.json or the width gives n_heads."""
+    try:
+        vocab_size, emb_dim = tensor_shapes["wte.weight"]
+        context_length = tensor_shapes["wpe.weight"][0]
+    except (KeyError, ValueError):
+        raise ScratchError(f"{path} has no GPT-2 token/position embeddings (wte.weight, wpe.weight); is it a GPT-2 model?") from None
+    layers = {int(m.group(1)) for k in tensor_shapes if (m := re.match(r"h\.(\d+)\.", k))}
+    n_layers = len(layers)
+    if n_layers == 0 or layers != set(range(n_layers)):
+        raise ScratchError(f"{path}: transformer blocks h.0 ... h.N are missing or not numbered 0..N-1")
+    hf = _hf_config(path)
+    if hf is not None:
+        _check_hf_config(hf, path)
+        n_heads = int(hf.get("n_head", 0))
+        drop_rate = float(hf.get("resid_pdrop", 0.1))
+    else:
+        n_heads = PRESETS[size].n_heads if size else HEADS_BY_WIDTH.get(emb_dim, 0)
+        drop_rate = 0.1
+    if not n_heads:
+        raise ScratchError(
+            f"{path}: cannot tell the number of attention heads for width {emb_dim} "
+            "(not one of GPT-2's sizes); put the model's config.json beside the file"
+        )
+    tied = "lm_head.weight" not in tensor_shapes
+    return GPTConfig(vocab_size=vocab_size, context_length=context_length, emb_dim=emb_dim, n_heads=n_heads,
+                     n_layers=n_layers, drop_rate=drop_rate, qkv_bias=True, tie_embeddings=tied)
+
+
+def load_hf_gpt2(path: str | Path, size: str | None = None, dtype: torch.dtype | None = None) -> GPTModel:
+    """Build our GPTModel from a Hugging Face GPT-2 `model.safetensors` (tensors are read one at a time)."""
+    path = Path(path)
+    header = read_safetensors_header(path)  # clear errors for missing / truncated / corrupt files
+    prefix = "transformer." if any(k.startswith("transformer.") for k in header.tensors) else ""
+    shapes = {k[len(prefix):] if k.startswith(prefix) else k: t["shape"] for k, t in header.tensors.items()}
+    if "lm_head.weight" in shapes:
+        shapes.pop("lm_head.weight")  # decide tying below, by value
+    cfg = infer_config(path, shapes, size)
+    if size is not None and any(getattr(cfg, f) != getattr(PRESETS[size], f)
+                                for f in ("emb_dim", "n_layers", "vocab_size", "context_length")):
+        raise ScratchError(f"{path} does not hold {size} weights (width {cfg.emb_dim}, {cfg.n_layers} layers)")
+
+    state: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            def get(hf_name: str, transpose: bool = False) -> torch.Tensor:
+                key = prefix + hf_name
+                if key not in header.tensors:
+                    raise ScratchError(f"{path} has no tensor {key!r}; it is not a complete GPT-2 checkpoint")
+                t = f.get_tensor(key)
+                t = t.t().contiguous() if transpose else t
+                return t.to(dtype) if dtype is not None else t
+
+            for ours, theirs in _TOP_MAP:
+                state[ours] = get(theirs)
+            for i in range(cfg.n_layers):
+                for ours, theirs, transpose in _BLOCK_MAP:
+                    state[f"trf_blocks.{i}.{ours}"] = get(f"h.{i}.{theirs}", transpose)
+            lm_head = None
+            for key in ("lm_head.weight", "transformer.lm_head.weight"):
+                if key in header.tensors:
+                    lm_head = f.get_tensor(key)
+                    lm_head = lm_head.to(dtype) if dtype is not None else lm_head
+    except SafetensorError as e:
+        raise ScratchError(f"{path}: cannot read the weights ({str(e).splitlines()[0]}); the file may be corrupt") from None
+
+    tied = lm_head is None or torch.equal(lm_head, state["tok_emb.weight"])
+    cfg = cfg.with_(tie_embeddings=tied)
+    if not tied:
+        state["out_head.weight"] = lm_head
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    model.load_state_dict(state, strict=tied is False, assign=True)
+    if tied:
+        model.out_head.weight = model.tok_emb.weight
+    return model.eval()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ImportedGPT2:
+    model: GPTModel
+    provenance: dict[str, Any]  # source (size, URL or file), source_sha256
+
+
+def import_gpt2(source: str | Path, out: str | Path | None = None, dtype: torch.dtype | None = None,
+                progress: bool = True) -> GPTModel:
+    """GPT-2 weights as our GPTModel.
+
+    source: a size name (gpt2 / gpt2-medium / gpt2-large / gpt2-xl, or 124M / 355M / 774M / 1558M;
+    downloaded once into checkpoints/downloads/) or a local Hugging Face model.safetensors.
+    out: also save it there as a "base" checkpoint with provenance (source and its sha256).
+    """
+    imported = import_gpt2_with_provenance(source, dtype=dtype, progress=progress)
+    if out is not None:
+        save_checkpoint(out, imported.model, kind="base", **imported.provenance)
+    return imported.model
+
+
+def import_gpt2_with_provenance(source: str | Path, dtype: torch.dtype | None = None,
+                                progress: bool = True) -> ImportedGPT2:
+    size: str | None = None
+    if isinstance(source, Path) or Path(source).exists() or os.sep in str(source) or str(source).endswith(".safetensors"):
+        path = Path(source)
+        if path.is_dir():
+            path = path / "model.safetensors"
+        provenance: dict[str, Any] = {"source": "huggingface-file", "source_file": str(path.resolve())}
+        digest = sha256_file(path) if path.is_file() else None
+    else:
+        size = size_name(str(source))
+        path, digest = download_gpt2(size, progress=progress)
+        provenance = {"source": "huggingface", "source_url": hf_url(size), "gpt2_size": size}
+    model = load_hf_gpt2(path, size=size, dtype=dtype)
+    if size is None:
+        size = next((s for s in SIZES if all(getattr(model.cfg, f) == getattr(PRESETS[s], f)
+                                              for f in ("emb_dim", "n_layers", "n_heads"))), None)
+        if size:
+            provenance["gpt2_size"] = size
+    provenance["source_sha256"] = digest
+    return ImportedGPT2(model, provenance)
+
+
+# --- download --------------------------------------------------------------------------------------
+
+
+def hf_endpoint() -> str:
+    # HF_ENDPOINT is the variable huggingface_hub itself reads (mirrors, tests).
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hf_url(size: str) -> str:
+    return f"{hf_endpoint()}/{HF_REPO}/{HF_NAMES[size]}/resolve/main/model.safetensors"
+
+
+def downloads_dir() -> Path:
+    from chatgpt_scratch.paths import checkpoints_dir
+
+    return checkpoints_dir() / "downloads"
+
+
+def download_gpt2(size: str, progress: bool = True) -> tuple[Path, str]:
+    """The Hugging Face model.safetensors for a GPT-2 size, downloaded once (resumable) and verified."""
+    size = size_name(size)
+    dest = downloads_dir() / HF_NAMES[size] / "model.safetensors"
+    known_size, known_sha = KNOWN_FILES.get(size, (None, None))
+    return dest, download_file(hf_url(size), dest, expected_size=known_size, expected_sha256=known_sha,
+                               progress=progress, what=f"{size} weights")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # keep the 302 so its X-Linked-* headers can be read
+        return None
+
+
+def _remote_facts(url: str, timeout: float) -> tuple[int | None, str | None]:
+    """(size, sha256) the server announces, from a HEAD request that does not follow redirects.
+
+    The Hub answers /resolve/ with a redirect to its CDN carrying X-Linked-Size and
+    X-Linked-Etag (the LFS object's sha256); a plain server gives Content-Length.
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        response = opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout)
+        headers = response.headers
+    except urllib.error.HTTPError as e:
+        if e.code in (301, 302, 303, 307, 308):
+            headers = e.headers
+        elif e.code == 404:
+            raise ScratchError(f"{url} was not found (HTTP 404)") from None
+        else:
+            return None, None  # HEAD refused: rely on the GET
+    size = headers.get("X-Linked-Size") or (headers.get("Content-Length") if not headers.get("Location") else None)
+    etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"')
+    return (int(size) if size and size.isdigit() else None), (etag.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", etag) else None)
+
+
+def download_file(url: str, dest: str | Path, expected_size: int | None = None, expected_sha256: str | None = None,
+                  progress: bool = True, what: str = "file", timeout: float = 30.0,
+                  chunk: int = 1 << 20, _after_chunk: Callable[[int], None] | None = None) -> str:
+    """Download url to dest with a progress bar; resume from dest.part with an HTTP Range request.
+
+    Checks the size (known, announced by the server, or Content-Length) and the sha256 when one is
+    known; a download that fails a check is deleted so the next try starts clean. Returns the sha256.
+    An existing dest that passes the known checks is not downloaded again.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        if expected_size is None or dest.stat().st_size == expected_size:
+            digest = sha256_file(dest)
+            if expected_sha256 is None or digest == expected_sha256:
+                return digest
+    try:
+        if expected_size is None or expected_sha256 is None:
+            size, sha = _remote_facts(url, timeout)
+            expected_size, expected_sha256 = expected_size or size, expected_sha256 or sha
+        have = part.stat().st_size if part.is_file() else 0
+        if expected_size is not None and have > expected_size:
+            have = 0
+        hasher = hashlib.sha256()
+        if expected_size is None or have < expected_size:
+            have, total = _fetch(url, part, have, expected_size, hasher, progress, what, timeout, chunk, _after_chunk)
+            expected_size = expected_size or total
+        else:  # a complete .part from an interrupted run: only verification is left
+            _hash_into(hasher, part, chunk)
+    except urllib.error.HTTPError as e:
+        raise ScratchError(f"downloading the {what} from {url} failed: HTTP {e.code} {e.reason}; "
+                           "try again later, or download it elsewhere and use --from FILE") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = str(getattr(e, "reason", None) or e).splitlines()[0][:120]
+        kept = f"; the partial download {part} is kept and resumes next time" if part.is_file() else ""
+        raise ScratchError(f"cannot reach {urllib.parse.urlsplit(url).hostname} to download the {what} ({reason}); "
+                           f"download {url} elsewhere and use --from FILE{kept}") from None
+    digest = hasher.hexdigest()
+    got = part.stat().st_size
+    if expected_size is not None and got != expected_size:
+        part.unlink()
+        raise ScratchError(f"the downloaded {what} has {got} bytes, expected {expected_size}; "
+                           "it was deleted: run the command again")
+    if expected_sha256 is not None and digest != expected_sha256:
+        part.unlink()
+        raise ScratchError(f"the downloaded {what} has sha256 {digest[:16]}..., expected {expected_sha256[:16]}...; "
+                           "it was deleted: run the command again")
+    os.replace(part, dest)
+    return digest
+
+
+def _hash_into(hasher: "hashlib._Hash", path: Path, chunk: int) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            hasher.update(block)
+
+
+def _fetch(url: str, part: Path, have: int, expected_size: int | None, hasher: "hashlib._Hash", progress: bool,
+           what: str, timeout: float, chunk: int, after_chunk: Callable[[int], None] | None) -> tuple[int, int | None]:
+    """Append the rest of url to part (from byte `have`), hashing everything; -> (bytes in part, total)."""
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        if have and response.status != 206:
+            have = 0  # the server ignored the Range: start over
+        if have:
+            _hash_into(hasher, part, chunk)
+        length = response.headers.get("Content-Length", "")
+        total = expected_size or (have + int(length) if length.isdigit() else None)
+        from tqdm import tqdm
+
+        with open(part, "ab" if have else "wb") as out, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=f"downloading {what}", disable=not progress,
+        ) as bar:
+            while block := response.read(chunk):
+                out.write(block)
+                hasher.update(block)
+                bar.update(len(block))
+                if after_chunk is not None:
+                    after_chunk(out.tell())
+            out.flush()
+            os.fsync(out.fileno())
+            return out.tell(), total
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
+    """Our weights under GPT2LMHeadModel's names (`transformer.` prefix) and Conv1D orientation."""
+    cfg = model.cfg
+    if cfg.n_classes is not None:
+        raise ScratchError("export-hf writes language models (GPT2LMHeadModel); this is a classifier, "
+                           "whose head has no GPT-2 equivalent")
+    ours = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for mine, theirs in _TOP_MAP:
+        out[f"transformer.{theirs}"] = ours[mine]
+    for i in range(cfg.n_layers):
+        for mine, theirs, transpose in _BLOCK_MAP:
+            key = f"trf_blocks.{i}.{mine}"
+            if key not in ours:  # qkv_bias=False: GPT-2 always has one, and zeros compute the same thing
+                ours[key] = torch.zeros(3 * cfg.emb_dim, dtype=ours["tok_emb.weight"].dtype)
+            t = ours[key]
+            out[f"transformer.h.{i}.{theirs}"] = t.t().contiguous() if transpose else t
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = ours["out_head.weight"]
+    return out
+
+
+def hf_config(cfg: GPTConfig, dtype: torch.dtype) -> dict[str, Any]:
+    """config.json for transformers' GPT2LMHeadModel."""
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size, "n_positions": cfg.context_length, "n_ctx": cfg.context_length,
+        "n_embd": cfg.emb_dim, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None,
+        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
+        "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
+        "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": 50256, "eos_token_id": 50256,
+        "use_cache": True, "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def export_hf(model: GPTModel, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write out_dir/model.safetensors + config.json (+ the GPT-2 tokenizer files) for transformers.
+
+    `GPT2LMHeadModel.from_pretrained(out_dir)` and `AutoTokenizer.from_pretrained(out_dir)` load them.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ScratchError(f"{out_dir} is a file; give a folder to export into")
+    tensors = hf_state_dict(model)
+    dtype = model.tok_emb.weight.dtype
+    atomic_save_tensors(out_dir / "model.safetensors", tensors, {"format": "pt"})
+    (out_dir / "config.json").write_text(json.dumps(hf_config(model.cfg, dtype), indent=2) + "\n", encoding="utf-8")
+    _write_tokenizer_files(out_dir)
+    if metadata:
+        (out_dir / "chatgpt_scratch.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def _write_tokenizer_files(out_dir: Path) -> None:
+    """GPT2Tokenizer's vocab.json / merges.txt are OpenAI's encoder.json / vocab.bpe under other names."""
+    try:
+        from chatgpt_scratch.tokenizer import bpe_dir
+
+        src = bpe_dir()
+        (out_dir / "vocab.json").write_bytes((src / "encoder.json").read_bytes())
+        (out_dir / "merges.txt").write_bytes((src / "vocab.bpe").read_bytes())
+    except (ScratchError, OSError):
+        return  # weights and config are what matters; the tokenizer is the standard GPT-2 one
+    (out_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024, "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "add_prefix_space": False,
+    }, indent=2) + "\n", encoding="utf-8")
