@@ -1,0 +1,276 @@
+"""Low-rank adaptation (LoRA), as in the book's appendix E, written out by hand.
+
+Instead of updating a frozen weight W (in, out), learn a low-rank change to it:
+
+    y = x W + b + scaling · (x A) B        A: (in, r), B: (r, out), scaling = alpha / r
+
+A starts random (kaiming-uniform, like the book) and B starts at zero, so the
+adapted model is exactly the base model before training. Only A and B train:
+r·(in + out) numbers per layer instead of in·out.
+
+Note: the book scales by `alpha` alone; we use `alpha / r` (the LoRA paper's and
+PEFT's choice), so changing the rank does not change the size of the update.
+
+After training the change can be folded back in (`merge_lora`): W' = W + scaling · (A B),
+giving a plain model as fast as the base; or the adapter alone (A, B per layer, a few
+megabytes) can be saved as a `lora-adapter` checkpoint that names its base model
+(path and sha256) and is applied to it on load (`load_lora_adapter`).
+
+Weight tying: GPT-2 shares one matrix between the token embedding and the output head.
+An adapter on `out_head` only adds its own term; the shared matrix stays frozen and
+untouched. Merging the head gives it its own (changed) matrix, so the merged model is
+no longer tied and its config says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatgpt_scratch.errors import ScratchError
+
+# Every linear layer of the GPT: the fused query/key/value projection, the attention
+# output projection, both feed-forward layers, and the output head (the book adapts all).
+DEFAULT_TARGETS: tuple[str, ...] = ("att.qkv", "att.out_proj", "ff.layers.0", "ff.layers.2", "out_head")
+LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update.
+
+    The base layer's own Parameter objects are reused (not copied), so a weight shared
+    with another module (a tied output head) stays shared, and the state-dict names of the
+    base weights do not change (`...qkv.weight` stays `...qkv.weight`).
+    """
+
+    def __init__(self, linear: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        if not isinstance(rank, int) or rank < 1:
+            raise ScratchError(f"LoRA rank must be a whole number >= 1, got {rank!r}")
+        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+            raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.rank, self.alpha = rank, float(alpha)
+        self.scaling = self.alpha / rank
+        self.weight = linear.weight  # (out, in), frozen
+        self.bias = linear.bias      # (out,) or None, frozen
+        self.weight.requires_grad_(False)
+        if self.bias is not None:
+            self.bias.requires_grad_(False)
+        factory = dict(device=linear.weight.device, dtype=linear.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(self.in_features, rank, **factory))   # (in, r)
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # the book's (and nn.Linear's) init
+        self.lora_B = nn.Parameter(torch.zeros(rank, self.out_features, **factory))  # (r, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (..., in) -> (..., out); (x A) B keeps the intermediate at rank r, never a full (in, out) matrix.
+        return F.linear(x, self.weight, self.bias) + self.scaling * ((x @ self.lora_A) @ self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        """The change this adapter makes to the weight, in nn.Linear's (out, in) layout."""
+        return self.scaling * (self.lora_A @ self.lora_B).T
+
+    def merged(self) -> nn.Linear:
+        """A plain nn.Linear computing the same function (a new weight tensor; the base's is left alone)."""
+        factory = dict(device=self.weight.device, dtype=self.weight.dtype)
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, **factory)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight + self.delta_weight())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, alpha={self.alpha:g}"
+
+
+def _matches(name: str, targets: Sequence[str]) -> bool:
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def inject_lora(model: nn.Module, rank: int, alpha: float, targets: Sequence[str] = DEFAULT_TARGETS,
+                train_also: Sequence[str] = ()) -> list[str]:
+    """Wrap the nn.Linear layers whose names match `targets` in LoRALinear; freeze everything else.
+
+    A target matches a module whose name is the target or ends with "." + target
+    ("att.qkv" matches "trf_blocks.3.att.qkv"). `train_also` names parameters (same
+    matching, e.g. "out_head" for a fresh classifier head that is not adapted) left trainable.
+    Returns the names of the adapted layers.
+    """
+    targets = tuple(targets)
+    if not targets:
+        raise ScratchError("LoRA needs at least one target layer")
+    chosen = [name for name, module in model.named_modules()
+              if isinstance(module, nn.Linear) and _matches(name, targets)]
+    if not chosen:
+        raise ScratchError(f"no linear layer matches the LoRA targets {list(targets)}")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name in chosen:
+        _set_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha))
+    for name, param in model.named_parameters():
+        if name.endswith(LORA_PARAM_SUFFIXES):
+            param.requires_grad_(True)
+        elif train_also and _matches(name.rpartition(".")[0], train_also):
+            param.requires_grad_(True)
+    return chosen
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def has_lora(model: nn.Module) -> bool:
+    return any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def lora_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights only: {"trf_blocks.0.att.qkv.lora_A": (in, r), "...lora_B": (r, out), ...}."""
+    return {name: p.detach() for name, p in model.named_parameters() if name.endswith(LORA_PARAM_SUFFIXES)}
+
+
+def lora_parameter_count(model: nn.Module) -> int:
+    """Σ over adapted layers of r·(in + out)."""
+    return sum(m.rank * (m.in_features + m.out_features) for m in lora_layers(model).values())
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its layer (W + scaling·A·B) and return the model with plain nn.Linear layers.
+
+    Every parameter is trainable again afterwards, like a freshly loaded model. A tied
+    output head that was adapted becomes untied (the embedding keeps the base matrix).
+    """
+    layers = lora_layers(model)
+    for name, layer in layers.items():
+        _set_submodule(model, name, layer.merged())
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and getattr(cfg, "tie_embeddings", False) and "out_head" in layers:
+        model.cfg = cfg.with_(tie_embeddings=False)
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model
+
+
+# --- adapter checkpoints -------------------------------------------------------------------------
+
+
+def _non_base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What the adapter must carry besides A and B: trainable non-LoRA parameters, and a classifier's head.
+
+    A classifier head is not in the base model (to_classifier makes it fresh), so it is
+    saved even when frozen under its own adapter.
+    """
+    classifier = getattr(getattr(model, "cfg", None), "n_classes", None) is not None
+    return {name: p.detach() for name, p in model.named_parameters()
+            if not name.endswith(LORA_PARAM_SUFFIXES)
+            and (p.requires_grad or (classifier and name.startswith("out_head.")))}
+
+
+def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str | Path,
+                      **metadata: Any) -> Path:
+    """Save only the adapter (and any other trainable parameter) as a small `lora-adapter` checkpoint.
+
+    The header names the base model (absolute path and sha256 of the file) and records
+    rank, alpha, the adapted layers and the adapted model's config; `metadata` adds
+    provenance (model_kind="instruct", template=..., dataset, val_loss, ...).
+    """
+    from chatgpt_scratch.checkpoints import FORMAT, atomic_save_tensors, encode_metadata
+    from chatgpt_scratch.data.registry import sha256_file
+
+    layers = lora_layers(model)
+    if not layers:
+        raise ScratchError("this model has no LoRA adapters to save; call inject_lora first")
+    base = Path(base_checkpoint)
+    if not base.is_file():
+        raise ScratchError(f"base checkpoint not found: {base}; the adapter must name the model it was trained on")
+    first = next(iter(layers.values()))
+    meta = {
+        "format": FORMAT,
+        "kind": "lora-adapter",
+        "config": model.cfg.to_json(),
+        "tokenizer": "gpt2",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base": str(base.resolve()),
+        "base_sha256": sha256_file(base),
+        "parent": str(base.resolve()),
+        "lora_rank": first.rank,
+        "lora_alpha": first.alpha,
+        "lora_layers": sorted(layers),
+        **metadata,
+    }
+    tensors = {**lora_tensors(model), **_non_base_tensors(model)}
+    atomic_save_tensors(path, tensors, encode_metadata(meta))
+    return Path(path)
+
+
+def _find_base(adapter: Path, recorded: str) -> Path:
+    """The recorded base path, else a file of the same name beside the adapter (a moved folder)."""
+    candidates = [Path(recorded), adapter.parent / Path(recorded).name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ScratchError(f"the base model of adapter {adapter} is missing: {recorded} not found; "
+                       "put the base checkpoint back there (or beside the adapter), or use a merged model")
+
+
+def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merge: bool = False
+                      ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load the adapter's base model, check it is the same file (sha256), and apply the adapter.
+
+    merge=True folds the adapter in (a plain model, fastest for generation). The returned
+    metadata is the adapter's header; its `model_kind` says what the adapted model is.
+    """
+    from safetensors.torch import load_file
+
+    from chatgpt_scratch.checkpoints import config_from_metadata, load_checkpoint, read_metadata, require_kind
+    from chatgpt_scratch.data.registry import sha256_file
+    from chatgpt_scratch.model import to_classifier
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    require_kind(metadata, "lora-adapter", path)
+    for key in ("base", "base_sha256", "lora_rank", "lora_alpha", "lora_layers"):
+        if key not in metadata:
+            raise ScratchError(f"{path}: the adapter header has no {key!r}; the file was edited or is damaged")
+    base_path = _find_base(path, metadata["base"])
+    digest = sha256_file(base_path)
+    if digest != metadata["base_sha256"]:
+        raise ScratchError(
+            f"{base_path} is not the base model adapter {path.name} was trained on (sha256 {digest[:12]}…, "
+            f"expected {metadata['base_sha256'][:12]}…); the adapter only works on its original base"
+        )
+    model, _ = load_checkpoint(base_path, device="cpu")
+    cfg = config_from_metadata(metadata, path)
+    if cfg.n_classes is not None and model.cfg.n_classes != cfg.n_classes:
+        to_classifier(model, cfg.n_classes)  # the adapter carries the new head's weights
+    inject_lora(model, int(metadata["lora_rank"]), float(metadata["lora_alpha"]), targets=metadata["lora_layers"])
+    state = load_file(str(path))
+    own = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(own))
+    missing = sorted(k for k in lora_tensors(model) if k not in state)
+    if unknown or missing:
+        raise ScratchError(f"{path}: adapter weights do not fit its base model "
+                           f"(unexpected {unknown[:3]}, missing {missing[:3]}); the file was edited or is damaged")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if own[name].shape != tensor.shape:
+                raise ScratchError(f"{path}: {name} is {tuple(tensor.shape)} in the adapter but the model needs "
+                                   f"{tuple(own[name].shape)}; the file was edited or is damaged")
+            own[name].copy_(tensor)
+    if merge:
+        merge_lora(model)
+    model.eval()
+    return model.to(device), metadata
