@@ -1,0 +1,119 @@
+"""`chatgpt-scratch checkpoints list [FOLDER]` and `checkpoints info PATH`: what is in the files, from headers only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "checkpoints",
+        help="list checkpoints and show what is inside one (reads headers only: fast)",
+        description="Inspect .safetensors checkpoints without loading their weights.",
+    )
+    sub = p.add_subparsers(dest="checkpoints_command", metavar="ACTION", required=True)
+
+    ls = sub.add_parser(
+        "list", help="a table of the checkpoints in a folder",
+        description="One row per .safetensors file in FOLDER: name, kind, architecture, parameters, file size, "
+        "created, parent, best validation metric. Broken files are listed as such.",
+        epilog="example: chatgpt-scratch checkpoints list --json | jq '.[].name'",
+    )
+    ls.add_argument("folder", nargs="?", default=None, metavar="FOLDER",
+                    help="folder to list (default: ./checkpoints or $CHATGPT_SCRATCH_CHECKPOINTS)")
+    ls.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    ls.set_defaults(func=run_list)
+
+    info = sub.add_parser(
+        "info", help="everything a checkpoint's header says",
+        description="Print a checkpoint's kind, architecture, parameter count and its full metadata "
+        "(provenance: parent, dataset, steps, validation metrics, labels, template, ...).",
+        epilog="example: chatgpt-scratch checkpoints info checkpoints/gpt2-small.safetensors",
+    )
+    info.add_argument("path", metavar="PATH", help="a .safetensors checkpoint")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(func=run_info)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("GB", "MB", "KB"):
+        size = {"GB": 1 << 30, "MB": 1 << 20, "KB": 1 << 10}[unit]
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _metric(info) -> str:
+    if info.metric_name is None:
+        return "-"
+    name = info.metric_name.removeprefix("val_")
+    return f"{name} {info.metric_value:.4f}" if name == "loss" else f"{name} {info.metric_value:.2%}"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.checkpoints import list_checkpoints
+    from chatgpt_scratch.model import format_params
+    from chatgpt_scratch.paths import checkpoints_dir
+
+    folder = args.folder or checkpoints_dir()
+    infos = list_checkpoints(folder)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
+        return 0
+    if not infos:
+        print(f"no checkpoints in {folder} (get GPT-2 with `chatgpt-scratch import-gpt2 gpt2`, or train one)")
+        return 0
+    rows = [("NAME", "KIND", "ARCH", "PARAMS", "FILE", "CREATED", "PARENT", "BEST VAL")]
+    for i in infos:
+        if not i.ok:
+            rows.append((i.name, "BROKEN", "-", "-", _human_bytes(i.file_size), "-", "-", "-"))
+            continue
+        arch = i.preset or f"{i.config.n_layers}x{i.config.emb_dim}"
+        if i.config.n_classes:
+            arch += f" +{i.config.n_classes}-class head"
+        created = (i.created or "-").replace("T", " ")[:16]
+        parent = (i.parent or "-").rsplit("/", 1)[-1].removesuffix(".safetensors")
+        rows.append((i.name, i.kind or "?", arch, format_params(i.n_params), _human_bytes(i.file_size),
+                     created, parent, _metric(i)))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for i in infos:
+        if not i.ok:
+            print(f"broken: {i.name}: {i.error}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.checkpoints import checkpoint_info
+    from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.model import format_params
+
+    info = checkpoint_info(args.path)
+    if not info.ok:
+        raise ScratchError(info.error)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2, default=str))
+        return 0
+    cfg = info.config
+    print(f"{info.path}")
+    print(f"  kind         {info.kind}")
+    print(f"  architecture {info.preset or 'custom'}: {cfg.n_layers} layers, width {cfg.emb_dim}, {cfg.n_heads} heads, "
+          f"context {cfg.context_length}, vocab {cfg.vocab_size}"
+          + (", tied embeddings" if cfg.tie_embeddings else "")
+          + (f", {cfg.n_classes}-class head" if cfg.n_classes else ""))
+    print(f"  parameters   {format_params(info.n_params)} ({info.n_params:,}), stored as {info.dtype}")
+    print(f"  file size    {_human_bytes(info.file_size)}")
+    if info.metric_name:
+        print(f"  best val     {_metric(info)}")
+    print("  metadata:")
+    for key in sorted(info.metadata):
+        if key == "config":
+            continue
+        value = info.metadata[key]
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if len(text) > 200:
+            text = text[:200] + f"... ({len(text)} chars)"
+        print(f"    {key}: {text}")
+    return 0
