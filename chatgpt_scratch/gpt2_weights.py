@@ -207,15 +207,14 @@ def import_gpt2(source: str | Path, out: str | Path | None = None, dtype: torch.
 
 def import_gpt2_with_provenance(source: str | Path, dtype: torch.dtype | None = None,
                                 progress: bool = True) -> ImportedGPT2:
-    size: str | None = None
-    if isinstance(source, Path) or Path(source).exists() or os.sep in str(source) or str(source).endswith(".safetensors"):
+    size = _as_size(source)
+    if size is None:
         path = Path(source)
         if path.is_dir():
             path = path / "model.safetensors"
         provenance: dict[str, Any] = {"source": "huggingface-file", "source_file": str(path.resolve())}
         digest = sha256_file(path) if path.is_file() else None
     else:
-        size = size_name(str(source))
         path, digest = download_gpt2(size, progress=progress)
         provenance = {"source": "huggingface", "source_url": hf_url(size), "gpt2_size": size}
     model = load_hf_gpt2(path, size=size, dtype=dtype)
@@ -226,6 +225,20 @@ def import_gpt2_with_provenance(source: str | Path, dtype: torch.dtype | None = 
             provenance["gpt2_size"] = size
     provenance["source_sha256"] = digest
     return ImportedGPT2(model, provenance)
+
+
+def _as_size(source: str | Path) -> str | None:
+    """A size name for a str that names one; None for a Path or something that looks like a file."""
+    if isinstance(source, Path):
+        return None
+    text = str(source)
+    looks_like_file = Path(text).exists() or "/" in text or os.sep in text or text.endswith(".safetensors")
+    try:
+        return size_name(text)
+    except ScratchError:
+        if looks_like_file:
+            return None
+        raise
 
 
 # --- download --------------------------------------------------------------------------------------
@@ -419,13 +432,13 @@ def export_hf(model: GPTModel, out_dir: str | Path, metadata: dict[str, Any] | N
     dtype = model.tok_emb.weight.dtype
     atomic_save_tensors(out_dir / "model.safetensors", tensors, {"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(hf_config(model.cfg, dtype), indent=2) + "\n", encoding="utf-8")
-    _write_tokenizer_files(out_dir)
+    _write_tokenizer_files(out_dir, model.cfg.context_length)
     if metadata:
         (out_dir / "chatgpt_scratch.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
     return out_dir
 
 
-def _write_tokenizer_files(out_dir: Path) -> None:
+def _write_tokenizer_files(out_dir: Path, max_length: int) -> None:
     """GPT2Tokenizer's vocab.json / merges.txt are OpenAI's encoder.json / vocab.bpe under other names."""
     try:
         from chatgpt_scratch.tokenizer import bpe_dir
@@ -436,6 +449,6 @@ def _write_tokenizer_files(out_dir: Path) -> None:
     except (ScratchError, OSError):
         return  # weights and config are what matters; the tokenizer is the standard GPT-2 one
     (out_dir / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024, "bos_token": "<|endoftext|>",
+        "tokenizer_class": "GPT2Tokenizer", "model_max_length": max_length, "bos_token": "<|endoftext|>",
         "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "add_prefix_space": False,
     }, indent=2) + "\n", encoding="utf-8")

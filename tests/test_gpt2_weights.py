@@ -298,3 +298,21 @@ def test_offline_error(tmp_path, monkeypatch):
                                            r"download http://127.0.0.1:9/openai-community/gpt2-large/resolve/main/"
                                            r"model.safetensors elsewhere and use --from FILE"):
         gw.import_gpt2("gpt2-large", progress=False)
+
+
+def test_import_by_size_downloads_then_imports(tmp_path, server, monkeypatch, hf_model, ids):
+    """`import_gpt2("gpt2-medium")` end to end against a local Hub stand-in serving a (tiny) GPT-2 file."""
+    src = save_hf(hf_model, tmp_path / "hf")
+    server.payload = src.read_bytes()
+    server.announce_size, server.announce_sha = len(server.payload), hashlib.sha256(server.payload).hexdigest()
+    monkeypatch.setenv("HF_ENDPOINT", server.base)
+    tiny_as_medium = PRESETS["gpt2-medium"].with_(emb_dim=64, n_heads=4, n_layers=2, context_length=128)
+    monkeypatch.setitem(gw.PRESETS, "gpt2-medium", tiny_as_medium)  # the real one is 1.5 GB
+
+    out = tmp_path / "medium.safetensors"
+    model = gw.import_gpt2("gpt2-medium", out=out, progress=False)
+    with torch.no_grad():
+        assert torch.allclose(model(ids), hf_logits(hf_model, ids), atol=1e-4, rtol=0)
+    meta = read_metadata(out)
+    assert meta["source_url"] == f"{server.base}/openai-community/gpt2-medium/resolve/main/model.safetensors"
+    assert (meta["gpt2_size"], meta["source_sha256"]) == ("gpt2-medium", server.announce_sha)

@@ -52,7 +52,7 @@ def run_import(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not args.force:
         raise ScratchError(f"{out} already exists; choose another --out or add --force to overwrite it")
-    imported = import_gpt2_with_provenance(args.from_file or args.size)
+    imported = import_gpt2_with_provenance(Path(args.from_file) if args.from_file else args.size)
     if out is None:
         stem = imported.provenance.get("gpt2_size") or f"{Path(args.from_file).resolve().parent.name}-imported"
         out = checkpoints_dir() / f"{stem}.safetensors"
@@ -61,6 +61,11 @@ def run_import(args: argparse.Namespace) -> int:
     save_checkpoint(out, imported.model, kind="base", **imported.provenance)
     print(f"saved {imported.provenance.get('gpt2_size', 'GPT-2')} ({format_params(imported.model.num_parameters())} "
           f"parameters) to {out}")
+    if args.size is not None:
+        from chatgpt_scratch.gpt2_weights import HF_NAMES, downloads_dir
+
+        kept = downloads_dir() / HF_NAMES[size_name(args.size)]
+        print(f"the downloaded original stays in {kept} (re-importing skips the download; delete it to free the space)")
     return 0
 
 
