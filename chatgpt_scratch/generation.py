@@ -92,7 +92,10 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: Sequence[int] |
     if penalty == 1.0:
         return logits
     rows = logits.view(-1, logits.shape[-1]).clone()  # (batch, vocab)
-    histories = [previous_ids] if logits.dim() == 1 else previous_ids
+    flat = len(previous_ids) == 0 or not isinstance(previous_ids[0], Sequence)
+    histories = [previous_ids] * rows.shape[0] if flat else previous_ids  # one flat list: the same for every row
+    if len(histories) != rows.shape[0]:
+        raise ValueError(f"{len(histories)} histories for {rows.shape[0]} rows of logits")
     for row, seen in zip(rows, histories):
         if len(seen) == 0:
             continue
@@ -224,7 +227,7 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
             cache = model.new_cache(1, max_len=min(context, len(window) + sampling.max_new_tokens))
         logits = _last_logits(model, as_batch(window), cache)
         for step in range(sampling.max_new_tokens):
-            token = int(pick_next_token(logits, sampling, ids, generator)[0])
+            token = int(pick_next_token(logits, sampling, [ids], generator)[0])
             if token in stop_ids:
                 return
             ids.append(token)
@@ -315,7 +318,7 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
         """Left-pad the active rows' last windows into one batch; run them into a fresh cache."""
         windows = [histories[r][-context:] for r in active]
         width = max(len(w) for w in windows)
-        idx = torch.tensor([[ENDOFTEXT_ID] * (width - len(w)) + w for w in windows], device=device)
+        idx = torch.tensor([[0] * (width - len(w)) + w for w in windows], device=device)  # pad id: masked, any id works
         mask = torch.tensor([[0] * (width - len(w)) + [1] * len(w) for w in windows], device=device)
         remaining = sampling.max_new_tokens - len(new_tokens[active[0]])
         cache = model.new_cache(len(active), max_len=min(context, width + remaining))
