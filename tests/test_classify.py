@@ -227,3 +227,37 @@ def test_weighted_loss_uses_training_class_weights():
         logits = classifier_logits(model, batch[0], batch[1])
         expected = torch.nn.functional.cross_entropy(logits, batch[2], weight=task.weights)
         torch.testing.assert_close(task.loss(model, batch), expected)
+
+
+def test_ddp_shards_match_one_process_with_the_global_batch():
+    messages = [Message(f"message number {i}", i % 2) for i in range(20)]
+    encoded = encode_messages(messages, 16)
+    data = SpamData(encoded, encoded[:2], encoded[:2], 16)
+    single = SpamTask(data, batch_size=4, seed=3)
+    sharded = SpamTask(data, batch_size=2, seed=3)
+    assert sharded.num_train_batches(world_size=2) == 5 and single.num_train_batches() == 5
+    for epoch in (0, 1):
+        ranks = [list(sharded.train_batches(epoch, rank=r, world_size=2)) for r in (0, 1)]
+        for g, global_batch in enumerate(single.train_batches(epoch)):
+            assert torch.equal(ranks[0][g][0], global_batch[0][:2])  # rank 0 holds rows 0..1
+            assert torch.equal(ranks[1][g][0], global_batch[0][2:])  # rank 1 holds rows 2..3
+    assert [b[0].tolist() for b in single.train_batches(0)] != [b[0].tolist() for b in single.train_batches(1)]
+
+
+def test_lora_classifier_is_saved_merged(tmp_path):
+    model = tiny_classifier()
+    set_trainable(model, lora_rank=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("lora_B"):
+                p.normal_()  # a non-zero update, as after training
+    task = _task()
+    path = tmp_path / "lora.safetensors"
+    task.save_model(path, model, task.metadata())
+    meta = read_metadata(path)
+    assert meta["kind"] == "classifier" and meta["lora_merged"] is True and meta["lora_rank"] == 2
+    clf = SpamClassifier.load(path)
+    ids, lengths, _ = collate(task.data.val)
+    with torch.no_grad():
+        torch.testing.assert_close(classifier_logits(clf.model, ids, lengths),
+                                   classifier_logits(model.eval(), ids, lengths), atol=1e-5, rtol=1e-5)

@@ -7,6 +7,7 @@ pooled classifier logits (optionally class-weighted). Eval: val loss and accurac
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -162,11 +163,14 @@ class SpamTask:
         return torch.randperm(len(self.data.train), generator=g).tolist()
 
     def num_train_batches(self, world_size: int = 1) -> int:
-        total = math.ceil(len(self.data.train) / self.batch_size)
-        return total if world_size == 1 else total // world_size
+        if world_size == 1:  # the last batch may be short
+            return math.ceil(len(self.data.train) / self.batch_size)
+        # DDP: only whole global batches (batch_size rows on every rank), so the ranks never differ.
+        return len(self.data.train) // (self.batch_size * world_size)
 
     def train_batches(self, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-        """A fresh shuffle per epoch, fixed by (seed, epoch); rank r takes every world_size-th batch."""
+        """A fresh shuffle per epoch, fixed by (seed, epoch). Global batch i is order[i·B·W : (i+1)·B·W];
+        rank r takes its rows [r·B, (r+1)·B), so W ranks see what one process with batch B·W would."""
         order = self._epoch_order(epoch)
         n = self.num_train_batches(world_size)
         for i in range(n):
@@ -219,6 +223,18 @@ class SpamTask:
         """Accuracy, spam precision/recall/F1 and the confusion matrix on a whole split."""
         _, y_true, y_pred = self._predict(model, getattr(self.data, split), None)
         return classification_metrics(y_true, y_pred)
+
+    def save_model(self, path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+        """Trainer hook: save a plain classifier. LoRA adapters are folded into a copy first
+        (W + scaling·A·B), so the file loads like any classifier and runs at full speed."""
+        from chatgpt_scratch.checkpoints import save_checkpoint
+        from chatgpt_scratch.lora import has_lora, lora_layers, merge_lora
+
+        if has_lora(model):
+            first = next(iter(lora_layers(model).values()))
+            metadata = {**metadata, "lora_rank": first.rank, "lora_alpha": first.alpha, "lora_merged": True}
+            model = merge_lora(copy.deepcopy(model))
+        save_checkpoint(path, model, self.checkpoint_kind, **metadata)
 
     def metadata(self) -> dict[str, Any]:
         return {
