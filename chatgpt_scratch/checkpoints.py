@@ -258,6 +258,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     model.load_state_dict(state, strict=False, assign=True)  # strict=False: a tied head is not in the file
     if cfg.tie_embeddings:
         model.out_head.weight = model.tok_emb.weight
+    left_empty = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left_empty:  # a tensor the file does not hold and the model did not compute: a bug, not bad input
+        raise RuntimeError(f"load_checkpoint left {left_empty[:3]} unset; GPTModel gained state that checkpoints do not store")
     model.eval()
     return model.to(device=device, dtype=dtype), metadata
 
