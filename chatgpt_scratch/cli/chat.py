@@ -1,0 +1,485 @@
+"""`chatgpt-scratch chat --checkpoint PATH`: talk to a model in the terminal.
+
+Two modes, chosen by stdin:
+- a terminal: a prompt_toolkit REPL (history, multi-line input, slash commands, Ctrl-C stops a reply);
+- a pipe or file: one prompt per line, one reply per prompt on stdout, nothing else printed there.
+
+The command logic lives in `ChatController` (no prompt_toolkit, no terminal), so the slash
+commands and the saving are tested directly; prompt_toolkit is imported only by the REPL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.errors import ScratchError
+
+if TYPE_CHECKING:
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.chat_store import ChatStore
+
+KEYS_HELP = """\
+keys:
+  Enter            send the message
+  Esc then Enter   insert a new line (Alt+Enter works in most terminals); pasted text keeps its lines
+  Ctrl-C           while the model writes: stop the reply, keeping what it wrote; at the prompt: clear the line
+  Ctrl-D           quit (on an empty line)
+  Up / Down        earlier messages (input history is kept between sessions)"""
+
+COMMANDS_HELP = """\
+commands:
+  /help                   this text
+  /settings               show the model and the sampling settings
+  /temperature X          0 = greedy (always the likeliest token); 0.7-1.0 = varied
+  /top-k N                sample from the N likeliest tokens only (off: no limit)
+  /top-p X                sample from the smallest set of tokens whose probability reaches X (off: no limit)
+  /max-tokens N           longest reply, in tokens
+  /repetition-penalty X   > 1 discourages repeating tokens (1 = off)
+  /seed N                 same seed => same replies (off: random)
+  /retry                  write the last reply again
+  /clear                  start a new conversation (the old one stays saved)
+  /history                this conversation so far;  /history all: the saved conversations
+  /save FILE              write this conversation to FILE as Markdown
+  /load CHECKPOINT        switch to another base or instruct checkpoint (starts a new conversation)
+  /quit                   leave (or Ctrl-D)
+  //text                  send a message that starts with "/" """
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "chat",
+        help="chat with a base or instruct checkpoint in the terminal (conversations are saved)",
+        description="Chat with the model in a checkpoint. An instruct checkpoint formats the conversation "
+        "with the prompt template it was fine-tuned with (Alpaca or Phi-3); a base checkpoint just continues "
+        "the text. The oldest turns are left out when the conversation outgrows the context window. "
+        "Conversations are saved in a SQLite database (see --db). With stdin from a pipe or file, each line "
+        "is one prompt and each reply is written to stdout (one per prompt): for scripts.",
+        epilog=KEYS_HELP + "\n\n" + COMMANDS_HELP + "\n\nexamples:\n"
+        "  chatgpt-scratch chat --checkpoint checkpoints/instruct.safetensors\n"
+        "  printf 'Name a colour.\\nAnd another?\\n' | chatgpt-scratch chat --checkpoint "
+        "checkpoints/instruct.safetensors --jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", metavar="PATH", help="a base or instruct .safetensors checkpoint")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample only from the smallest set of tokens whose probability reaches P (nucleus)")
+    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="longest reply in tokens (default 256)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="> 1 discourages tokens already in the text (default 1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="same seed => same replies")
+    add_device_arg(p)
+    p.add_argument("--db", action="store_true", help="print the path of the chat database and exit")
+    p.add_argument("--resume", type=int, default=None, metavar="ID",
+                   help="continue saved conversation ID (`/history all` lists them)")
+    p.add_argument("--no-save", action="store_true", help="do not save this conversation in the database")
+    p.add_argument("--jsonl", action="store_true",
+                   help='piped mode: write each reply as a JSON line {"prompt", "reply", "stats"} '
+                   "(exact even when a reply spans several lines)")
+    p.set_defaults(func=run)
+
+
+# -- the command logic (no terminal involved) -------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    text: str = ""  # what to show the user
+    quit: bool = False
+    reply: Iterator[str] | None = None  # /retry: a reply to stream, as for a message
+
+
+def load_session(path: str, device: str = "auto", sampling=None) -> ChatSession:
+    from chatgpt_scratch.chat import ChatSession
+
+    return ChatSession.from_checkpoint(path, device=device, sampling=sampling)
+
+
+class ChatController:
+    """One chat: the session, the slash commands, and saving each turn to the store as it happens."""
+
+    def __init__(self, session: ChatSession, store: ChatStore | None, device: str = "auto",
+                 loader: Callable[..., ChatSession] = load_session):
+        self.session = session
+        self.store = store
+        self.device = device
+        self.loader = loader
+        self.conversation_id: int | None = None
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._assistant_message_id: int | None = None  # the stored last reply (replaced by /retry)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def send(self, text: str) -> Iterator[str]:
+        """Stream the reply; the turn is saved when the stream ends (also when it is stopped early)."""
+        return self._saved(self.session.send(text), retry=False)
+
+    def resume(self, conversation_id: int) -> int:
+        """Continue a saved conversation; returns how many turns were read back."""
+        if self.store is None:
+            raise ScratchError("--resume needs the database; drop --no-save")
+        self.store.get_conversation(conversation_id)  # a clear error if it does not exist
+        turns = self.store.turns(conversation_id)
+        self.session.set_history(turns)
+        self.conversation_id = conversation_id
+        replies = [m.id for m in self.store.get_messages(conversation_id) if m.role == "assistant"]
+        self._assistant_message_id = replies[-1] if replies else None
+        return len(turns)
+
+    def _saved(self, stream: Iterator[str], retry: bool) -> Iterator[str]:
+        before = self.session.turns[-1] if self.session.turns else None
+        try:
+            yield from stream
+        finally:
+            stream.close()  # the session records the turn (full or partial) when its stream closes
+            after = self.session.turns[-1] if self.session.turns else None
+            if after is not None and after is not before:  # a reply was really written
+                self._save_turn(retry)
+
+    def _save_turn(self, retry: bool) -> None:
+        if self.store is None:
+            return
+        turn = self.session.turns[-1]
+        stats = turn.stats.to_dict() if turn.stats else None
+        if self.conversation_id is None:
+            title = " ".join(turn.user.split())[:60]
+            self.conversation_id = self.store.create_conversation(title, self.session.checkpoint)
+        if retry and self._assistant_message_id is not None:
+            self.store.delete_message(self._assistant_message_id)
+        else:
+            self.store.add_message(self.conversation_id, "user", turn.user)
+        self._assistant_message_id = self.store.add_message(self.conversation_id, "assistant", turn.assistant, stats)
+
+    # -- slash commands ---------------------------------------------------------------------
+
+    def command(self, line: str) -> CommandResult:
+        """Run one slash command line such as "/temperature 0.7". ScratchError for bad input."""
+        try:
+            words = shlex.split(line[1:])
+        except ValueError as e:
+            raise ScratchError(f"cannot read that command ({e}); put quotes around a name with spaces") from None
+        if not words:
+            raise ScratchError("an empty command; /help lists the commands")
+        name, args = words[0].lower(), words[1:]
+        handler = COMMANDS.get(name)
+        if handler is None:
+            raise ScratchError(f"unknown command /{name}; /help lists the commands")
+        return handler(self, args)
+
+    def _help(self, args: list[str]) -> CommandResult:
+        return CommandResult(KEYS_HELP + "\n\n" + COMMANDS_HELP)
+
+    def _quit(self, args: list[str]) -> CommandResult:
+        return CommandResult(quit=True)
+
+    def _settings(self, args: list[str]) -> CommandResult:
+        s, session = self.session.sampling, self.session
+        template = session.template.name if session.template else "none (base model: plain continuation)"
+        lines = [
+            f"checkpoint          {session.checkpoint or '(in memory)'}",
+            f"prompt template     {template}",
+            f"context             {session.context_length} tokens ({session.prompt_limit()} for the prompt)",
+            f"temperature         {s.temperature}{' (greedy)' if s.greedy else ''}",
+            f"top-k               {s.top_k if s.top_k is not None else 'off'}",
+            f"top-p               {s.top_p if s.top_p is not None else 'off'}",
+            f"max-tokens          {s.max_new_tokens}",
+            f"repetition-penalty  {s.repetition_penalty}",
+            f"seed                {s.seed if s.seed is not None else 'off (random)'}",
+        ]
+        if self.store is not None:
+            lines.append(f"saved in            {self.store.path}"
+                         + (f" (conversation {self.conversation_id})" if self.conversation_id else ""))
+        return CommandResult("\n".join(lines))
+
+    def _set(self, field: str, value) -> CommandResult:
+        self.session.sampling = replace(self.session.sampling, **{field: value})  # validates the value
+        shown = "off" if value is None else value
+        return CommandResult(f"{field.replace('_', '-')} = {shown}")
+
+    def _temperature(self, args: list[str]) -> CommandResult:
+        return self._set("temperature", _number(args, "/temperature", "0.7", float))
+
+    def _top_k(self, args: list[str]) -> CommandResult:
+        return self._set("top_k", _number(args, "/top-k", "40", int, allow_off=True))
+
+    def _top_p(self, args: list[str]) -> CommandResult:
+        return self._set("top_p", _number(args, "/top-p", "0.9", float, allow_off=True))
+
+    def _max_tokens(self, args: list[str]) -> CommandResult:
+        return self._set("max_new_tokens", _number(args, "/max-tokens", "200", int))
+
+    def _repetition_penalty(self, args: list[str]) -> CommandResult:
+        return self._set("repetition_penalty", _number(args, "/repetition-penalty", "1.2", float))
+
+    def _seed(self, args: list[str]) -> CommandResult:
+        return self._set("seed", _number(args, "/seed", "42", int, allow_off=True))
+
+    def _retry(self, args: list[str]) -> CommandResult:
+        return CommandResult(reply=self._saved(self.session.regenerate(), retry=True))
+
+    def _clear(self, args: list[str]) -> CommandResult:
+        self.session.clear()
+        self.conversation_id = None
+        self._assistant_message_id = None
+        return CommandResult("new conversation (the earlier one is saved; /history all lists them)"
+                             if self.store is not None else "new conversation")
+
+    def _history(self, args: list[str]) -> CommandResult:
+        if args and args[0] == "all":
+            return self._saved_conversations()
+        if args:
+            raise ScratchError("/history takes no argument, or 'all' for the saved conversations")
+        turns = self.session.turns
+        if not turns:
+            return CommandResult("(no messages yet)")
+        lines = []
+        for i, turn in enumerate(turns, 1):
+            lines += [f"[{i}] You: {turn.user}", f"    Model: {turn.assistant}"]
+        dropped = self.session.stats.dropped_turns if self.session.stats else 0
+        if dropped:
+            lines.append(f"(turns 1-{dropped} no longer fit in the context window: the model did not see them "
+                         "for the last reply)")
+        return CommandResult("\n".join(lines))
+
+    def _saved_conversations(self) -> CommandResult:
+        if self.store is None:
+            raise ScratchError("conversations are not being saved (--no-save)")
+        rows = self.store.list_conversations()
+        if not rows:
+            return CommandResult(f"no saved conversations in {self.store.path}")
+        lines = [f"{c.id:>5}  {c.updated[:16].replace('T', ' ')}  {c.message_count:>3} msgs  {c.title}" for c in rows]
+        return CommandResult("\n".join(lines) + "\n(continue one with: chatgpt-scratch chat --checkpoint PATH "
+                             "--resume ID)")
+
+    def _save(self, args: list[str]) -> CommandResult:
+        if len(args) != 1:
+            raise ScratchError("/save needs one file name, e.g. /save chat.md")
+        path = Path(args[0]).expanduser()
+        if not self.session.turns:
+            raise ScratchError("nothing to save yet; send a message first")
+        if path.exists():
+            raise ScratchError(f"{path} already exists; choose another name (it is left as it is)")
+        try:
+            path.write_text(self.markdown(), encoding="utf-8")
+        except OSError as e:
+            raise ScratchError(f"cannot write {path}: {e.strerror}") from None
+        return CommandResult(f"saved {len(self.session.turns)} turns to {path}")
+
+    def markdown(self) -> str:
+        from chatgpt_scratch.chat_store import Conversation, Message, conversation_markdown
+
+        turns = self.session.turns
+        title = " ".join(turns[0].user.split())[:60] if turns else "Conversation"
+        conv = Conversation(self.conversation_id or 0, title, self.session.checkpoint, self.started, self.started)
+        messages = []
+        for t in turns:
+            messages.append(Message(0, conv.id, "user", t.user, ""))
+            messages.append(Message(0, conv.id, "assistant", t.assistant, "", t.stats.to_dict() if t.stats else None))
+        return conversation_markdown(conv, messages)
+
+    def _load(self, args: list[str]) -> CommandResult:
+        if len(args) != 1:
+            raise ScratchError("/load needs one checkpoint path, e.g. /load checkpoints/instruct.safetensors")
+        session = self.loader(args[0], device=self.device, sampling=self.session.sampling)
+        self.session = session
+        self._clear([])
+        return CommandResult(f"loaded {describe(session)}; a new conversation starts")
+
+
+COMMANDS: dict[str, Callable[[ChatController, list[str]], CommandResult]] = {
+    "help": ChatController._help,
+    "settings": ChatController._settings,
+    "temperature": ChatController._temperature,
+    "top-k": ChatController._top_k,
+    "top-p": ChatController._top_p,
+    "max-tokens": ChatController._max_tokens,
+    "repetition-penalty": ChatController._repetition_penalty,
+    "seed": ChatController._seed,
+    "retry": ChatController._retry,
+    "clear": ChatController._clear,
+    "history": ChatController._history,
+    "save": ChatController._save,
+    "load": ChatController._load,
+    "quit": ChatController._quit,
+    "exit": ChatController._quit,
+}
+
+
+def _number(args: list[str], command: str, example: str, kind: type, allow_off: bool = False):
+    off = " (or 'off')" if allow_off else ""
+    if len(args) != 1:
+        raise ScratchError(f"{command} needs one value{off}, e.g. {command} {example}")
+    if allow_off and args[0].lower() in ("off", "none"):
+        return None
+    try:
+        return kind(args[0])
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ScratchError(f"{command} needs {what}{off}, e.g. {command} {example}; got {args[0]!r}") from None
+
+
+def describe(session: ChatSession) -> str:
+    kind = f"instruct, {session.template.name} template" if session.template else "base model"
+    return f"{session.checkpoint} ({kind}, context {session.context_length} tokens)"
+
+
+def split_input(text: str) -> tuple[str, str]:
+    """("command", line) for a slash command, ("message", text) otherwise; "//x" sends "/x"."""
+    stripped = text.strip()
+    if stripped.startswith("//"):
+        return "message", stripped[1:]
+    if stripped.startswith("/"):
+        return "command", stripped
+    return "message", text
+
+
+# -- running it --------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.chat_store import ChatStore, default_db_path
+
+    if args.db:
+        print(default_db_path())
+        return 0
+    if not args.checkpoint:
+        raise ScratchError("chat needs --checkpoint PATH (a base or instruct .safetensors file); "
+                           "`chatgpt-scratch checkpoints list` shows yours")
+    from chatgpt_scratch.generation import SamplingConfig
+
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
+                              seed=args.seed)
+    session = load_session(args.checkpoint, device=args.device, sampling=sampling)
+    store = None if args.no_save else ChatStore()
+    try:
+        controller = ChatController(session, store, device=args.device)
+        if args.resume is not None:
+            n = controller.resume(args.resume)
+            if sys.stdin.isatty():
+                print(f"continuing conversation {args.resume} ({n} turns)")
+        if sys.stdin.isatty():
+            return run_interactive(controller)
+        return run_piped(controller, sys.stdin, sys.stdout, sys.stderr, jsonl=args.jsonl)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def run_piped(controller: ChatController, stdin: TextIO, stdout: TextIO, stderr: TextIO, jsonl: bool) -> int:
+    """Each non-empty line is a prompt; each prompt gets exactly one reply (or one error) on stdout."""
+    failed = 0
+    for raw in stdin:
+        prompt = raw.rstrip("\r\n")
+        if not prompt.strip():
+            continue
+        try:
+            if jsonl:
+                reply = "".join(controller.send(prompt))
+                stats = controller.session.stats.to_dict() if controller.session.stats else None
+                stdout.write(json.dumps({"prompt": prompt, "reply": reply, "stats": stats}) + "\n")
+            else:
+                for piece in controller.send(prompt):
+                    stdout.write(piece)
+                    stdout.flush()
+                stdout.write("\n")
+        except ScratchError as e:
+            failed += 1
+            print(f"error: {e}", file=stderr)
+            stdout.write(json.dumps({"prompt": prompt, "error": str(e)}) + "\n" if jsonl else "\n")
+        stdout.flush()
+    return 1 if failed else 0
+
+
+def run_interactive(controller: ChatController, pt_input=None, pt_output=None) -> int:
+    """The REPL. pt_input/pt_output: prompt_toolkit Input/Output to use instead of the terminal (tests)."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.formatted_text import FormattedText
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.shortcuts import print_formatted_text
+
+    from chatgpt_scratch.paths import app_data_dir
+
+    def note(text: str) -> None:
+        print_formatted_text(FormattedText([("ansibrightblack", text)]), output=pt_output)
+
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _submit(event) -> None:
+        event.current_buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")  # Esc then Enter, or Alt+Enter
+    def _newline(event) -> None:
+        event.current_buffer.insert_text("\n")
+
+    history_file = app_data_dir() / "chat_input_history"
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    prompt = PromptSession(history=FileHistory(str(history_file)), multiline=True, key_bindings=bindings,
+                           prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
+                           input=pt_input, output=pt_output)
+    note(f"chatting with {describe(controller.session)}")
+    note("Enter sends, Esc+Enter adds a line, Ctrl-C stops a reply, Ctrl-D quits, /help lists commands")
+    dropped_seen = controller.session.stats.dropped_turns if controller.session.stats else 0
+    while True:
+        try:
+            text = prompt.prompt("you> ")
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: drop the line, like a shell
+            continue
+        except EOFError:  # Ctrl-D
+            return 0
+        if not text.strip():
+            continue
+        kind, value = split_input(text)
+        try:
+            if kind == "command":
+                result = controller.command(value)
+                if result.text:
+                    print(result.text)
+                if result.quit:
+                    return 0
+                if result.reply is None:
+                    continue
+                reply = result.reply
+            else:
+                reply = controller.send(value)
+            _stream_to_terminal(controller, reply)
+        except ScratchError as e:
+            print(f"error: {e}")
+            continue
+        stats = controller.session.stats
+        if stats is None:
+            continue
+        note(f"[{stats.summary()}]")
+        if stats.dropped_turns > dropped_seen:
+            note(f"note: the conversation outgrew the {stats.context_length}-token context; the "
+                 f"{stats.dropped_turns} oldest turn(s) are no longer shown to the model")
+        dropped_seen = stats.dropped_turns
+
+
+def _stream_to_terminal(controller: ChatController, reply: Iterator[str]) -> None:
+    """Print the reply as it comes; Ctrl-C asks the session to stop after the current token."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: controller.session.stop()) if in_main else None
+    try:
+        for piece in reply:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
