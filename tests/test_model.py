@@ -1,0 +1,165 @@
+"""The GPT model: its parts compute their formulas, caches and padding change nothing, sizes match GPT-2."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from chatgpt_scratch.attention import MultiHeadAttentionWrapper
+from chatgpt_scratch.config import PRESETS, GPTConfig, get_preset
+from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.model import GELU, GPTModel, LayerNorm, format_params, to_classifier
+
+TINY = PRESETS["test-tiny"].with_(vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def model() -> GPTModel:
+    torch.manual_seed(0)
+    return GPTModel(TINY).eval()
+
+
+def test_gelu_is_the_tanh_formula():
+    x = torch.linspace(-6, 6, 1001)
+    formula = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    assert torch.allclose(GELU()(x), formula, atol=1e-6)
+
+
+def test_layer_norm_is_the_books_mean_var_formula():
+    torch.manual_seed(0)
+    norm = LayerNorm(10)
+    with torch.no_grad():
+        norm.scale.normal_()
+        norm.shift.normal_()
+    x = torch.randn(3, 4, 10) * 5 + 2
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)
+    expected = norm.scale * (x - mean) / torch.sqrt(var + 1e-5) + norm.shift
+    assert torch.allclose(norm(x), expected, atol=1e-5)
+
+
+def test_model_equals_textbook_blocks_with_copied_weights(model):
+    """Rebuild the forward pass from the book's pieces (multi-head wrapper of causal heads) and compare."""
+    cfg = model.cfg
+    idx = torch.randint(0, cfg.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
+    hd = cfg.head_dim
+    with torch.no_grad():
+        x = model.tok_emb(idx) + model.pos_emb(torch.arange(11))
+        for block in model.trf_blocks:
+            book = MultiHeadAttentionWrapper(cfg.emb_dim, cfg.emb_dim, cfg.context_length, 0.0, cfg.n_heads,
+                                             qkv_bias=cfg.qkv_bias).eval()
+            for h, head in enumerate(book.heads):
+                for part, lin in enumerate((head.W_query, head.W_key, head.W_value)):
+                    rows = slice(part * cfg.emb_dim + h * hd, part * cfg.emb_dim + (h + 1) * hd)
+                    lin.weight.copy_(block.att.qkv.weight[rows])
+                    lin.bias.copy_(block.att.qkv.bias[rows])
+            book.out_proj.load_state_dict(block.att.out_proj.state_dict())
+            x = x + book(block.norm1(x))
+            x = x + block.ff(block.norm2(x))
+        expected = model.out_head(model.final_norm(x))
+        assert torch.allclose(model(idx), expected, atol=1e-5)
+
+
+def test_kv_cache_chunks_equal_full_forward(model):
+    idx = torch.randint(0, TINY.vocab_size, (2, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.new_cache(batch=2)
+        chunks = [model(idx[:, a:b], cache) for a, b in ((0, 7), (7, 8), (8, 9), (9, 20))]
+    assert cache.length == 20
+    assert torch.allclose(torch.cat(chunks, dim=1), full, atol=1e-5)
+
+
+def test_left_padded_batch_rows_equal_single_rows(model):
+    g = torch.Generator().manual_seed(3)
+    rows = [torch.randint(0, TINY.vocab_size, (n,), generator=g) for n in (4, 9, 6)]
+    width = 9
+    idx = torch.stack([torch.cat([torch.zeros(width - len(r), dtype=torch.long), r]) for r in rows])
+    mask = torch.stack([torch.cat([torch.zeros(width - len(r)), torch.ones(len(r))]) for r in rows]).long()
+    nxt = torch.tensor([[7], [8], [9]])
+    with torch.no_grad():
+        cache = model.new_cache(batch=3)
+        batch_logits = model(idx, cache, attention_mask=mask)
+        mask2 = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+        step_logits = model(nxt, cache, attention_mask=mask2)  # one cached decoding step
+        for i, r in enumerate(rows):
+            single = model(torch.cat([r, nxt[i]])[None])
+            assert torch.allclose(batch_logits[i, width - len(r):], single[0, :-1], atol=1e-5)
+            assert torch.allclose(step_logits[i, 0], single[0, -1], atol=1e-5)
+
+
+def meta_model(cfg: GPTConfig) -> GPTModel:
+    with torch.device("meta"):  # shapes only: counting 1.5B parameters costs no memory
+        return GPTModel(cfg)
+
+
+@pytest.mark.parametrize("name, count", [
+    ("gpt2-small", 124_439_808), ("gpt2-medium", 354_823_168),
+    ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200),
+])
+def test_gpt2_parameter_counts(name, count):
+    # The counts transformers reports for GPT2LMHeadModel (embedding and head tied).
+    assert meta_model(PRESETS[name]).num_parameters() == count
+
+
+def test_the_books_untied_figures():
+    book_cfg = PRESETS["gpt2-small"].with_(tie_embeddings=False, qkv_bias=False)
+    m = meta_model(book_cfg)
+    assert m.num_parameters() == 163_009_536  # ch04: "Total number of parameters: 163,009,536"
+    assert m.num_parameters() - m.out_head.weight.numel() == 124_412_160  # "... considering weight tying"
+    assert format_params(m.num_parameters()) == "163.0M"
+
+
+def test_memory_estimate():
+    m = meta_model(PRESETS["gpt2-small"])
+    assert m.memory_bytes() == 124_439_808 * 4
+    assert m.memory_bytes(torch.bfloat16) == 124_439_808 * 2
+    assert meta_model(PRESETS["gpt2-small"].with_(tie_embeddings=False, qkv_bias=False)).memory_bytes() / 2**20 \
+        == pytest.approx(621.83, abs=0.01)  # the book's "Total size of the model: 621.83 MB"
+
+
+def test_to_classifier_outputs_one_score_per_class():
+    torch.manual_seed(0)
+    m = GPTModel(TINY).eval()
+    idx = torch.randint(0, TINY.vocab_size, (2, 7))
+    with torch.no_grad():
+        body = m.hidden_states(idx)
+        clf = to_classifier(m, 3)
+        assert clf(idx).shape == (2, 7, 3)
+        assert torch.equal(clf.hidden_states(idx), body)  # the body is kept
+    assert clf.cfg.n_classes == 3 and clf.out_head.bias is not None
+
+
+def test_too_long_input_is_a_clear_error(model):
+    with pytest.raises(ScratchError) as e:
+        model(torch.zeros(1, TINY.context_length + 1, dtype=torch.long))
+    assert str(e.value) == "65 tokens do not fit the model's context of 64; shorten the input"
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(torch.zeros(1, 60, dtype=torch.long), cache)
+    with pytest.raises(ScratchError, match="68 tokens do not fit"):
+        model(torch.zeros(1, 8, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(emb_dim=30, n_heads=4), "model config: emb_dim (30) must be divisible by n_heads (4)"),
+    (dict(n_layers=0), "model config: n_layers must be a positive integer, got 0"),
+    (dict(drop_rate=1.0), "model config: drop_rate must be in [0, 1), got 1.0"),
+    (dict(n_classes=1), "model config: n_classes must be at least 2, got 1"),
+])
+def test_config_validation_messages(changes, message):
+    with pytest.raises(ScratchError) as e:
+        PRESETS["test-tiny"].with_(**changes)
+    assert str(e.value) == message
+
+
+def test_config_json_roundtrip_and_errors():
+    cfg = PRESETS["cpu-mini"]
+    assert GPTConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ScratchError, match=r"unknown keys \['flash'\]"):
+        GPTConfig.from_json('{"flash": true}')
+    with pytest.raises(ScratchError, match="unknown preset 'gpt5'"):
+        get_preset("gpt5")
+    assert get_preset("124M") == PRESETS["gpt2-small"]
