@@ -107,3 +107,18 @@ def test_help(argv, expected, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 0 and expected in capsys.readouterr().out
+
+
+def test_import_by_size_checks_before_downloading(capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any download attempt would fail
+    existing = Path(os.environ["CHATGPT_SCRATCH_CHECKPOINTS"]) / "gpt2-small.safetensors"
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"keep me")
+    assert main(["import-gpt2", "124M"]) == 1
+    assert "gpt2-small.safetensors already exists; choose another --out or add --force" in capsys.readouterr().err
+    assert existing.read_bytes() == b"keep me"
+    assert main(["import-gpt2", "gpt-5"]) == 1
+    assert "unknown GPT-2 size 'gpt-5'" in capsys.readouterr().err
+    assert main(["import-gpt2", "gpt2-xl"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach 127.0.0.1 to download the gpt2-xl weights") and "use --from FILE" in err

@@ -47,9 +47,9 @@ def run_import(args: argparse.Namespace) -> int:
 
     if (args.size is None) == (args.from_file is None):
         raise ScratchError("give either a GPT-2 SIZE (e.g. gpt2) or --from FILE, not both and not neither")
-    if args.size is not None:
-        size_name(args.size)  # fail on a typo before anything is downloaded
     out = Path(args.out) if args.out else None
+    if args.size is not None:  # fail on a typo or an existing file before anything is downloaded
+        out = out or checkpoints_dir() / f"{size_name(args.size)}.safetensors"
     if out is not None and out.exists() and not args.force:
         raise ScratchError(f"{out} already exists; choose another --out or add --force to overwrite it")
     imported = import_gpt2_with_provenance(Path(args.from_file) if args.from_file else args.size)
