@@ -87,7 +87,7 @@ class PromptPlan:
     limit: int  # the most prompt tokens allowed
 
 
-@dataclass
+@dataclass(eq=False)  # a live session: compared by identity (and hashable, e.g. as a dict key in a UI)
 class ChatSession:
     """A conversation with one model. See the module notes for the prompt format and threading."""
 
@@ -178,6 +178,7 @@ class ChatSession:
         if not message.strip():
             raise ScratchError("the message is empty; type something to send")
         plan = self.plan_prompt(message)  # raises here, before anything streams, if it cannot fit
+        self._forget_old_stop()
         return self._stream(message, plan)
 
     def regenerate(self) -> Iterator[str]:
@@ -190,7 +191,14 @@ class ChatSession:
             plan = self.plan_prompt(message)
         finally:
             self.turns = saved
+        self._forget_old_stop()
         return self._stream(message, plan, replace_last=True)
+
+    def _forget_old_stop(self) -> None:
+        # Cleared when a reply is asked for, not when it starts streaming: a stop() that comes
+        # between the two (a quick click in the UI) still stops it.
+        if not self._busy.locked():
+            self._stop.clear()
 
     def stop(self) -> None:
         """End the reply being written (safe from any thread); what was written so far is kept."""
@@ -217,7 +225,6 @@ class ChatSession:
 
         if not self._busy.acquire(blocking=False):
             raise ScratchError("a reply is still being written; stop it or wait for it to finish")
-        self._stop.clear()
         if replace_last:  # only now that the new reply really starts
             self.turns.pop()
         stats = ReplyStats(prompt_tokens=len(plan.ids), prompt_limit=plan.limit,

@@ -185,6 +185,17 @@ def test_stop_from_another_thread_keeps_the_partial_reply(random_model):
     assert session.stats.finish == "stopped" and session.stats.new_tokens == 1
 
 
+def test_stop_between_asking_and_streaming_still_stops_and_does_not_linger(random_model):
+    session = ChatSession(random_model, None, greedy(20))
+    stream = session.send("Hello")
+    session.stop()  # e.g. a click on "stop" before the UI's worker thread got going
+    reply = "".join(stream)
+    assert session.stats.finish == "stopped" and session.stats.new_tokens == 1
+    assert session.turns[-1].assistant == reply
+    "".join(session.send("more"))
+    assert session.stats.finish == "max_tokens" and session.stats.new_tokens == 20
+
+
 def test_a_reader_that_quits_early_keeps_what_it_saw(random_model):
     session = ChatSession(random_model, None, greedy(20))
     stream = session.send("Hello")

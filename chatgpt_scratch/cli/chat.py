@@ -15,6 +15,7 @@ import json
 import shlex
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -53,18 +54,20 @@ commands:
   /save FILE              write this conversation to FILE as Markdown
   /load CHECKPOINT        switch to another base or instruct checkpoint (starts a new conversation)
   /quit                   leave (or Ctrl-D)
-  //text                  send a message that starts with "/" """
+  //text                  send a message that starts with a slash"""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "chat",
         help="chat with a base or instruct checkpoint in the terminal (conversations are saved)",
-        description="Chat with the model in a checkpoint. An instruct checkpoint formats the conversation "
-        "with the prompt template it was fine-tuned with (Alpaca or Phi-3); a base checkpoint just continues "
-        "the text. The oldest turns are left out when the conversation outgrows the context window. "
-        "Conversations are saved in a SQLite database (see --db). With stdin from a pipe or file, each line "
-        "is one prompt and each reply is written to stdout (one per prompt): for scripts.",
+        description=textwrap.fill(
+            "Chat with the model in a checkpoint. An instruct checkpoint formats the conversation "
+            "with the prompt template it was fine-tuned with (Alpaca or Phi-3); a base checkpoint just continues "
+            "the text. The oldest turns are left out when the conversation outgrows the context window. "
+            "Conversations are saved in a SQLite database (see --db).", 88) + "\n\n" + textwrap.fill(
+            "With stdin from a pipe or a file there is no prompt: each line is one prompt and each reply goes to "
+            "stdout, one per prompt (add --jsonl for replies that span lines).", 88),
         epilog=KEYS_HELP + "\n\n" + COMMANDS_HELP + "\n\nexamples:\n"
         "  chatgpt-scratch chat --checkpoint checkpoints/instruct.safetensors\n"
         "  printf 'Name a colour.\\nAnd another?\\n' | chatgpt-scratch chat --checkpoint "
@@ -72,7 +75,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", metavar="PATH", help="a base or instruct .safetensors checkpoint")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default); higher = more random")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
                    help="sample only from the smallest set of tokens whose probability reaches P (nucleus)")
@@ -246,7 +249,7 @@ class ChatController:
             return CommandResult("(no messages yet)")
         lines = []
         for i, turn in enumerate(turns, 1):
-            lines += [f"[{i}] You: {turn.user}", f"    Model: {turn.assistant}"]
+            lines += [f"[{i}] You: " + _indent(turn.user, 9), "    Model: " + _indent(turn.assistant, 11)]
         dropped = self.session.stats.dropped_turns if self.session.stats else 0
         if dropped:
             lines.append(f"(turns 1-{dropped} no longer fit in the context window: the model did not see them "
@@ -328,6 +331,11 @@ def _number(args: list[str], command: str, example: str, kind: type, allow_off: 
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ScratchError(f"{command} needs {what}{off}, e.g. {command} {example}; got {args[0]!r}") from None
+
+
+def _indent(text: str, width: int) -> str:
+    """Continuation lines of a multi-line message line up under its first line."""
+    return text.replace("\n", "\n" + " " * width)
 
 
 def describe(session: ChatSession) -> str:
