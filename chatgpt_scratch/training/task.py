@@ -2,6 +2,21 @@
 
 The Trainer owns the loop (optimizer, schedule, clipping, accumulation, autocast,
 eval/sample/save cadence, events, resume, DDP); a Task owns the data and the loss.
+
+Rules a Task must keep for exact resume and DDP equivalence:
+- `train_batches(epoch, rank, world_size)` yields the same batches in the same order for the same
+  (seed, epoch): the Trainer resumes mid-epoch by skipping the batches already done. Use a generator
+  seeded from (seed, epoch), never the global RNG.
+- Under DDP each rank gets its share of every *global* batch: with per-rank batch size B, global
+  batch g is made of the same examples a single process with batch size B·world_size would see at
+  step g, and rank r takes rows [r·B, (r+1)·B). Then the averaged gradients match a single process.
+- `loss` returns the mean over the batch (the Trainer divides by the number of micro-batches).
+
+Optional hooks the Trainer uses when present:
+- `sample(model, prompt, sampling) -> str | None`: text for a `sample` event (e.g. wrap the prompt in
+  an instruction template). Without it, base models continue `prompt` greedily and classifiers skip samples.
+- `save_model(path, model, metadata) -> None`: write the checkpoint yourself (e.g. LoRA adapters only);
+  default: checkpoints.save_checkpoint(path, model, checkpoint_kind, **metadata).
 """
 
 from __future__ import annotations
@@ -28,13 +43,17 @@ class Task(Protocol):
         """Batches per epoch for one rank."""
 
     def loss(self, model: GPTModel, batch: Batch) -> torch.Tensor:
-        """Scalar mean loss for a batch already on the model's device."""
+        """Scalar mean loss for a batch already on the model's device (called under autocast)."""
 
     def tokens_in(self, batch: Batch) -> int:
         """Tokens the batch trains on (for tokens_seen and tokens/s)."""
 
     def evaluate(self, model: GPTModel, max_batches: int | None) -> dict[str, float]:
-        """Validation metrics, e.g. {"val_loss": ..., "val_ppl": ...} or {..., "val_acc": ...}."""
+        """Validation metrics, e.g. {"val_loss": ..., "val_ppl": ...} or {..., "val_acc": ...}.
+
+        Called on rank 0 only, in eval mode under torch.no_grad(); use a fixed set of batches
+        (the first max_batches, in a fixed order) so evals are comparable across steps.
+        """
 
     def metadata(self) -> dict[str, Any]:
         """Provenance for the checkpoint header: dataset path and sha256, labels, template, ..."""

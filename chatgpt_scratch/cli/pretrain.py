@@ -1,0 +1,93 @@
+"""`chatgpt-scratch pretrain`: next-token training on your own text (book ch05), from scratch or from a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from chatgpt_scratch.cli.train_common import add_trainer_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain", help="pretrain a GPT on .txt files (from a preset, or continue a checkpoint)",
+        description="Pretrain a GPT on plain text: next-token prediction over sliding windows (book ch05). "
+        "Writes OUT.safetensors (last), OUT.best.safetensors (best val loss), OUT.loss.png, and "
+        "runs/NAME-TIME/events.jsonl. Ctrl-C saves and stops; --resume RUN continues exactly. "
+        "Multi-GPU: torchrun --nproc_per_node=N -m chatgpt_scratch pretrain ...",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="text files, folders of .txt files, or a dataset name (the-verdict); "
+                   "each file is one document, joined with <|endoftext|>")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--preset", metavar="NAME", help="start from fresh weights with this architecture "
+                       "(test-tiny, cpu-mini, cpu-small, gpt2-small, ...)")
+    start.add_argument("--init", metavar="CHECKPOINT", help="continue pretraining a base checkpoint")
+    p.add_argument("--context", type=int, default=256, help="tokens per training window (<= the model's context)")
+    p.add_argument("--stride", type=int, default=None, help="step between window starts (default: --context)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the corpus held out for validation")
+    p.add_argument("--val-split", choices=("chunks", "tail"), default="chunks",
+                   help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book)")
+    p.add_argument("--drop-rate", type=float, default=None, help="dropout (default: the preset's)")
+    p.add_argument("--qkv-bias", choices=("on", "off"), default=None, help="bias in the q/k/v projections "
+                   "(default: the preset's; the book's ch05 uses off)")
+    p.add_argument("--untied", action="store_true", help="separate output head (the book's GPTModel) "
+                   "instead of sharing the token embedding")
+    add_trainer_args(p, lr=4e-4, batch_size=2, epochs=1, weight_decay=0.1, eval_every=100, eval_batches=20)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
+
+    args = prepare_resume(args)
+    from chatgpt_scratch.errors import ScratchError
+
+    if not args.data:
+        raise ScratchError("pretrain needs --data PATH... (text files or folders)")
+    if not args.preset and not args.init:
+        raise ScratchError("pretrain needs --preset NAME (fresh weights) or --init CHECKPOINT (continue one)")
+    seed_everything(args.seed)
+    model, parent = _build_model(args)
+    task = _build_task(args, model.cfg.context_length)
+    metadata = {"parent": parent, "preset": args.preset}
+    run_training(task, model, args, metadata=metadata)
+    return 0
+
+
+def _build_model(args: argparse.Namespace):
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.config import get_preset
+    from chatgpt_scratch.model import GPTModel
+
+    if args.init:
+        model, _ = load_checkpoint(args.init, kind="base")
+        return model.float(), str(args.init)
+    cfg = get_preset(args.preset)
+    changes = {}
+    if args.drop_rate is not None:
+        changes["drop_rate"] = args.drop_rate
+    if args.qkv_bias is not None:
+        changes["qkv_bias"] = args.qkv_bias == "on"
+    if args.untied:
+        changes["tie_embeddings"] = False
+    if args.context > cfg.context_length:
+        changes["context_length"] = args.context
+    elif args.context < cfg.context_length:
+        changes["context_length"] = args.context  # as the book's ch05: a 124M model at context 256
+    return GPTModel(cfg.with_(**changes)), None
+
+
+def _build_task(args: argparse.Namespace, model_context: int):
+    from chatgpt_scratch.data.corpus import load_corpus, split_runs
+    from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.training.lm_task import LMTask
+
+    if args.context > model_context:
+        raise ScratchError(f"--context {args.context} is longer than the model's context of {model_context}; "
+                           "lower --context")
+    corpus = load_corpus(args.data)
+    train, val = split_runs(corpus.n_tokens, args.val_fraction, args.seed, chunk_tokens=16 * args.context,
+                            mode=args.val_split)
+    meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split}
+    return LMTask(corpus.ids, train, val, context=args.context, stride=args.stride or args.context,
+                  batch_size=args.batch_size, seed=args.seed, metadata=meta)

@@ -1,0 +1,350 @@
+"""What every training command shares: the trainer flags, and `run_training` that drives a Task.
+
+A training subcommand (pretrain, finetune-spam, finetune-instruct) does three things:
+
+    def register(subparsers):
+        p = subparsers.add_parser("my-train", help=...)
+        ...task flags (--data, --init, ...)...
+        add_trainer_args(p, lr=5e-5, epochs=3, batch_size=8)   # per-command defaults
+        p.set_defaults(func=_run)
+
+    def _run(args):
+        args = prepare_resume(args)          # --resume RUN: reload that run's flags
+        seed_everything(args.seed)           # before building the model: same init on every rank
+        task, model = ...build from args...
+        run_training(task, model, args, metadata={"parent": args.init})
+        return 0
+
+run_training makes the run folder (runs/NAME-TIMESTAMP, or the --resume one), writes run.json
+(the flags, for --resume), wires the events (events.jsonl, `--events -` to stdout, the progress bar
+on stderr), turns SIGINT/SIGTERM into "save, write `stopped`, exit 0", joins torchrun's process
+group, and draws the loss plot (NAME.loss.png beside the checkpoint) when the run ends.
+No torch import at module level: `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from chatgpt_scratch.errors import ScratchError
+
+if TYPE_CHECKING:
+    from chatgpt_scratch.training.trainer import RunResult, Trainer
+
+RUN_FILE = "run.json"
+# Flags that may change when resuming without breaking exactness of what was already done.
+RESUMABLE_OVERRIDES = ("epochs", "max_steps", "eval_every", "eval_batches", "sample_every", "sample_prompt",
+                       "save_every", "events", "device")
+_DEFAULTS = dict(epochs=1, max_steps=None, lr=4e-4, warmup=0, min_lr=None, weight_decay=0.1, grad_clip=1.0,
+                 grad_accum=1, batch_size=8, eval_every=100, eval_batches=20, sample_every=0,
+                 sample_prompt="Every effort moves you", save_every=0, seed=123)
+
+
+def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """Add the shared training flags; keyword arguments change their defaults (lr=5e-5, epochs=3, ...)."""
+    unknown = set(defaults) - set(_DEFAULTS) - {"out"}
+    if unknown:
+        raise ValueError(f"no trainer flag for {sorted(unknown)}")
+    d = {**_DEFAULTS, **defaults}
+    g = _SkipExisting(parser, parser.add_argument_group("training"))
+    length = g if {"--epochs", "--max-steps"} & set(parser._option_string_actions) else \
+        _SkipExisting(parser, g.group.add_mutually_exclusive_group())
+    length.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training data (default: %(default)s)")
+    length.add_argument("--max-steps", type=int, default=d["max_steps"], metavar="N",
+                        help="stop after N optimizer steps instead of counting epochs")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"], metavar="N",
+                   help="examples per micro-batch, per process (default: %(default)s)")
+    g.add_argument("--grad-accum", type=int, default=d["grad_accum"], metavar="N",
+                   help="micro-batches per optimizer step: effective batch = batch-size x N x processes (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate (default: %(default)s)")
+    g.add_argument("--warmup", type=int, default=d["warmup"], metavar="STEPS",
+                   help="linear warmup steps (default: %(default)s)")
+    g.add_argument("--min-lr", type=float, default=d["min_lr"], metavar="LR",
+                   help="cosine-decay the lr to this floor by the last step (default: no decay, constant lr)")
+    g.add_argument("--weight-decay", type=float, default=d["weight_decay"],
+                   help="AdamW weight decay on weight matrices; never on biases, norms, embeddings (default: %(default)s)")
+    g.add_argument("--grad-clip", type=float, default=d["grad_clip"], metavar="NORM",
+                   help="clip the global gradient norm (0 = off; default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=d["eval_every"], metavar="STEPS",
+                   help="evaluate every N steps (0 = only at the end; default: %(default)s)")
+    g.add_argument("--eval-batches", type=int, default=d["eval_batches"], metavar="N",
+                   help="validation batches per eval (default: %(default)s)")
+    g.add_argument("--sample-every", type=int, default=d["sample_every"], metavar="STEPS",
+                   help="generate a text sample every N steps (0 = never; default: %(default)s)")
+    g.add_argument("--sample-prompt", default=d["sample_prompt"], metavar="TEXT",
+                   help="prompt for the samples (default: %(default)r)")
+    g.add_argument("--save-every", type=int, default=d["save_every"], metavar="STEPS",
+                   help="checkpoint + resumable state every N steps (0 = only at the end and on stop; default: %(default)s)")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seed for init, data order and dropout (default: %(default)s)")
+    g.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
+                   help="where to train: auto picks cuda, then mps, then cpu (default: auto)")
+    g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="auto: bf16 autocast on CUDA, float32 on CPU (weights and optimizer stay float32)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (faster on GPUs after a warm-up)")
+    g.add_argument("--events", metavar="-", choices=("-",),
+                   help="'-' also streams the JSON events to stdout (they always go to RUN/events.jsonl)")
+    g.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run saved in RUN_DIR exactly where it stopped (its flags are reused)")
+    g.add_argument("--out", default=defaults.get("out"), metavar="PATH",
+                   help="checkpoint to write (PATH.safetensors; the best one is PATH.best.safetensors)")
+    parser.set_defaults(_trainer_defaults={a.dest: a.default for a in parser._actions if a.dest != "help"})
+
+
+class _SkipExisting:
+    """Adds arguments to a group, skipping any flag the command already defines itself
+    (e.g. its own --batch-size with other help text): the command's own definition wins."""
+
+    def __init__(self, parser: argparse.ArgumentParser, group) -> None:
+        self.parser, self.group = parser, group
+
+    def add_argument(self, *flags: str, **kw: Any) -> None:
+        if any(f in self.parser._option_string_actions for f in flags):
+            return
+        self.group.add_argument(*flags, **kw)
+
+
+def train_config(args: argparse.Namespace):
+    from chatgpt_scratch.training.config import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup, min_lr=args.min_lr,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, grad_accum=args.grad_accum,
+        eval_every=args.eval_every, eval_batches=args.eval_batches, sample_every=args.sample_every,
+        sample_prompt=args.sample_prompt, save_every=args.save_every, seed=args.seed, device=args.device,
+        dtype=args.dtype, compile=args.compile,
+    )
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, Any]:
+    defaults = getattr(args, "_trainer_defaults", {})
+    return {k: v for k, v in vars(args).items() if k in defaults and v != defaults[k]}
+
+
+def args_to_json(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func" and _jsonable(v)}
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def prepare_resume(args: argparse.Namespace) -> argparse.Namespace:
+    """With --resume RUN: the flags saved in RUN/run.json, except the few that may safely change."""
+    if not getattr(args, "resume", None):
+        return args
+    run_dir = Path(args.resume)
+    run_file = run_dir / RUN_FILE
+    if not run_file.is_file():
+        raise ScratchError(f"--resume {run_dir}: no {RUN_FILE} there; pass the run folder a training command made "
+                           "(see the `start` event or `runs/`)")
+    saved = json.loads(run_file.read_text(encoding="utf-8"))
+    if saved.get("command") != getattr(args, "command", saved.get("command")):
+        raise ScratchError(f"--resume {run_dir}: that run was made by `{saved.get('command')}`, "
+                           f"not `{args.command}`; resume it with that command")
+    explicit = _explicit(args)
+    merged = argparse.Namespace(**{**vars(args), **saved["args"]})
+    ignored = []
+    for key, value in explicit.items():
+        if key in RESUMABLE_OVERRIDES:
+            setattr(merged, key, value)
+        elif key != "resume" and saved["args"].get(key) != value:
+            ignored.append(f"--{key.replace('_', '-')}")
+    if "max_steps" in explicit:
+        merged.epochs = args.epochs
+    if "epochs" in explicit:
+        merged.max_steps = None
+    if ignored:
+        print(f"note: resuming with the run's own settings; ignored {', '.join(ignored)}", file=sys.stderr)
+    merged.resume = str(run_dir)
+    merged.func = args.func
+    merged._trainer_defaults = getattr(args, "_trainer_defaults", {})
+    return merged
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def new_run_dir(out: str | Path | None, task_name: str) -> Path:
+    from chatgpt_scratch import paths
+
+    stem = Path(out).name.removesuffix(".safetensors") if out else task_name
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = paths.runs_dir() / f"{stem}-{stamp}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = paths.runs_dir() / f"{stem}-{stamp}-{n}"
+    return run_dir
+
+
+def default_out(args: argparse.Namespace, task_name: str) -> Path:
+    from chatgpt_scratch import paths
+
+    return Path(args.out) if args.out else paths.checkpoints_dir() / task_name
+
+
+@contextmanager
+def stop_on_signals(trainer: "Trainer") -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the step, save, stop (exit 0). A second Ctrl-C quits at once."""
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if trainer._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        print(f"\n{name}: stopping after this step and saving (Ctrl-C again to quit without saving)",
+              file=sys.stderr)
+        trainer.request_stop(name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed by events: steps, loss, val loss, tokens/s, ETA.
+    Where stderr is not a terminal, one line per eval, sample and checkpoint instead."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = None
+        self.val: float | None = None
+        self.acc: float | None = None
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "start":
+            if self.live:
+                self.bar = self._tqdm(total=event["total_steps"], initial=event["step"], unit="step",
+                                      file=sys.stderr, dynamic_ncols=True, desc=event["task"])
+            else:
+                self._line(f"start {event['task']}: {event['total_steps']} steps from step {event['step']}, "
+                           f"{event['params']:,} trainable params on {event['device']}, run {event['run_dir']}")
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(event["step"] - self.bar.n)
+            post = {"loss": f"{event['train_loss']:.3f}" if event.get("train_loss") is not None else "nan"}
+            if self.val is not None:
+                post["val"] = f"{self.val:.3f}"
+            if self.acc is not None:
+                post["acc"] = f"{self.acc:.3f}"
+            post["tok/s"] = f"{event['tokens_per_s']:.0f}"
+            self.bar.set_postfix(post, refresh=False)
+        elif kind == "eval":
+            self.val, self.acc = event.get("val_loss"), event.get("val_acc")
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.items()
+                                if k.startswith(("val_", "train_")) and isinstance(v, float))
+            self._line(f"step {event['step']} (tokens {event['tokens_seen']:,}, {event['elapsed_s']:.0f}s): {metrics}")
+        elif kind == "sample":
+            self._line(f"step {event['step']} sample: {event['prompt']}{event['text']!r}")
+        elif kind == "checkpoint" and not self.live:
+            self._line(f"step {event['step']} saved {event['path']} ({event['reason']})")
+        elif kind in ("done", "stopped", "error"):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def run_training(task: Any, model: Any, args: argparse.Namespace,
+                 metadata: dict[str, Any] | None = None) -> "RunResult":
+    """Train `model` on `task` with the shared flags in `args`; returns the RunResult.
+
+    metadata: provenance for the checkpoint headers (e.g. {"parent": args.init}); the train args,
+    the run folder and the task's own metadata (datasets + sha256, ...) are added automatically.
+    Raises ScratchError (exit 1) on a diverged loss; SIGINT/SIGTERM end it normally as `stopped`.
+    """
+    from chatgpt_scratch.device import resolve_device
+    from chatgpt_scratch.training import distributed
+    from chatgpt_scratch.training.events import EventLog
+    from chatgpt_scratch.training.trainer import Trainer
+
+    cfg = train_config(args)
+    info = distributed.init_from_env(resolve_device(cfg.device))
+    out = default_out(args, task.name)
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:
+        run_dir = new_run_dir(out, task.name)
+    bar = ProgressBar() if info.is_main else None
+    events = None
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            run_doc = {"command": getattr(args, "command", task.name), "args": args_to_json(args)}
+            (run_dir / RUN_FILE).write_text(json.dumps(run_doc, indent=2), encoding="utf-8")
+        events = EventLog(run_dir / "events.jsonl", stream=sys.stdout if args.events == "-" else None,
+                          listeners=[bar])
+    meta = {**(metadata or {}), "train_args": args_to_json(args)}
+    trainer = Trainer(task, model, cfg, run_dir, out=out, events=events, metadata=meta, resume=bool(args.resume))
+    try:
+        with stop_on_signals(trainer):
+            result = trainer.run()
+    except ScratchError:
+        raise  # the Trainer already wrote the error event (diverged) or nothing ran yet
+    except KeyboardInterrupt:
+        if events is not None:
+            events.emit("error", step=trainer.step, message="interrupted twice: quit without saving")
+        raise
+    except Exception as e:
+        if events is not None:
+            events.emit("error", step=trainer.step, message=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if bar is not None and bar.bar is not None:
+            bar.bar.close()
+        if events is not None:
+            events.close()
+        if info.is_main:
+            _plot(run_dir, trainer.checkpoint_path)
+        distributed.shutdown()
+    if info.is_main:
+        verb = "stopped" if result.status == "stopped" else "done"
+        print(f"{verb} at step {result.step}: {result.checkpoint}", file=sys.stderr)
+        if result.status == "stopped":
+            print(f"resume with: --resume {run_dir}", file=sys.stderr)
+    return result
+
+
+def _plot(run_dir: Path, checkpoint: Path) -> None:
+    from chatgpt_scratch.plots import plot_run
+
+    try:
+        png = plot_run(run_dir / "events.jsonl", loss_plot_path(checkpoint))
+    except Exception as e:  # a plot must never cost the user the run
+        print(f"note: no loss plot ({type(e).__name__}: {e})", file=sys.stderr)
+        return
+    if png is not None:
+        print(f"loss plot: {png}", file=sys.stderr)
+
+
+def loss_plot_path(checkpoint: Path) -> Path:
+    """checkpoints/NAME.safetensors -> checkpoints/NAME.loss.png"""
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".loss.png")
