@@ -1,0 +1,310 @@
+"""`chatgpt-scratch finetune-instruct` (book ch07, full or LoRA) and `chatgpt-scratch evaluate-instruct`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from chatgpt_scratch.cli.common import add_device_arg
+
+_TEMPLATES = ("alpaca", "phi3")
+
+
+def register(subparsers) -> None:
+    _register_finetune(subparsers)
+    _register_evaluate(subparsers)
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N",
+                   help="longest test response to generate (default: 256, as the book)")
+    p.add_argument("--judge", metavar="ollama[:MODEL]",
+                   help="also score every test response 0-100 with a local Ollama server (the book's method; "
+                   "MODEL default llama3; server from $OLLAMA_HOST, default http://localhost:11434)")
+
+
+# --- finetune-instruct ------------------------------------------------------------------------------
+
+
+def _register_finetune(subparsers) -> None:
+    from chatgpt_scratch.cli.train_common import add_trainer_args
+
+    p = subparsers.add_parser(
+        "finetune-instruct",
+        help="instruction-tune a GPT on Alpaca-style data, fully or with LoRA (book ch07, appendix E)",
+        description="Fine-tune a model to follow instructions. Data: a JSON list or JSON lines of "
+        "{instruction, input, output} entries, all checked before training. The data is split 85/5/10 "
+        "(train/val/test) as the book does (file order, so the book's own test set; --split-seed shuffles "
+        "first). After training, the best checkpoint by val loss answers every test instruction (greedy) "
+        "into NAME.responses.json, and the scores (val loss, loss and perplexity of the reference answers, "
+        "ROUGE-L F1; optionally an Ollama judge) go to NAME.eval.json and the checkpoint's header.\n\n"
+        "With --lora-rank R only low-rank adapters train; every save writes the merged model (NAME.safetensors, "
+        "a normal instruct checkpoint for chat) and the adapter alone (NAME.lora.safetensors, a few MB, "
+        "naming its base model).",
+        epilog="examples:\n"
+        "  chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
+        "--out checkpoints/instruct\n"
+        "  chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors "
+        "--template phi3 --mask-instructions --epochs 1 --out checkpoints/alpaca\n"
+        "  chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
+        "--lora-rank 16 --lora-alpha 32 --lr 5e-4 --out checkpoints/instruct-lora",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
+                   help="a JSON/JSONL file, or a dataset name: instruction-data (the book's 1,100 entries) or "
+                   "alpaca (Stanford Alpaca 52k), downloaded if not in the datasets folder (default: instruction-data)")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint (a pretrained base model)")
+    start.add_argument("--preset", metavar="NAME", help="start from random weights of this architecture "
+                       "(a baseline with no pretraining; e.g. test-tiny)")
+    p.add_argument("--template", choices=_TEMPLATES, default="alpaca",
+                   help="prompt format; stored in the checkpoint so chat uses the same (default: alpaca)")
+    p.add_argument("--mask-instructions", action="store_true",
+                   help="train on the responses only: prompt tokens are left out of the loss")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="cut each example to N tokens (default: the model's context length)")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="batch examples of similar length together (less padding, faster epochs)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="shuffle with this seed before the 85/5/10 split (default: file order, the book's split)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="use only the first N entries (quick trials)")
+    lora = p.add_argument_group("LoRA")
+    lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                      help="train rank-R adapters on every linear layer (attention, feed-forward, output head) "
+                      "instead of all weights")
+    lora.add_argument("--lora-alpha", type=float, default=None, metavar="A",
+                      help="adapter updates are scaled by A/R (default: A = 2R)")
+    ev = p.add_argument_group("evaluation after training")
+    _add_eval_args(ev)
+    ev.add_argument("--no-eval", action="store_true", help="skip the test-split responses and scores")
+    # The book's ch07 settings: batch 8, 2 epochs, AdamW lr 5e-5, weight decay 0.1; val loss on the whole
+    # validation split at every eval.
+    add_trainer_args(p, batch_size=8, epochs=2, lr=5e-5, weight_decay=0.1, eval_every=50, eval_batches=None)
+    p.set_defaults(func=run_finetune)
+
+
+def _build_model(args: argparse.Namespace):
+    import torch
+
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.config import get_preset
+    from chatgpt_scratch.model import GPTModel
+
+    if args.init:
+        model, meta = load_checkpoint(args.init, dtype=torch.float32, kind=("base", "instruct"))
+        return model, str(Path(args.init).resolve()), meta
+    return GPTModel(get_preset(args.preset)), None, {}
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
+    from chatgpt_scratch.data.registry import resolve_dataset
+    from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.model import format_params
+    from chatgpt_scratch.templates import get_template
+    from chatgpt_scratch.training.instruct_task import InstructTask, adapter_path, prepare_instruct_data
+
+    args = prepare_resume(args)
+    seed_everything(args.seed)
+    if args.lora_rank is not None and args.lora_rank < 1:
+        raise ScratchError(f"--lora-rank must be at least 1, got {args.lora_rank}")
+    if args.lora_rank is not None and not args.init:
+        raise ScratchError("--lora-rank needs --init CHECKPOINT: an adapter is saved relative to its base file")
+    template = get_template(args.template)
+    data_path = resolve_dataset(args.data)
+    data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit)
+    model, parent, init_meta = _build_model(args)
+    context = model.cfg.context_length
+    max_length = args.max_length or context
+    if max_length > context:
+        raise ScratchError(f"--max-length {max_length} is longer than the model's context ({context}); "
+                           f"use at most {context}")
+    task = InstructTask(data, batch_size=args.batch_size, max_length=max_length,
+                        mask_instructions=args.mask_instructions, group_by_length=args.group_by_length,
+                        seed=args.seed, lora_base=args.init if args.lora_rank else None)
+    sizes = data.info["split_sizes"]
+    device = _device(args)
+    val_before = None
+    if not args.resume:
+        model.to(device)
+        val_before = task.mean_loss(model, data.encoded_val)
+    if args.lora_rank:
+        from chatgpt_scratch.lora import inject_lora
+
+        alpha = args.lora_alpha if args.lora_alpha is not None else 2.0 * args.lora_rank
+        inject_lora(model, args.lora_rank, alpha)
+        what = f"LoRA rank {args.lora_rank}, alpha {alpha:g}"
+    else:
+        what = "all weights"
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"data: {data_path} -> train {sizes['train']}, val {sizes['val']}, test {sizes['test']} entries, "
+          f"template {template.name}{', prompts masked' if args.mask_instructions else ''}; training {what}: "
+          f"{format_params(n_trainable)} of {format_params(model.num_parameters())} parameters", file=sys.stderr)
+    if val_before is not None:
+        print(f"val loss before fine-tuning: {val_before:.4f}", file=sys.stderr)
+    metadata = {"parent": parent, "val_loss_before": val_before,
+                "lora_rank": args.lora_rank, "lora_alpha": None if not args.lora_rank else alpha}
+    started = time.perf_counter()
+    result = run_training(task, model, args, metadata=metadata)
+    train_s = time.perf_counter() - started
+    if result.status != "done" or result.checkpoint is None:
+        return 0  # stopped (run_training said how to resume), or a DDP rank other than 0
+    chosen = result.best_checkpoint or result.checkpoint
+    summary = {"val_loss_before": val_before, "val_loss_after": result.metrics.get("val_loss"),
+               "train_seconds": round(train_s, 1), "steps": result.step, "checkpoint": str(chosen)}
+    if args.lora_rank:
+        summary["adapter"] = str(adapter_path(chosen))
+    if not args.no_eval and data.test:
+        evaluation = _evaluate_checkpoint(chosen, data.test, template, args, device)
+        summary |= {"evaluation": evaluation.to_dict()}
+        summary["evaluation"].pop("per_entry_rouge_l", None)
+        _add_metadata(chosen, test_rouge_l=evaluation.rouge_l, test_response_ppl=evaluation.test_response_ppl,
+                      judge_score=evaluation.judge_score, judge_model=evaluation.judge_model)
+    _write_summary(chosen, summary)
+    print(f"best checkpoint (lowest val loss): {chosen}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_checkpoint(path: Path, test, template, args: argparse.Namespace, device: str):
+    from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata
+    from chatgpt_scratch.evaluate_instruct import evaluate_instruct
+
+    model, meta = load_checkpoint(path, device=device)
+    responses = _sibling(path, ".responses.json")
+    print(f"answering {len(test)} test instructions with {path.name} (greedy, up to {args.max_new_tokens} tokens)",
+          file=sys.stderr)
+    evaluation = evaluate_instruct(model, test, template, responses_path=responses,
+                                   val_loss=read_metadata(path).get("val_loss"),
+                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                   judge=args.judge, progress=_progress_printer())
+    for line in evaluation.summary_lines():
+        print(line)
+    return evaluation
+
+
+def _progress_printer():
+    last = {"stage": None, "t": 0.0}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or stage != last["stage"] or now - last["t"] > 5:
+            print(f"  {stage}: {done}/{total}", file=sys.stderr, flush=True)
+            last.update(stage=stage, t=now)
+    return progress
+
+
+def _sibling(checkpoint: Path, suffix: str) -> Path:
+    """checkpoints/NAME.best.safetensors -> checkpoints/NAME.best<suffix>"""
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + suffix)
+
+
+def _write_summary(checkpoint: Path, summary: dict) -> None:
+    from chatgpt_scratch.evaluate_instruct import write_json_atomic
+
+    path = write_json_atomic(_sibling(checkpoint, ".eval.json"), summary)
+    print(f"summary: {path}", file=sys.stderr)
+
+
+def _add_metadata(path: Path, **extra) -> None:
+    """Rewrite a checkpoint with more metadata (atomic: a crash leaves the old file)."""
+    from safetensors.torch import load_file
+
+    from chatgpt_scratch.checkpoints import atomic_save_tensors, encode_metadata, read_metadata
+
+    meta = {**read_metadata(path), **{k: v for k, v in extra.items() if v is not None}}
+    atomic_save_tensors(path, load_file(str(path)), encode_metadata(meta))
+
+
+def _device(args: argparse.Namespace) -> str:
+    from chatgpt_scratch.device import resolve_device
+
+    return str(resolve_device(args.device))
+
+
+# --- evaluate-instruct ------------------------------------------------------------------------------
+
+
+def _register_evaluate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate-instruct",
+        help="answer held-out instructions with an instruct model and score the answers",
+        description="Either generate: the model in --checkpoint answers the test split of --data (the same "
+        "85/5/10 split finetune-instruct uses) into --responses, then scores them; or score an existing "
+        "responses file (--score FILE, shaped like the book's instruction-data-with-response.json) without "
+        "any model. Scores: ROUGE-L F1 against the reference outputs; with a model, also the loss and "
+        "perplexity of the reference outputs; with --judge, a 0-100 score from a local Ollama server.",
+        epilog="examples:\n"
+        "  chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data\n"
+        "  chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="PATH", help="an instruct checkpoint (or a lora-adapter)")
+    src.add_argument("--score", metavar="FILE", help="score this responses file instead of generating")
+    p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
+                   help="instruction data whose test split is answered (default: instruction-data)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="the --split-seed the model was trained with (default: file order)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split (default: test)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="answer only the first N entries of the split")
+    p.add_argument("--responses", metavar="FILE", help="where to write the responses (default: beside the checkpoint, "
+                   "NAME.responses.json)")
+    p.add_argument("--key", default="model_response", help="the response field of --score FILE (default: model_response)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8)")
+    _add_eval_args(p)
+    add_device_arg(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.data.registry import resolve_dataset
+    from chatgpt_scratch.evaluate_instruct import (
+        JudgeUnavailable, evaluate_instruct, judge_responses, parse_judge, read_responses, rouge_l,
+    )
+    from chatgpt_scratch.templates import ALPACA, get_template
+    from chatgpt_scratch.training.instruct_task import prepare_instruct_data
+
+    if args.score:
+        examples, responses = read_responses(args.score, args.key)
+        if args.limit:
+            examples, responses = examples[:args.limit], responses[:args.limit]
+        scores = rouge_l([e.output for e in examples], responses)
+        result = {"n": len(examples), "rouge_l": sum(scores) / len(scores)}
+        print(f"{args.score}: ROUGE-L F1 {result['rouge_l']:.3f} over {len(examples)} responses")
+        if args.judge:
+            model = parse_judge(args.judge)
+            try:
+                judged = judge_responses(examples, responses, model, progress=None)
+            except JudgeUnavailable as e:
+                print(f"judge skipped: {e}", file=sys.stderr)
+            else:
+                valid = [s for s in judged if s is not None]
+                if valid:
+                    print(f"judge {model}: mean score {sum(valid) / len(valid):.1f}/100 "
+                          f"({len(valid)} of {len(judged)} scored)")
+        return 0
+
+    from chatgpt_scratch.checkpoints import read_metadata
+
+    meta = read_metadata(args.checkpoint)
+    if meta.get("kind") == "lora-adapter":
+        from chatgpt_scratch.lora import load_lora_adapter
+
+        model, meta = load_lora_adapter(args.checkpoint, device=_device(args), merge=True)
+    else:
+        from chatgpt_scratch.checkpoints import load_checkpoint
+
+        model, meta = load_checkpoint(args.checkpoint, device=_device(args), kind=("instruct", "base"))
+    template = get_template(meta["template"]) if meta.get("template") else ALPACA
+    data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)
+    examples = getattr(data, args.split)[: args.limit]
+    responses = Path(args.responses) if args.responses else _sibling(Path(args.checkpoint), ".responses.json")
+    evaluation = evaluate_instruct(model, examples, template, responses_path=responses,
+                                   val_loss=meta.get("val_loss"), max_new_tokens=args.max_new_tokens,
+                                   batch_size=args.batch_size, judge=args.judge, progress=_progress_printer())
+    for line in evaluation.summary_lines():
+        print(line)
+    return 0
+

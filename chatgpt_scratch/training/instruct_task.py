@@ -1,0 +1,206 @@
+"""The instruction fine-tuning Task for the shared Trainer (book ch07), full or with LoRA.
+
+Data: validated entries, split (the book's 85/5/10), each encoded once (prompt + response).
+Batches: the book's collate (data/instruct.py) over a per-epoch order fixed by (seed, epoch),
+optionally grouping similar lengths. Loss: mean cross-entropy over the targets that are not
+-100 (padding after the end token; prompt tokens with --mask-instructions).
+
+Checkpoints are kind "instruct" with the template name in the header, so chat formats
+prompts the way training did. With LoRA, every save writes the merged model (a plain
+instruct checkpoint anyone can load) and the adapter alone beside it (NAME.lora.safetensors).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatgpt_scratch.data.instruct import (
+    BOOK_FRACTIONS, IGNORE_INDEX, EncodedExample, InstructionExample, batch_order, collate, encode_examples,
+    iterate_batches, load_instruction_data, split_examples,
+)
+from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.templates import PromptTemplate
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T), targets (B, T)
+
+
+@dataclass
+class InstructData:
+    """The three splits, raw (for responses and scores) and encoded (for training), plus provenance."""
+
+    train: list[InstructionExample]
+    val: list[InstructionExample]
+    test: list[InstructionExample]
+    template: PromptTemplate
+    encoded_train: list[EncodedExample] = field(default_factory=list)
+    encoded_val: list[EncodedExample] = field(default_factory=list)
+    encoded_test: list[EncodedExample] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_instruct_data(path: str | Path, template: PromptTemplate,
+                          fractions: tuple[float, float, float] = BOOK_FRACTIONS, split_seed: int | None = None,
+                          limit: int | None = None) -> InstructData:
+    """Load + validate the whole file (errors before any training), split, and encode every split once.
+
+    limit: keep only the first N entries (quick trials, tests).
+    """
+    from chatgpt_scratch.data.registry import sha256_file
+
+    path = Path(path)
+    examples = load_instruction_data(path)
+    if limit is not None:
+        examples = examples[:limit]
+    splits = split_examples(examples, fractions, split_seed)
+    data = InstructData(splits.train, splits.val, splits.test, template,
+                        encode_examples(splits.train, template), encode_examples(splits.val, template),
+                        encode_examples(splits.test, template))
+    data.info = {
+        "dataset": str(path.resolve()),
+        "dataset_sha256": sha256_file(path),
+        "dataset_entries": len(examples),
+        "split_seed": split_seed,  # None: the file's order (the book's split)
+        "split_fractions": list(fractions),
+        "split_sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+    }
+    return data
+
+
+def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over targets != -100. logits (B, T, V), targets (B, T). A batch whose targets
+    are all ignored (a prompt longer than --max-length, masked) gives 0, not NaN."""
+    if not bool((targets != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0  # keeps the graph (and DDP) happy
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
+
+
+class InstructTask:
+    """Task protocol (training/task.py) for instruction fine-tuning."""
+
+    name = "instruct"
+    checkpoint_kind = "instruct"
+    best_metric = "val_loss"
+    best_mode = "min"
+
+    def __init__(self, data: InstructData, batch_size: int = 8, max_length: int | None = None,
+                 mask_instructions: bool = False, group_by_length: bool = False, seed: int = 123,
+                 extra_metadata: dict[str, Any] | None = None, lora_base: str | Path | None = None):
+        if batch_size < 1:
+            raise ScratchError(f"--batch-size must be at least 1, got {batch_size}")
+        if max_length is not None and max_length < 2:
+            raise ScratchError(f"--max-length must be at least 2, got {max_length}")
+        self.data = data
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.mask_instructions = mask_instructions
+        self.group_by_length = group_by_length
+        self.seed = seed
+        self.extra_metadata = dict(extra_metadata or {})
+        self.lora_base = Path(lora_base) if lora_base is not None else None  # set: saves merged + adapter
+        self._train_lengths = [len(e.ids) for e in data.encoded_train]
+
+    # Batches ---------------------------------------------------------------------------------------
+
+    def num_train_batches(self, world_size: int = 1) -> int:
+        total = math.ceil(len(self.data.encoded_train) / self.batch_size)
+        return total if world_size == 1 else total // world_size
+
+    def train_batches(self, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """The epoch's batches in an order fixed by (seed, epoch); rank r takes every world_size-th one."""
+        order = batch_order(self._train_lengths, self.batch_size, self.seed, epoch,
+                            group_by_length=self.group_by_length)
+        for i in range(self.num_train_batches(world_size)):
+            chunk = order[i * world_size + rank]
+            yield self.collate([self.data.encoded_train[j] for j in chunk])
+
+    def collate(self, examples: Sequence[EncodedExample]) -> Batch:
+        return collate(examples, self.max_length, self.mask_instructions)
+
+    # Loss and metrics ------------------------------------------------------------------------------
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        inputs, targets = batch
+        return masked_lm_loss(model(inputs), targets)
+
+    def tokens_in(self, batch: Batch) -> int:
+        return int((batch[1] != IGNORE_INDEX).sum())
+
+    def mean_loss(self, model: nn.Module, examples: Sequence[EncodedExample], max_batches: int | None = None,
+                  mask_instructions: bool | None = None) -> float:
+        """Token-weighted mean loss over (up to max_batches of) examples, in eval mode."""
+        wrapped = getattr(model, "module", model)
+        was_training = wrapped.training
+        wrapped.eval()
+        device = next(wrapped.parameters()).device
+        mask = self.mask_instructions if mask_instructions is None else mask_instructions
+        total, count = 0.0, 0
+        try:
+            with torch.no_grad():
+                for i, (inputs, targets) in enumerate(iterate_batches(examples, self.batch_size,
+                                                                      self.max_length, mask)):
+                    if max_batches is not None and i >= max_batches:
+                        break
+                    inputs, targets = inputs.to(device), targets.to(device)
+                    total += masked_lm_loss(wrapped(inputs), targets, reduction="sum").item()
+                    count += int((targets != IGNORE_INDEX).sum())
+        finally:
+            wrapped.train(was_training)
+        return total / max(count, 1)
+
+    def evaluate(self, model: nn.Module, max_batches: int | None) -> dict[str, float]:
+        """val_loss (the Trainer adds val_ppl) and train_eval_loss on the first training batches, as the book prints."""
+        return {"val_loss": self.mean_loss(model, self.data.encoded_val, max_batches),
+                "train_eval_loss": self.mean_loss(model, self.data.encoded_train, max_batches)}
+
+    def sample(self, model: nn.Module, prompt: str, sampling) -> str:
+        """The Trainer's periodic sample: the first validation instruction, formatted with the template."""
+        from chatgpt_scratch.generation import generate_text
+
+        example = self.data.val[0]
+        text = self.data.template.prompt(example.instruction, example.input)
+        return generate_text(getattr(model, "module", model), text, sampling,
+                             stop_strings=self.data.template.stop_strings)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "template": self.data.template.name,
+            "mask_instructions": self.mask_instructions,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "group_by_length": self.group_by_length,
+            **self.data.info,
+            **self.extra_metadata,
+        }
+
+    # Saving (LoRA) ----------------------------------------------------------------------------------
+
+    def save_model(self, path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+        """Used by the Trainer for every save. Full fine-tune: a plain instruct checkpoint.
+        LoRA: the merged model at `path` and the adapter alone at NAME.lora.safetensors."""
+        from chatgpt_scratch.checkpoints import save_checkpoint
+
+        model = getattr(model, "module", model)
+        if self.lora_base is None:
+            save_checkpoint(path, model, "instruct", **metadata)
+            return
+        from chatgpt_scratch.lora import merge_lora, save_lora_adapter
+
+        adapter = adapter_path(path)
+        save_lora_adapter(adapter, model, self.lora_base, model_kind="instruct", **metadata)
+        merged = merge_lora(copy.deepcopy(model))  # the training model keeps its adapters
+        save_checkpoint(path, merged, "instruct", lora_adapter=str(adapter.resolve()), **metadata)
+
+
+def adapter_path(model_path: str | Path) -> Path:
+    """checkpoints/NAME.safetensors -> checkpoints/NAME.lora.safetensors."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name.removesuffix(".safetensors") + ".lora.safetensors")
