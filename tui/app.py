@@ -1,0 +1,172 @@
+"""The Textual app: Chat, Spam, Train and Checkpoints screens (plus X-ray when present).
+
+Start-up stays fast because nothing here imports torch: screens import the model
+stack inside thread workers, the first time they need it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tui.screens.about import AboutScreen
+from tui.screens.chat import ChatScreen
+from tui.screens.checkpoints import CheckpointsScreen
+from tui.screens.spam import SpamScreen
+from tui.screens.train import TrainScreen
+from tui.widgets.nav import SCREENS
+
+
+def _xray_available() -> bool:
+    return importlib.util.find_spec("tui.screens.xray") is not None
+
+
+def _xray_screen() -> Screen:
+    from tui.screens.xray import XrayScreen  # written by the X-ray helper; imported only when opened
+
+    return XrayScreen()
+
+
+class ScratchApp(App):
+    """chatgpt-scratch in the terminal."""
+
+    TITLE = "chatgpt-scratch"
+    CSS_PATH = "app.tcss"
+    MODES = {
+        "chat": ChatScreen,
+        "spam": SpamScreen,
+        "train": TrainScreen,
+        "checkpoints": CheckpointsScreen,
+    }
+    BINDINGS = [
+        # 1-5 when no text field has the focus; F1-F5 always (priority: even while typing).
+        Binding("1", "open('chat')", "Chat", show=False),
+        Binding("2", "open('spam')", "Spam", show=False),
+        Binding("3", "open('train')", "Train", show=False),
+        Binding("4", "open('checkpoints')", "Checkpoints", show=False),
+        Binding("5", "open('xray')", "X-ray", show=False),
+        Binding("f1", "open('chat')", "Chat", show=False, priority=True),
+        Binding("f2", "open('spam')", "Spam", show=False, priority=True),
+        Binding("f3", "open('train')", "Train", show=False, priority=True),
+        Binding("f4", "open('checkpoints')", "Checkpoints", show=False, priority=True),
+        Binding("f5", "open('xray')", "X-ray", show=False, priority=True),
+        Binding("f10", "about", "About"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, start: str = "chat") -> None:
+        super().__init__()
+        self.start_mode = start
+        self.has_xray = _xray_available()
+        if self.has_xray:
+            self.add_mode("xray", _xray_screen)
+        self.device_name = "auto"  # resolved in a worker (needs torch)
+        self.chat_checkpoint: Path | None = None
+        self.spam_checkpoint: Path | None = None
+        self.chat_model_name: str | None = None
+        self.spam_model_name: str | None = None
+
+    # --- navigation ----------------------------------------------------------------------------
+
+    def nav_screens(self) -> list[tuple[str, str]]:
+        return SCREENS + ([("xray", "5 X-ray")] if self.has_xray else [])
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        self.update_header()
+        self.resolve_device()
+
+    def action_open(self, mode: str) -> None:
+        if mode == "xray" and not self.has_xray:
+            self.notify("The X-ray screen is not installed in this build.", severity="warning")
+            return
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_about(self) -> None:
+        self.push_screen(AboutScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, label in self.nav_screens():
+            name = label.split(" ", 1)[1]
+            yield SystemCommand(f"Open {name}", f"Go to the {name} screen (key {label[0]} or F{label[0]})",
+                                lambda m=mode: self.action_open(m))
+        yield SystemCommand("About / settings", "Data folders, keys, theme", self.action_about)
+        yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme", self.action_toggle_theme)
+
+    # --- shared state shown in the header ------------------------------------------------------
+
+    def update_header(self) -> None:
+        parts = [f"chat: {self.chat_model_name or '-'}", f"spam: {self.spam_model_name or '-'}",
+                 f"device: {self.device_name}"]
+        self.sub_title = " · ".join(parts)
+
+    def set_model(self, role: str, path: Path | None, name: str | None) -> None:
+        """Record the checkpoint in use for 'chat' or 'spam' (shown in the header)."""
+        setattr(self, f"{role}_checkpoint", path)
+        setattr(self, f"{role}_model_name", name)
+        self.update_header()
+
+    def use_checkpoint(self, role: str, path: Path) -> None:
+        """From the Checkpoints screen: open `path` in the chat or spam screen."""
+        setattr(self, f"{role}_checkpoint", path)
+        self.switch_mode(role)
+
+    def resolve_device(self) -> None:
+        def work() -> str:
+            from chatgpt_scratch.device import resolve_device
+
+            return str(resolve_device("auto"))
+
+        def done(name: str) -> None:
+            self.device_name = name
+            self.update_header()
+
+        self.run_worker_thread(work, done, name="device")
+
+    # --- the one place where background work reports back ------------------------------------
+
+    def run_worker_thread(self, fn, on_result=None, name: str = "", group: str = "default",
+                          exclusive: bool = False) -> Worker:
+        """Run fn() in a thread; on success call on_result(value) on the UI thread.
+
+        A failure becomes a notification (see on_worker_state_changed), never a crash.
+        """
+
+        def runner():
+            result = fn()
+            if on_result is not None:
+                self.call_from_thread(on_result, result)
+            return result
+
+        return self.run_worker(runner, name=name, group=group, thread=True, exclusive=exclusive,
+                               exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.notify(error_text(event.worker.error), title="Error", severity="error", markup=False,
+                        timeout=8)
+
+
+def error_text(error: BaseException | None) -> str:
+    """A ScratchError's message is meant for the user as it is; anything else gets its type."""
+    if error is None:
+        return "unknown error"
+    from_core = type(error).__name__ == "ScratchError"
+    return str(error) if from_core else f"{type(error).__name__}: {error}"
+
+
+def run_app(start: str = "chat") -> int:
+    ScratchApp(start=start).run()
+    return 0

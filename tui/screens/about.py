@@ -1,0 +1,66 @@
+"""About / settings: where the data lives, the keys, the theme."""
+
+from __future__ import annotations
+
+import os
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Markdown
+
+KEYS = """\
+| Key | Does |
+|---|---|
+| 1 2 3 4 (5) or F1-F4 (F5) | Chat, Spam, Train, Checkpoints (X-ray); F-keys work while typing |
+| ctrl+p | command palette |
+| ctrl+t | light / dark theme |
+| F10 | this view |
+| ctrl+q | quit (training jobs keep running) |
+"""
+
+
+def folders_markdown() -> str:
+    from chatgpt_scratch import paths  # stdlib only: no torch
+
+    def row(label: str, path, env: str) -> str:
+        where = "set by $" + env if env in os.environ else "default"
+        return f"| {label} | `{path.resolve() if hasattr(path, 'resolve') else path}` | {where} |"
+
+    rows = [
+        row("Checkpoints", paths.checkpoints_dir(), "CHATGPT_SCRATCH_CHECKPOINTS"),
+        row("Datasets", paths.datasets_dir(), "CHATGPT_SCRATCH_DATASETS"),
+        row("Runs", paths.runs_dir(), "CHATGPT_SCRATCH_RUNS"),
+        row("Chat history", paths.app_data_dir(), "CHATGPT_SCRATCH_HOME"),
+    ]
+    return "| Folder | Path | |\n|---|---|---|\n" + "\n".join(rows)
+
+
+class AboutScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("f10", "dismiss", "Close", show=False)]
+    DEFAULT_CSS = """
+    AboutScreen { align: center middle; }
+    AboutScreen > Vertical { width: 90%; max-width: 110; height: 90%; border: thick $primary; background: $surface; }
+    AboutScreen VerticalScroll { height: 1fr; }
+    AboutScreen #about-buttons { height: 3; align-horizontal: right; }
+    """
+
+    def compose(self) -> ComposeResult:
+        from chatgpt_scratch import __version__
+
+        text = (
+            f"# chatgpt-scratch {__version__}\n\nA GPT built from scratch: chat, classify spam, train, "
+            "manage checkpoints.\n\n## Data folders\n\n" + folders_markdown()
+            + "\n\nChange them with the environment variables above (the app reads them at start).\n\n"
+            "## Keys\n\n" + KEYS
+        )
+        with Vertical():
+            with VerticalScroll():
+                yield Markdown(text, id="about-text")
+            with Vertical(id="about-buttons"):
+                yield Button("Light/dark theme", id="about-theme")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "about-theme":
+            self.app.action_toggle_theme()

@@ -1,0 +1,461 @@
+"""Chat screen: pick a model, talk to it; replies stream in while the UI stays live.
+
+The model runs in a thread worker (ChatSession.send is an iterator of text pieces);
+pieces are batched and appended to a Markdown widget at most ~20 times a second.
+Conversations are kept in the shared SQLite store (chatgpt_scratch.chat_store).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select, Static
+
+from tui.screens.base import MainScreen
+from tui.screens.dialogs import ConfirmDialog, TextPrompt
+from tui.widgets.model_picker import ModelPicker
+
+FLUSH_EVERY_S = 0.05
+
+# (field, label, default text) — blank means "unset" (None) where the setting allows it.
+SAMPLING_FIELDS = [
+    ("temperature", "temperature", "0.7"),
+    ("top_k", "top-k", "40"),
+    ("top_p", "top-p", "0.95"),
+    ("max_new_tokens", "max new tokens", "200"),
+    ("repetition_penalty", "rep. penalty", "1.1"),
+    ("seed", "seed", ""),
+]
+INT_FIELDS = {"top_k", "max_new_tokens", "seed"}
+
+
+def how_to_get_a_model(folder: Path) -> str:
+    return f"""\
+## No model to chat with yet
+
+Chat needs a **base** or **instruct** checkpoint in `{folder}`. Two ways to get one:
+
+1. **Import GPT-2** — press **4** (Checkpoints), then **i**, pick *gpt2-small (124M)*
+   (downloads about 500 MB once). From a shell: `chatgpt-scratch import-gpt2 gpt2-small`.
+2. **Train your own** — press **3** (Train): task *pretrain*, start from preset *cpu-mini*,
+   data *the-verdict*; then task *instruction fine-tune* on it for a model that follows instructions.
+
+It appears here as soon as it is saved.
+"""
+
+
+def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Text fields -> SamplingConfig keyword arguments, plus a per-field error message."""
+    kwargs: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, _, _ in SAMPLING_FIELDS:
+        text = values.get(name, "").strip()
+        if not text:
+            if name in ("top_k", "top_p", "seed"):
+                kwargs[name] = None
+                continue
+            errors[name] = "required"
+            continue
+        try:
+            kwargs[name] = int(text) if name in INT_FIELDS else float(text)
+        except ValueError:
+            errors[name] = "whole number" if name in INT_FIELDS else "number"
+    return kwargs, errors
+
+
+class ChatScreen(MainScreen):
+    MODE = "chat"
+    CSS_PATH = "chat.tcss"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop reply"),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+n", "new_conversation", "New chat"),
+        Binding("ctrl+y", "copy_reply", "Copy reply"),
+        Binding("f6", "rename_conversation", "Rename chat"),
+        Binding("ctrl+d", "delete_conversation", "Delete chat"),
+        Binding("ctrl+e", "export_conversation", "Export"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Any = None
+        self.loaded_path: Path | None = None
+        self.store: Any = None
+        self.conversation_id: int | None = None
+        self.last_reply_id: int | None = None
+        self.replying = False
+        self.reply_widget: Markdown | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="chat-main"):
+            with VerticalScroll(id="chat-side"):
+                yield ModelPicker(("instruct", "base"), id="chat-model", prompt="Pick a model")
+                yield Label("Sampling (next reply)", classes="side-title")
+                for name, label, default in SAMPLING_FIELDS:
+                    with Horizontal(classes="field"):
+                        yield Label(label, classes="field-label")
+                        yield Input(default, id=f"s-{name}", classes="field-input", compact=True)
+                    yield Label("", id=f"s-{name}-error", classes="field-error")
+                yield Label("Conversations", classes="side-title")
+                yield ListView(id="chat-convs")
+            with Vertical(id="chat-center"):
+                with VerticalScroll(id="chat-log"):
+                    yield Markdown("", id="chat-empty")
+                yield Label("", id="chat-status")
+                yield Input(placeholder="Message (Enter to send, Esc stops a reply)", id="chat-input")
+
+    def on_mount(self) -> None:
+        self.query_one("#chat-input", Input).focus()
+        self.reload_models()
+        self.open_store()
+
+    def on_screen_resume(self) -> None:
+        wanted = self.app.chat_checkpoint
+        if wanted is not None and wanted != self.loaded_path:
+            self.reload_models()
+        elif self.query_one(ModelPicker).loaded:
+            self.reload_models()
+
+    # --- models --------------------------------------------------------------------------------
+
+    def reload_models(self) -> None:
+        self.query_one("#chat-model", ModelPicker).reload(then=self.models_listed)
+
+    def models_listed(self, infos: list[Any]) -> None:
+        empty = self.query_one("#chat-empty", Markdown)
+        if not infos:
+            from chatgpt_scratch.paths import checkpoints_dir
+
+            empty.display = True
+            empty.update(how_to_get_a_model(checkpoints_dir()))
+            self.set_status("No model yet: see above.")
+            return
+        if self.session is None:
+            empty.display = False
+        wanted = self.app.chat_checkpoint
+        if wanted is None and self.session is None:
+            instruct = [i for i in infos if i.kind == "instruct"]
+            wanted = (instruct or infos)[0].path
+        if wanted is not None and wanted != self.loaded_path:
+            self.query_one(ModelPicker).select_path(wanted)
+            self.load(wanted)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "chat-model" and event.value != Select.BLANK:
+            self.load(Path(str(event.value)))
+
+    def load(self, path: Path) -> None:
+        if self.replying:
+            self.notify("Wait for the reply to finish (or press Esc) before switching models.", severity="warning")
+            return
+        self.set_status(f"loading {path.name}…")
+        log = self.query_one("#chat-log")
+        log.loading = True
+        previous = self.session
+
+        def work():
+            from chatgpt_scratch.chat import ChatSession
+
+            try:
+                return ChatSession.from_checkpoint(path, device="auto")
+            finally:
+                self.app.call_from_thread(setattr, log, "loading", False)
+
+        def loaded(session) -> None:
+            if previous is not None:
+                session.set_history([(t.user, t.assistant) for t in previous.turns])
+            self.session = session
+            self.loaded_path = path
+            self.app.chat_checkpoint = path
+            self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
+            kind = "instruct" if session.template is not None else "base (plain text continuation)"
+            self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")
+
+        self.app.run_worker_thread(work, loaded, name="load-chat-model", group="chat-load", exclusive=True)
+
+    # --- conversations store -------------------------------------------------------------------
+
+    def open_store(self) -> None:
+        def work():
+            from chatgpt_scratch.chat_store import ChatStore
+
+            store = ChatStore()
+            return store, store.list_conversations()
+
+        def opened(result) -> None:
+            self.store, conversations = result
+            self.show_conversations(conversations)
+
+        self.app.run_worker_thread(work, opened, name="open-chat-store")
+
+    def refresh_conversations(self) -> None:
+        if self.store is None:
+            return
+        store = self.store
+        self.app.run_worker_thread(store.list_conversations, self.show_conversations, name="list-conversations",
+                                   group="chat-convs", exclusive=True)
+
+    def show_conversations(self, conversations: list[Any]) -> None:
+        view = self.query_one("#chat-convs", ListView)
+        view.clear()
+        for conv in conversations:
+            item = ListItem(Label(escape(conv.title)), name=str(conv.id))
+            view.append(item)
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        if event.list_view.id != "chat-convs" or event.item is None or event.item.name is None:
+            return
+        if self.replying:
+            self.notify("Wait for the reply to finish (or press Esc).", severity="warning")
+            return
+        conv_id = int(event.item.name)
+        store = self.store
+
+        def work():
+            return store.get_messages(conv_id), store.turns(conv_id)
+
+        def opened(result) -> None:
+            messages, turns = result
+            self.conversation_id = conv_id
+            self.last_reply_id = next((m.id for m in reversed(messages) if m.role == "assistant"), None)
+            if self.session is not None:
+                self.session.set_history(turns)
+            self.clear_log()
+            for m in messages:
+                self.add_bubble(m.role, m.content)
+            self.set_status(f"reopened conversation {conv_id} ({len(messages)} messages)")
+
+        self.app.run_worker_thread(work, opened, name="open-conversation")
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def set_status(self, text: str) -> None:
+        self.query_one("#chat-status", Label).update(escape(text))
+
+    def clear_log(self) -> None:
+        log = self.query_one("#chat-log")
+        for child in list(log.children):
+            if child.id != "chat-empty":
+                child.remove()
+        self.query_one("#chat-empty").display = False
+
+    def add_bubble(self, role: str, text: str) -> Markdown:
+        bubble = Markdown(text, classes=f"bubble {role}")
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.mount(bubble)
+        log.scroll_end(animate=False)
+        return bubble
+
+    def read_sampling(self) -> Any | None:
+        values = {name: self.query_one(f"#s-{name}", Input).value for name, _, _ in SAMPLING_FIELDS}
+        kwargs, errors = parse_sampling(values)
+        for name, _, _ in SAMPLING_FIELDS:
+            self.show_field_error(name, errors.get(name, ""))
+        if errors:
+            self.notify("Fix the sampling settings marked in red.", severity="error")
+            return None
+        from chatgpt_scratch.errors import ScratchError
+        from chatgpt_scratch.generation import SamplingConfig
+
+        try:
+            return SamplingConfig(**kwargs)
+        except ScratchError as e:
+            field_name = next((n for n, _, _ in SAMPLING_FIELDS if str(e).startswith(n)), None)
+            if field_name:
+                self.show_field_error(field_name, str(e).split(",")[0])
+            self.notify(str(e), severity="error", markup=False)
+            return None
+
+    def show_field_error(self, name: str, message: str) -> None:
+        label = self.query_one(f"#s-{name}-error", Label)
+        label.update(escape(message))
+        label.set_class(bool(message), "-shown")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "chat-input":
+            self.send(event.value)
+
+    def send(self, text: str) -> None:
+        if not text.strip():
+            return
+        if self.replying:
+            self.notify("A reply is still being written; press Esc to stop it.", severity="warning")
+            return
+        if self.session is None:
+            self.notify("No model loaded yet: pick one in the list on the left (or see the steps shown).",
+                        severity="warning")
+            return
+        sampling = self.read_sampling()
+        if sampling is None:
+            return
+        self.session.sampling = sampling
+        from chatgpt_scratch.errors import ScratchError
+
+        try:
+            pieces = self.session.send(text)  # checks the message fits before anything is shown
+        except ScratchError as e:
+            self.notify(str(e), severity="error", markup=False)
+            return
+        self.query_one("#chat-input", Input).value = ""
+        self.query_one("#chat-empty").display = False
+        self.add_bubble("user", text)
+        self.stream(pieces, user_text=text, replace=False)
+
+    def stream(self, pieces, user_text: str, replace: bool) -> None:
+        bubble = self.add_bubble("assistant", "")
+        self.reply_widget = bubble
+        self.replying = True
+        self.set_status("writing… (Esc stops)")
+        session, store = self.session, self.store
+        title = user_text.strip().splitlines()[0][:40]
+
+        def work():
+            conv_id = self.conversation_id
+            try:
+                if store is not None:
+                    if conv_id is None:
+                        conv_id = store.create_conversation(title, checkpoint=str(self.loaded_path))
+                    if replace and self.last_reply_id is not None:
+                        store.delete_message(self.last_reply_id)
+                    elif not replace:
+                        store.add_message(conv_id, "user", user_text)
+                buf, last = "", time.monotonic()
+                for piece in pieces:
+                    buf += piece
+                    if time.monotonic() - last >= FLUSH_EVERY_S:
+                        self.app.call_from_thread(self.append_reply, bubble, buf)
+                        buf, last = "", time.monotonic()
+                if buf:
+                    self.app.call_from_thread(self.append_reply, bubble, buf)
+            finally:
+                reply = session.turns[-1].assistant if session.turns else ""
+                stats = session.stats
+                reply_id = None
+                if store is not None and conv_id is not None:
+                    reply_id = store.add_message(conv_id, "assistant", reply,
+                                                 stats=stats.to_dict() if stats else None)
+                self.app.call_from_thread(self.reply_finished, conv_id, reply_id, stats)
+            return reply
+
+        self.app.run_worker_thread(work, name="chat-reply", group="chat-reply")
+
+    async def append_reply(self, bubble: Markdown, text: str) -> None:
+        await bubble.append(text)
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+
+    def reply_finished(self, conv_id: int | None, reply_id: int | None, stats: Any) -> None:
+        self.replying = False
+        new_conversation = conv_id != self.conversation_id
+        self.conversation_id = conv_id
+        self.last_reply_id = reply_id
+        self.set_status(stats.summary() if stats else "stopped")
+        if new_conversation:
+            self.refresh_conversations()
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if self.replying and self.session is not None:
+            self.session.stop()
+
+    def action_regenerate(self) -> None:
+        if self.session is None or self.replying:
+            return
+        if not self.session.turns:
+            self.notify("Nothing to regenerate yet: send a message first.", severity="warning")
+            return
+        sampling = self.read_sampling()
+        if sampling is None:
+            return
+        self.session.sampling = sampling
+        from chatgpt_scratch.errors import ScratchError
+
+        try:
+            pieces = self.session.regenerate()
+        except ScratchError as e:
+            self.notify(str(e), severity="error", markup=False)
+            return
+        bubbles = self.query("#chat-log .assistant")
+        if bubbles:
+            bubbles.last().remove()
+        self.stream(pieces, user_text=self.session.turns[-1].user, replace=True)
+
+    def action_new_conversation(self) -> None:
+        if self.replying:
+            return
+        if self.session is not None:
+            self.session.clear()
+        self.conversation_id = None
+        self.last_reply_id = None
+        self.clear_log()
+        self.set_status("new conversation")
+        self.query_one("#chat-input", Input).focus()
+
+    def action_copy_reply(self) -> None:
+        if self.session is None or not self.session.turns:
+            self.notify("No reply to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.session.turns[-1].assistant)
+        self.notify("Last reply copied to the clipboard.")
+
+    def _need_conversation(self) -> int | None:
+        if self.conversation_id is None or self.store is None:
+            self.notify("No saved conversation open: send a message or pick one on the left.", severity="warning")
+            return None
+        return self.conversation_id
+
+    def action_rename_conversation(self) -> None:
+        conv_id = self._need_conversation()
+        if conv_id is None:
+            return
+        title = self.store.get_conversation(conv_id).title
+
+        def answer(name: str | None) -> None:
+            if name:
+                self.store.rename(conv_id, name)
+                self.refresh_conversations()
+
+        self.app.push_screen(TextPrompt("New title for this conversation:", title), answer)
+
+    def action_delete_conversation(self) -> None:
+        conv_id = self._need_conversation()
+        if conv_id is None or self.replying:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.store.delete(conv_id)
+                self.action_new_conversation()
+                self.refresh_conversations()
+
+        self.app.push_screen(ConfirmDialog("Delete this conversation and all its messages?", yes="Delete"), answer)
+
+    def action_export_conversation(self) -> None:
+        conv_id = self._need_conversation()
+        if conv_id is None:
+            return
+        default = str(Path.cwd() / f"conversation-{conv_id}.md")
+
+        def answer(path: str | None) -> None:
+            if not path:
+                return
+            out = Path(path).expanduser()
+            try:
+                out.write_text(self.store.export_markdown(conv_id), encoding="utf-8")
+            except OSError as e:
+                self.notify(f"cannot write {out}: {e.strerror}", severity="error", markup=False)
+                return
+            self.notify(f"Exported to {out}", markup=False)
+
+        self.app.push_screen(TextPrompt("Export this conversation as Markdown to:", default), answer)
+
+    def action_toggle_sidebar(self) -> None:
+        side = self.query_one("#chat-side")
+        side.display = not side.display

@@ -1,0 +1,140 @@
+"""Spam screen: pick a classifier, paste a message (or many lines), see label and probability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
+
+from tui.screens.base import MainScreen
+from tui.widgets.model_picker import ModelPicker
+
+NO_CLASSIFIER = (
+    "No classifier checkpoint yet. Make one in the Train screen (3): task 'spam fine-tune', "
+    "or run `chatgpt-scratch finetune-spam --help`."
+)
+
+
+class SpamScreen(MainScreen):
+    MODE = "spam"
+    CSS_PATH = "spam.tcss"
+    BINDINGS = [
+        Binding("ctrl+enter,ctrl+j,f6", "classify", "Classify", priority=True),
+        Binding("ctrl+l", "clear", "Clear"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier: Any = None
+        self.loaded_path: Path | None = None
+        self.results: list[tuple[str, float, str]] = []  # (label, probability, text), newest first
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="spam-body"):
+            with Horizontal(id="spam-top"):
+                yield ModelPicker(("classifier",), id="spam-model", prompt="Pick a classifier")
+                yield Button("Classify", id="spam-classify", variant="primary")
+            yield Label("", id="spam-status")
+            yield TextArea(id="spam-input", soft_wrap=True, show_line_numbers=False,
+                           placeholder="Type or paste a message; several lines = one message per line")
+            with Horizontal(id="spam-result"):
+                yield Static("", id="spam-label")
+                yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="spam-bar")
+            table = DataTable(id="spam-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("Label", "Prob.", "Message")
+            yield table
+
+    def on_mount(self) -> None:
+        self.query_one("#spam-input", TextArea).focus()
+        self.reload_models()
+
+    def on_screen_resume(self) -> None:
+        if self.query_one(ModelPicker).loaded:
+            self.reload_models()
+
+    def reload_models(self) -> None:
+        picker = self.query_one("#spam-model", ModelPicker)
+        picker.reload(then=self.models_listed)
+
+    def models_listed(self, infos: list[Any]) -> None:
+        status = self.query_one("#spam-status", Label)
+        wanted = self.app.spam_checkpoint
+        if not infos:
+            status.update(NO_CLASSIFIER)
+            return
+        if self.classifier is None and wanted is None:
+            wanted = infos[-1].path if len(infos) == 1 else None
+            if wanted is None:
+                status.update("Pick a classifier above.")
+        if wanted is not None and wanted != self.loaded_path:
+            self.query_one(ModelPicker).select_path(wanted)
+            self.load(wanted)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "spam-model" and event.value != Select.BLANK:
+            self.load(Path(str(event.value)))
+
+    def load(self, path: Path) -> None:
+        self.query_one("#spam-status", Label).update(f"loading {path.name}…")
+        self.query_one("#spam-body").loading = True
+
+        def work():
+            from chatgpt_scratch.classify import SpamClassifier
+
+            try:
+                return SpamClassifier.load(path, device="auto")
+            finally:
+                self.app.call_from_thread(setattr, self.query_one("#spam-body"), "loading", False)
+
+        def loaded(classifier) -> None:
+            self.classifier = classifier
+            self.loaded_path = path
+            self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
+            self.query_one("#spam-status", Label).update(
+                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message and press ctrl+enter (or F6).")
+
+        self.app.run_worker_thread(work, loaded, name="load-classifier", group="spam-load", exclusive=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "spam-classify":
+            self.action_classify()
+
+    def action_classify(self) -> None:
+        text = self.query_one("#spam-input", TextArea).text
+        texts = [line.strip() for line in text.splitlines() if line.strip()]
+        if not texts:
+            self.notify("Type or paste a message first.", severity="warning")
+            return
+        if self.classifier is None:
+            self.notify("Pick a classifier checkpoint first." if self.query_one(ModelPicker).paths
+                        else NO_CLASSIFIER, severity="warning", markup=False)
+            return
+        classifier = self.classifier
+
+        def work():
+            return classifier.classify(texts)
+
+        self.app.run_worker_thread(work, lambda preds: self.show(texts, preds), name="classify",
+                                   group="spam-classify", exclusive=True)
+
+    def show(self, texts: list[str], predictions: list[Any]) -> None:
+        first = predictions[0]
+        style = "bold red" if first.label.lower() == "spam" else "bold green"
+        what = "" if len(texts) == 1 else f" (first of {len(texts)} lines)"
+        self.query_one("#spam-label", Static).update(
+            f"[{style}]{escape(first.label.upper())}[/] {first.probability:.1%}{what}")
+        self.query_one("#spam-bar", ProgressBar).update(total=100, progress=round(first.probability * 100, 1))
+        table = self.query_one("#spam-table", DataTable)
+        # Newest results on top; older ones stay below.
+        self.results = [(p.label, p.probability, t) for t, p in zip(texts, predictions)] + self.results
+        table.clear()
+        for label, prob, text in self.results[:500]:
+            table.add_row(label, f"{prob:.1%}", text if len(text) <= 200 else text[:200] + "…")
+
+    def action_clear(self) -> None:
+        self.query_one("#spam-input", TextArea).clear()

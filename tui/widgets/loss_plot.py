@@ -1,0 +1,98 @@
+"""A live loss plot fed by training events (train raw + smoothed, val loss, val accuracy).
+
+Points arrive whenever the events file grows; the drawing happens at most
+MAX_REDRAWS_PER_S times a second, so a fast job cannot flood the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual_plotext import PlotextPlot
+
+from tui.jobs import smooth
+
+MAX_REDRAWS_PER_S = 4
+
+
+class LossPlot(PlotextPlot):
+    def __init__(self, *, id: str | None = None, title: str = "loss", x_axis: str = "step") -> None:
+        super().__init__(id=id)
+        self.title = title
+        self.x_axis = x_axis  # "step" or "tokens_seen"
+        self.train: list[tuple[float, float]] = []
+        self.val: list[tuple[float, float]] = []
+        self.acc: list[tuple[float, float]] = []
+        self._dirty = True
+        self.redraws = 0  # how many times the data were drawn (tests and the throttle check read it)
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / MAX_REDRAWS_PER_S, self._redraw_if_dirty)
+        self._draw()
+
+    @property
+    def n_points(self) -> int:
+        return len(self.train) + len(self.val) + len(self.acc)
+
+    def clear(self) -> None:
+        self.train, self.val, self.acc = [], [], []
+        self._dirty = True
+
+    def add_events(self, events: list[dict[str, Any]]) -> None:
+        """Take the step and eval events out of a batch of events; other types are ignored."""
+        last_x = self.train[-1][0] if self.train else 0.0
+        for e in events:
+            x = e.get(self.x_axis, e.get("step"))
+            if not isinstance(x, (int, float)):
+                x = last_x
+            kind = e.get("type")
+            if kind == "step" and isinstance(e.get("train_loss"), (int, float)):
+                self.train.append((float(x), float(e["train_loss"])))
+                last_x = float(x)
+            elif kind == "eval":
+                if isinstance(e.get("val_loss"), (int, float)):
+                    self.val.append((float(x), float(e["val_loss"])))
+                if isinstance(e.get("val_acc"), (int, float)):
+                    self.acc.append((float(x), float(e["val_acc"])))
+            else:
+                continue
+            self._dirty = True
+
+    def set_events(self, events: list[dict[str, Any]]) -> None:
+        self.clear()
+        self.add_events(events)
+
+    def set_series(self, series: dict[str, Any]) -> None:
+        self.clear()
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self._draw()
+
+    def _draw(self) -> None:
+        self._dirty = False
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        plt.xlabel("tokens seen" if self.x_axis == "tokens_seen" else "step")
+        if not self.n_points:
+            self.refresh()
+            return
+        self.redraws += 1
+        if self.train:
+            xs, ys = zip(*self.train)
+            if len(xs) > 1:
+                plt.plot(xs, ys, label="train", marker="dot", color="gray")
+                plt.plot(xs, smooth(list(ys)), label="train (smoothed)", marker="braille", color="cyan")
+            else:
+                plt.scatter(xs, ys, label="train", color="cyan")
+        if self.val:
+            xs, ys = zip(*self.val)
+            plt.plot(xs, ys, label="val", marker="braille", color="orange")
+            plt.scatter(xs, ys, marker="dot", color="orange")
+        if self.acc:
+            xs, ys = zip(*self.acc)
+            plt.plot(xs, ys, label="val acc", yside="right", marker="braille", color="green")
+            plt.ylim(0, 1, yside="right")
+        self.refresh()
