@@ -14,7 +14,10 @@ sequence would (a test checks this), including past the context window: there,
 like the book's `generate`, the model sees only the last `context_length`
 tokens. Positions are absolute (learned position embeddings), so once the window
 slides every cached key is stale; we then re-prefill the window each step, which
-costs what recomputation costs and stays exact.
+costs what recomputation costs and stays exact. `window_stride=k` trades a little
+context for speed: the window start then moves in jumps of k tokens (see
+`window_start`), so the cache re-prefills once every k tokens; the no-cache path
+uses the same windows, and the two still agree token for token.
 
 Stop strings are matched on the decoded text. `stream_text` and `generate_text`
 cut the text exactly before the stop string. The token iterator `generate`
@@ -44,9 +47,9 @@ class SamplingConfig:
     """How to pick each next token. The defaults are greedy decoding of up to 256 tokens."""
 
     temperature: float = 0.0  # 0 = greedy (argmax); higher = flatter, more random
-    top_k: int | None = None  # keep only the k most likely tokens
-    top_p: float | None = None  # keep the smallest set of most likely tokens whose mass reaches p
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL-style)
+    top_k: int | None = None  # keep only the k most likely tokens (when sampling)
+    top_p: float | None = None  # keep the smallest set of most likely tokens whose mass reaches p (when sampling)
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in prompt or output (CTRL-style)
     max_new_tokens: int = 256
     seed: int | None = None  # same seed, same model, same prompt => same text
 
@@ -193,6 +196,23 @@ def make_generator(seed: int | None) -> torch.Generator:
 # Decoding loops
 
 
+def window_start(n_tokens: int, context: int, stride: int = 1) -> int:
+    """Index of the first token the model sees when the sequence holds n_tokens.
+
+    The smallest multiple of `stride` that leaves at most `context` tokens. With stride 1
+    this is the book's crop to the last `context` tokens; with a larger stride the window
+    jumps ahead by `stride` tokens at a time and may see fewer than `context` tokens.
+    """
+    if n_tokens <= context:
+        return 0
+    return -(-(n_tokens - context) // stride) * stride  # ceil((n - context) / stride) * stride
+
+
+def _check_stride(stride: int, context: int) -> None:
+    if not isinstance(stride, int) or not 1 <= stride <= context:
+        raise ScratchError(f"window_stride must be a whole number from 1 to the context length ({context}), got {stride!r}")
+
+
 def _check_model(model) -> None:
     if getattr(model.cfg, "n_classes", None) is not None:
         raise ScratchError("this model has a classification head and cannot generate text; use a base or instruct checkpoint")
@@ -206,10 +226,14 @@ def _last_logits(model, idx: torch.Tensor, cache=None, attention_mask: torch.Ten
 
 @torch.inference_mode()
 def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
-                  stop_ids: Iterable[int], use_cache: bool) -> Iterator[int]:
+                  stop_ids: Iterable[int], use_cache: bool, window_stride: int = 1) -> Iterator[int]:
     """New token ids, one at a time, until a stop id (not yielded) or max_new_tokens."""
     _check_model(model)
+    _check_stride(window_stride, model.cfg.context_length)
     context = model.cfg.context_length
+
+    def window(tokens: list[int]) -> list[int]:  # what the model sees: the book crops from the left
+        return tokens[window_start(len(tokens), context, window_stride):]
     stop_ids = set(stop_ids)
     ids = list(prompt_ids) or [ENDOFTEXT_ID]  # GPT-2 starts unconditional text after <|endoftext|>
     generator = make_generator(sampling.seed)
@@ -221,11 +245,11 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
     was_training = model.training
     model.eval()  # no dropout while generating (training calls this for its sample text)
     try:
-        window = ids[-context:]  # crop a long prompt from the left, as the book does
+        seen = window(ids)  # a prompt longer than the context is cropped from the left
         cache = None
         if use_cache:
-            cache = model.new_cache(1, max_len=min(context, len(window) + sampling.max_new_tokens))
-        logits = _last_logits(model, as_batch(window), cache)
+            cache = model.new_cache(1, max_len=min(context, len(seen) + sampling.max_new_tokens))
+        logits = _last_logits(model, as_batch(seen), cache)
         for step in range(sampling.max_new_tokens):
             token = int(pick_next_token(logits, sampling, [ids], generator)[0])
             if token in stop_ids:
@@ -235,28 +259,28 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
             if step == sampling.max_new_tokens - 1:
                 return
             if not use_cache:
-                logits = _last_logits(model, as_batch(ids[-context:]))
-            elif cache.length < context:
+                logits = _last_logits(model, as_batch(window(ids)))
+            elif cache.length < context:  # the window start has not moved: append to the cache
                 logits = _last_logits(model, as_batch([token]), cache)
-            else:  # window full: positions shift, cached keys are stale; re-prefill the last window
+            else:  # window full: positions shift, cached keys are stale; re-prefill the new window
                 cache.length = 0
-                logits = _last_logits(model, as_batch(ids[-context:]), cache)
+                logits = _last_logits(model, as_batch(window(ids)), cache)
     finally:
         model.train(was_training)
 
 
 def generate(model, prompt_ids: Sequence[int], sampling: SamplingConfig | None = None,
              stop_ids: Iterable[int] = (ENDOFTEXT_ID,), stop_strings: Sequence[str] = (),
-             use_cache: bool = True) -> Iterator[int]:
+             use_cache: bool = True, window_stride: int = 1) -> Iterator[int]:
     """Yield new token ids as the model makes them.
 
     Stops at a token in `stop_ids` (not yielded), after `max_new_tokens`, or when the
     decoded text contains one of `stop_strings` (tokens of the stop string are not
     yielded; see the module notes). Prompts longer than the context are cropped from
-    the left; an empty prompt starts after <|endoftext|>.
+    the left; an empty prompt starts after <|endoftext|>. window_stride: see `window_start`.
     """
     sampling = sampling or SamplingConfig()
-    tokens = _token_stream(model, prompt_ids, sampling, stop_ids, use_cache)
+    tokens = _token_stream(model, prompt_ids, sampling, stop_ids, use_cache, window_stride)
     if not any(stop_strings):
         yield from tokens
         return
@@ -274,10 +298,10 @@ def generate(model, prompt_ids: Sequence[int], sampling: SamplingConfig | None =
 
 def stream_text(model, prompt_ids: Sequence[int], sampling: SamplingConfig | None = None,
                 stop_ids: Iterable[int] = (ENDOFTEXT_ID,), stop_strings: Sequence[str] = (),
-                use_cache: bool = True) -> Iterator[str]:
+                use_cache: bool = True, window_stride: int = 1) -> Iterator[str]:
     """Yield the new text in pieces as it is made, never splitting a UTF-8 character, cut before a stop string."""
     sampling = sampling or SamplingConfig()
-    tokens = _token_stream(model, prompt_ids, sampling, stop_ids, use_cache)
+    tokens = _token_stream(model, prompt_ids, sampling, stop_ids, use_cache, window_stride)
     decoder, scanner = StreamDecoder(), StopStringScanner(stop_strings)
     try:
         for token in tokens:
@@ -296,16 +320,17 @@ def stream_text(model, prompt_ids: Sequence[int], sampling: SamplingConfig | Non
 
 def generate_text(model, prompt: str, sampling: SamplingConfig | None = None,
                   stop_strings: Sequence[str] = (), stop_ids: Iterable[int] = (ENDOFTEXT_ID,),
-                  use_cache: bool = True) -> str:
+                  use_cache: bool = True, window_stride: int = 1) -> str:
     """Tokenize the prompt, generate, and return the new text (without the prompt)."""
-    return "".join(stream_text(model, encode(prompt), sampling, stop_ids, stop_strings, use_cache))
+    return "".join(stream_text(model, encode(prompt), sampling, stop_ids, stop_strings, use_cache, window_stride))
 
 
 @torch.inference_mode()
 def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: SamplingConfig,
-                      stop_ids: Iterable[int]) -> list[list[int]]:
+                      stop_ids: Iterable[int], window_stride: int = 1) -> list[list[int]]:
     """Greedy or sampled decoding of several prompts at once; each row stops on its own."""
     _check_model(model)
+    _check_stride(window_stride, model.cfg.context_length)
     context = model.cfg.context_length
     stop_ids = set(stop_ids)
     device = model.device
@@ -316,7 +341,7 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
 
     def prefill() -> tuple[object, torch.Tensor, torch.Tensor]:
         """Left-pad the active rows' last windows into one batch; run them into a fresh cache."""
-        windows = [histories[r][-context:] for r in active]
+        windows = [histories[r][window_start(len(histories[r]), context, window_stride):] for r in active]
         width = max(len(w) for w in windows)
         idx = torch.tensor([[0] * (width - len(w)) + w for w in windows], device=device)  # pad id: masked, any id works
         mask = torch.tensor([[0] * (width - len(w)) + [1] * len(w) for w in windows], device=device)
@@ -358,7 +383,8 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
 
 
 def generate_batch(model, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None,
-                   stop_ids: Iterable[int] = (ENDOFTEXT_ID,), stop_strings: Sequence[str] = ()) -> list[list[int]]:
+                   stop_ids: Iterable[int] = (ENDOFTEXT_ID,), stop_strings: Sequence[str] = (),
+                   window_stride: int = 1) -> list[list[int]]:
     """Generate for several prompts at once (left-padded batch); returns the new ids of each row.
 
     Each row stops on its own (stop id, stop string) and finished rows leave the batch.
@@ -368,7 +394,7 @@ def generate_batch(model, prompts: Sequence[Sequence[int]], sampling: SamplingCo
     sampling = sampling or SamplingConfig()
     if not prompts:
         return []
-    rows = _batch_token_rows(model, prompts, sampling, stop_ids)
+    rows = _batch_token_rows(model, prompts, sampling, stop_ids, window_stride)
     if not any(stop_strings):
         return rows
     # A row that ran past its stop string kept decoding (batch rows cannot be stopped

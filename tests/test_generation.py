@@ -17,11 +17,21 @@ from chatgpt_scratch.generation import (
     next_token_distribution,
     sampling_stages,
     stream_text,
+    window_start,
 )
 from chatgpt_scratch.model import GPTModel, to_classifier
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, decode, encode
 
 CONTEXT = PRESETS["test-tiny"].context_length  # 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run hundreds of small steps: one thread avoids cross-thread sync on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +152,36 @@ def test_sampling_stages_end_with_the_distribution():
     dict(temperature=0.8, top_k=20, top_p=0.9, repetition_penalty=1.2, seed=11),
 ])
 def test_kv_cache_equals_full_recomputation_past_the_window(model, sampling):
-    # 30 prompt tokens + 100 new tokens run well past the 64-token context.
-    cached = run(model, PROMPT, use_cache=True, max_new_tokens=100, **sampling)
-    full = run(model, PROMPT, use_cache=False, max_new_tokens=100, **sampling)
-    assert len(cached) == 100
+    # 30 prompt tokens + 80 new tokens run well past the 64-token context.
+    cached = run(model, PROMPT, use_cache=True, max_new_tokens=80, **sampling)
+    full = run(model, PROMPT, use_cache=False, max_new_tokens=80, **sampling)
+    assert len(cached) == 80
     assert cached == full
+
+
+def test_window_start():
+    assert [window_start(n, 8) for n in (0, 8, 9, 20)] == [0, 0, 1, 12]  # the book: the last 8 tokens
+    assert [window_start(n, 8, stride=4) for n in (8, 9, 12, 13, 16, 17)] == [0, 4, 4, 8, 8, 12]
+    for n in range(100):
+        start = window_start(n, 8, stride=3)
+        assert n - start <= 8 and start % 3 == 0 and (start == 0 or n - (start - 3) > 8)  # smallest such start
+
+
+@pytest.mark.parametrize("stride", [7, CONTEXT // 4, CONTEXT])
+def test_strided_window_cache_equals_recomputation(model, stride):
+    sampling = SamplingConfig(max_new_tokens=80, temperature=0.9, top_k=30, seed=3)
+    cached = list(generate(model, PROMPT, sampling, stop_ids=(), window_stride=stride))
+    full = list(generate(model, PROMPT, sampling, stop_ids=(), use_cache=False, window_stride=stride))
+    assert cached == full and len(cached) == 80
+    prompts = [PROMPT, [1, 2, 3]]
+    greedy = SamplingConfig(max_new_tokens=70)
+    singles = [list(generate(model, p, greedy, stop_ids=(), window_stride=stride)) for p in prompts]
+    assert generate_batch(model, prompts, greedy, stop_ids=(), window_stride=stride) == singles
+
+
+def test_window_stride_must_fit_the_context(model):
+    with pytest.raises(ScratchError, match=r"window_stride must be a whole number from 1 to the context length \(64\), got 0"):
+        list(generate(model, PROMPT, window_stride=0))
 
 
 def test_no_cache_path_is_the_books_crop_and_argmax(model):
