@@ -261,3 +261,19 @@ def test_lora_classifier_is_saved_merged(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(classifier_logits(clf.model, ids, lengths),
                                    classifier_logits(model.eval(), ids, lengths), atol=1e-5, rtol=1e-5)
+
+
+def test_length_grouping_cuts_padding_and_keeps_every_message_once():
+    lengths = [1, 40, 3, 25, 2, 60, 5, 33, 4, 50, 7, 45] * 10
+    data = SpamData([EncodedMessage([7] * n, i % 2) for i, n in enumerate(lengths)], [], [], 64)
+    grouped = SpamTask(data, batch_size=4, seed=5)
+    plain = SpamTask(data, batch_size=4, seed=5, group_by_length=False)
+    for epoch in (0, 1):
+        seen = sorted(i for g in grouped.global_batches(epoch) for i in g)
+        assert seen == list(range(len(lengths)))
+    padded = {name: sum(b[0].numel() for b in task.train_batches(0)) for name, task in
+              (("grouped", grouped), ("plain", plain))}
+    assert padded["grouped"] < 0.7 * padded["plain"]
+    assert padded["grouped"] == sum(lengths) + sum(  # only the pads needed inside sorted groups
+        max(lengths[i] for i in g) * len(g) - sum(lengths[i] for i in g) for g in grouped.global_batches(0))
+    assert grouped.global_batches(0) != grouped.global_batches(1)

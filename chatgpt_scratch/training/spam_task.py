@@ -143,7 +143,8 @@ class SpamTask:
     best_mode = "max"
 
     def __init__(self, data: SpamData, batch_size: int = 8, seed: int = 123, pool: str = "last-token",
-                 weighted: bool = False, extra_metadata: dict[str, Any] | None = None):
+                 weighted: bool = False, group_by_length: bool = True,
+                 extra_metadata: dict[str, Any] | None = None):
         if pool not in POOL_CHOICES:
             raise ScratchError(f"--pool must be one of {', '.join(POOL_CHOICES)}; got {pool!r}")
         if batch_size < 1:
@@ -152,15 +153,12 @@ class SpamTask:
         self.batch_size = batch_size
         self.seed = seed
         self.pool = pool
+        self.group_by_length = group_by_length
         # --balance weight: inverse-frequency class weights, from the training split only.
         self.weights = class_weights([Message("", e.label) for e in data.train]) if weighted else None
         self.extra_metadata = dict(extra_metadata or {})
 
     # Batches ---------------------------------------------------------------------------------------
-
-    def _epoch_order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.data.train), generator=g).tolist()
 
     def num_train_batches(self, world_size: int = 1) -> int:
         if world_size == 1:  # the last batch may be short
@@ -168,15 +166,33 @@ class SpamTask:
         # DDP: only whole global batches (batch_size rows on every rank), so the ranks never differ.
         return len(self.data.train) // (self.batch_size * world_size)
 
+    def global_batches(self, epoch: int, world_size: int = 1) -> list[list[int]]:
+        """The epoch's global batches (indices into the training split), fixed by (seed, epoch).
+
+        Shuffle; then, with group_by_length, sort each window of 32 global batches by message
+        length and shuffle the batches themselves: a batch then holds messages of similar length,
+        so dynamic padding adds few pad tokens (SMS lengths range from 1 to ~200 tokens), while
+        every message is still seen once per epoch in a random batch order.
+        """
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n, size = len(self.data.train), self.batch_size * world_size
+        order = torch.randperm(n, generator=g).tolist()
+        if self.group_by_length:
+            window = size * 32
+            order = [i for start in range(0, n, window)
+                     for i in sorted(order[start:start + window], key=lambda i: len(self.data.train[i].ids))]
+        groups = [order[start:start + size] for start in range(0, n, size)]
+        groups = groups[:self.num_train_batches(world_size)]
+        if self.group_by_length:
+            groups = [groups[i] for i in torch.randperm(len(groups), generator=g).tolist()]
+        return groups
+
     def train_batches(self, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-        """A fresh shuffle per epoch, fixed by (seed, epoch). Global batch i is order[i·B·W : (i+1)·B·W];
-        rank r takes its rows [r·B, (r+1)·B), so W ranks see what one process with batch B·W would."""
-        order = self._epoch_order(epoch)
-        n = self.num_train_batches(world_size)
-        for i in range(n):
-            b = i * world_size + rank
-            chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield collate([self.data.train[j] for j in chunk])
+        """Rank r takes rows [r·B, (r+1)·B) of every global batch, so W ranks with batch B see
+        exactly what one process with batch B·W would (training/task.py's DDP rule)."""
+        for group in self.global_batches(epoch, world_size):
+            rows = group[rank * self.batch_size:(rank + 1) * self.batch_size]
+            yield collate([self.data.train[j] for j in rows])
 
     # Loss and metrics ------------------------------------------------------------------------------
 
@@ -202,9 +218,11 @@ class SpamTask:
         total_loss, n, y_true, y_pred = 0.0, 0, [], []
         try:
             with torch.inference_mode():
-                for i, (ids, lengths, labels) in enumerate(batches(examples, self.batch_size)):
-                    if max_batches is not None and i >= max_batches:
-                        break
+                if max_batches is not None:  # a fixed subset: the first max_batches batches' worth
+                    examples = examples[:max_batches * self.batch_size]
+                # Sorted by length, batches carry almost no padding; the metrics do not depend on order.
+                examples = sorted(examples, key=lambda e: len(e.ids))
+                for ids, lengths, labels in batches(examples, self.batch_size):
                     ids, lengths, labels = ids.to(device), lengths.to(device), labels.to(device)
                     logits = classifier_logits(wrapped, ids, lengths, self.pool).float()
                     total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
@@ -242,6 +260,7 @@ class SpamTask:
             "pool": self.pool,
             "max_length": self.data.max_length,
             "batch_size": self.batch_size,
+            "group_by_length": self.group_by_length,
             **self.data.info,
             **self.extra_metadata,
         }
