@@ -1,0 +1,495 @@
+"""X-ray screen: watch the model read a text and decide on the next token.
+
+Type a sentence and see its BPE tokens, the next-token distribution under your
+sampling settings (which tokens survive temperature, top-k and top-p), the
+attention of any layer and head, the logit lens and the per-token loss. Step
+forward one token at a time (pick the top token or sample one).
+
+All numbers come from chatgpt_scratch.xray, computed in a thread worker; torch is
+imported there, never at module level, so opening the app stays fast. One lock
+serialises the model calls (attention recording is a flag on the shared model),
+and a sequence number drops results that a newer request has overtaken.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
+
+from chatgpt_scratch.cli.xray import bar, fit, percent, shade
+from tui.screens.base import MainScreen
+from tui.widgets.model_picker import ModelPicker
+
+DEFAULT_TEXT = "Every effort moves you"
+TYPING_PAUSE_S = 0.25  # recompute once typing pauses this long
+TOP_CANDIDATES = 10
+# Chip backgrounds, picked by a hash of the token id (dark enough for white text).
+CHIP_COLOURS = ["#1f4e79", "#7b2d26", "#2e6b30", "#6a3d7c", "#8a5a00", "#005f6b", "#7a1f4d", "#4a5a12",
+                "#3b3b98", "#8b3a00", "#00606a", "#5c2a86"]
+NO_MODEL = ("No base or instruct checkpoint yet. Import GPT-2 in Checkpoints (4), or train one in Train (3); "
+            "`chatgpt-scratch import-gpt2 --help`.")
+
+# (field, label, default text); blank top-k / top-p = off.
+SAMPLING_FIELDS = [("temperature", "temp", "1.0"), ("top_k", "top-k", "40"), ("top_p", "top-p", "0.95"),
+                   ("repetition_penalty", "rep.pen.", "1.0")]
+
+SETTING_INPUTS = {f"xr-{name}" for name, _, _ in SAMPLING_FIELDS} | {"xr-token"}
+
+
+def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Text fields -> SamplingConfig keyword arguments (validated later by SamplingConfig), plus errors."""
+    kwargs: dict[str, Any] = {}
+    errors = []
+    for name, label, _ in SAMPLING_FIELDS:
+        text = values.get(name, "").strip()
+        if not text and name in ("top_k", "top_p"):
+            kwargs[name] = None
+            continue
+        try:
+            kwargs[name] = int(text) if name == "top_k" else float(text)
+        except ValueError:
+            errors.append(f"{label}: {'a whole number' if name == 'top_k' else 'a number'}{' or blank' if name in ('top_k', 'top_p') else ''}")
+    return kwargs, errors
+
+
+@dataclass
+class Views:
+    """What the worker hands the UI: plain numbers, ready to draw."""
+
+    seq: int
+    stepped: bool  # the ids grew or shrank by stepping, not by typing: show their text in the input
+    ray: Any  # chatgpt_scratch.xray.XRay, kept to recompute views without a new forward pass
+    tokens: Any  # TokensView
+    next: Any  # NextTokenView
+    layer: int
+    head: int | None
+    token: int
+    attention: list[list[float]]  # (n, n) of the chosen layer/head
+    attended: list[Any]  # Attended, heaviest first
+    lens: list[Any]  # LensRow per stream position
+    loss: Any  # LossView
+
+
+class XrayScreen(MainScreen):
+    MODE = "xray"
+    CSS_PATH = "xray.tcss"
+    BINDINGS = [
+        # F1-F5 switch screens (app bindings), so stepping starts at F6.
+        Binding("f6", "step('top')", "Pick top ▶"),
+        Binding("f7", "step('sample')", "Sample ▶"),
+        Binding("f8", "back", "◀ Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: Any = None
+        self.loaded_path: Path | None = None
+        self.ids: list[int] = []
+        self.views: Views | None = None
+        self.seq = 0
+        self.lock = threading.Lock()
+        self.generator: Any = None  # torch.Generator for "Sample", made in the worker
+        self.typing_timer: Timer | None = None
+
+    # --- layout ------------------------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="xr-body"):
+            with Horizontal(id="xr-top"):
+                picker = ModelPicker(("base", "instruct"), id="xr-model", prompt="Pick a base or instruct model")
+                picker.compact = True
+                yield picker
+                yield Button("Pick top ▶", id="xr-step-top", compact=True)
+                yield Button("Sample ▶", id="xr-step-sample", compact=True)
+                yield Button("◀ Back", id="xr-back", compact=True)
+            yield Input(DEFAULT_TEXT, id="xr-text", compact=True, placeholder="Type a sentence to x-ray")
+            yield Static("", id="xr-tokens")
+            yield Label("", id="xr-status")
+            with TabbedContent(id="xr-tabs"):
+                with TabPane("Next token", id="xr-tab-next"):
+                    with Horizontal(classes="xr-controls"):
+                        for name, label, default in SAMPLING_FIELDS:
+                            yield Label(label, classes="xr-field-label")
+                            yield Input(default, id=f"xr-{name}", classes="xr-field", compact=True)
+                    with VerticalScroll(classes="xr-pane"):
+                        yield Static("", id="xr-next")
+                with TabPane("Attention", id="xr-tab-attention"):
+                    with Horizontal(classes="xr-controls"):
+                        yield Label("layer", classes="xr-field-label")
+                        yield Select([], id="xr-layer", allow_blank=True, prompt="-", compact=True)
+                        yield Label("head", classes="xr-field-label")
+                        yield Select([], id="xr-head", allow_blank=True, prompt="-", compact=True)
+                        yield Label("token #", classes="xr-field-label")
+                        yield Input("", id="xr-token", classes="xr-field", compact=True, placeholder="last")
+                    with ScrollableContainer(classes="xr-pane"):
+                        yield Static("", id="xr-attention")
+                with TabPane("Logit lens", id="xr-tab-lens"):
+                    with VerticalScroll(classes="xr-pane"):
+                        yield Static("", id="xr-lens")
+                with TabPane("Loss", id="xr-tab-loss"):
+                    with VerticalScroll(classes="xr-pane"):
+                        yield Static("", id="xr-loss")
+
+    def on_mount(self) -> None:
+        self.query_one("#xr-text", Input).focus()
+        self.set_status("Loading the list of models…")
+        self.reload_models()
+
+    def on_screen_resume(self) -> None:
+        if self.query_one(ModelPicker).loaded:
+            self.reload_models()
+
+    def set_status(self, text: str) -> None:
+        self.query_one("#xr-status", Label).update(Text(text))
+
+    # --- models --------------------------------------------------------------------------------------
+
+    def reload_models(self) -> None:
+        self.query_one("#xr-model", ModelPicker).reload(then=self.models_listed)
+
+    def models_listed(self, infos: list[Any]) -> None:
+        if not infos:
+            self.set_status(NO_MODEL)
+            return
+        paths = [i.path for i in infos]
+        wanted = self.loaded_path or self.app.chat_checkpoint
+        if wanted not in paths:
+            wanted = paths[0] if len(paths) == 1 else None
+        if wanted is None:
+            self.set_status("Pick a model above.")
+        elif wanted != self.loaded_path:
+            self.query_one(ModelPicker).select_path(wanted)
+            self.load(wanted)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "xr-model" and isinstance(event.value, str):
+            path = Path(str(event.value))
+            if path != self.loaded_path:
+                self.load(path)
+        elif event.select.id in ("xr-layer", "xr-head"):
+            self.refresh_views()
+
+    def load(self, path: Path) -> None:
+        self.set_status(f"Loading {path.name}…")
+
+        def work():
+            from chatgpt_scratch.checkpoints import load_checkpoint
+            from chatgpt_scratch.device import resolve_device
+
+            with self.lock:
+                model, _ = load_checkpoint(path, device=resolve_device("auto"), kind=("base", "instruct"))
+                return model.eval()
+
+        def loaded(model) -> None:
+            self.model, self.loaded_path = model, path
+            cfg = model.cfg
+            layer = self.query_one("#xr-layer", Select)
+            head = self.query_one("#xr-head", Select)
+            with layer.prevent(Select.Changed), head.prevent(Select.Changed):
+                layer.set_options([(str(i), i) for i in range(cfg.n_layers)])
+                layer.value = cfg.n_layers - 1
+                head.set_options([("mean", -1)] + [(str(i), i) for i in range(cfg.n_heads)])
+                head.value = -1
+            self.retokenize()
+
+        self.app.run_worker_thread(work, loaded, name="xray-load", group="xray-load", exclusive=True)
+
+    # --- input -----------------------------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "xr-text":
+            if self.typing_timer is not None:
+                self.typing_timer.stop()
+            self.typing_timer = self.set_timer(TYPING_PAUSE_S, self.retokenize)
+        elif event.input.id in SETTING_INPUTS:
+            self.refresh_views()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "xr-text":
+            self.retokenize()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"xr-step-top": lambda: self.action_step("top"), "xr-step-sample": lambda: self.action_step("sample"),
+                   "xr-back": self.action_back}
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    def retokenize(self) -> None:
+        """The text changed: tokenize it afresh and run the model."""
+        text = self.query_one("#xr-text", Input).value
+        if self.model is None:
+            return
+        if not text:
+            self.ids = []
+            self.views = None
+            self.draw_empty()
+            return
+
+        def ids_of_text() -> list[int]:
+            from chatgpt_scratch.tokenizer import encode
+
+            return encode(text)
+
+        self.compute(ids_of_text)
+
+    def sampling_request(self) -> dict[str, Any] | None:
+        values = {name: self.query_one(f"#xr-{name}", Input).value for name, _, _ in SAMPLING_FIELDS}
+        kwargs, errors = parse_sampling(values)
+        if errors:
+            self.set_status("Sampling settings: " + "; ".join(errors))
+            return None
+        return kwargs
+
+    def selection(self) -> tuple[int | None, int | None, int | None] | None:
+        """(layer, head or None for the mean, token index or None for the last); None if the token # is bad."""
+        layer = self.query_one("#xr-layer", Select).value
+        head = self.query_one("#xr-head", Select).value
+        token_text = self.query_one("#xr-token", Input).value.strip()
+        token = None
+        if token_text:
+            try:
+                token = int(token_text)
+            except ValueError:
+                self.set_status("token #: a token index (0 = the first), or blank for the last token")
+                return None
+        # Unset selects hold a NoSelection marker (and Select.BLANK is False, equal to 0): test for ints.
+        layer = layer if isinstance(layer, int) and not isinstance(layer, bool) else None
+        head = head if isinstance(head, int) and not isinstance(head, bool) and head >= 0 else None
+        return layer, head, token
+
+    # --- the work ----------------------------------------------------------------------------------
+
+    def compute(self, make_ids=None, step: str | None = None, stepped: bool = False) -> None:
+        """Run the model in a worker and redraw.
+
+        make_ids: called in the worker for new ids (a new forward pass); step: 'top' or 'sample' appends
+        a token; stepped: the ids came from stepping (show their text in the input).
+        """
+        if self.model is None:
+            self.notify("Pick a model first.", severity="warning")
+            return
+        sampling_kwargs, selection = self.sampling_request(), self.selection()
+        if sampling_kwargs is None or selection is None:
+            return
+        self.seq += 1
+        seq, model, ray = self.seq, self.model, (self.views.ray if self.views else None)
+        ids = list(self.ids)
+        layer, head, token = selection
+
+        def work() -> Views:
+            from chatgpt_scratch.errors import ScratchError
+            from chatgpt_scratch.generation import SamplingConfig, make_generator
+            from chatgpt_scratch import xray as X
+
+            with self.lock:
+                if seq != self.seq:
+                    return None  # overtaken by a newer request while waiting
+                sampling = SamplingConfig(**sampling_kwargs)
+                nonlocal ray, ids
+                if make_ids is not None:
+                    ids, ray = make_ids(), None
+                if step is not None:
+                    if ray is None:
+                        raise ScratchError("nothing to step from yet; type some text")
+                    if step == "sample" and self.generator is None:
+                        self.generator = make_generator(None)
+                    ids = ray.ids + [X.choose_next(ray, sampling, step, self.generator)]
+                    ray = None
+                if ray is None:
+                    ray = X.xray(model, ids)
+                n = len(ray.ids)
+                at = n - 1 if token is None else token
+                if not 0 <= at < n:
+                    raise ScratchError(f"token # must be 0..{n - 1} for this text")
+                lay = ray.n_layers - 1 if layer is None else layer
+                return Views(
+                    seq, step is not None or stepped, ray, X.tokens_of_ids(ray.ids), X.next_token_view(ray, sampling, TOP_CANDIDATES), lay,
+                    head, at, X.attention_matrix(ray, lay, head).tolist(), X.top_attended(ray, lay, head, at),
+                    X.logit_lens(ray, at), X.loss_view(ray),
+                )
+
+        self.app.run_worker_thread(work, self.show, name="xray-compute", group="xray-compute")
+
+    def refresh_views(self) -> None:
+        """Settings or selection changed: recompute the views from the last forward pass."""
+        if self.model is not None and self.views is not None:
+            self.compute()
+
+    def action_step(self, mode: str) -> None:
+        self.compute(step=mode)
+
+    def action_back(self) -> None:
+        """Drop the last token (undo a step)."""
+        if len(self.ids) > 1:
+            ids = self.ids[:-1]
+            self.compute(lambda: ids, stepped=True)
+
+    def set_text(self, ids: list[int]) -> None:
+        """Show the ids' text in the input without re-tokenizing it (a decoded text may split differently)."""
+        from chatgpt_scratch.tokenizer import decode  # tiktoken only; torch is already loaded by now
+
+        box = self.query_one("#xr-text", Input)
+        with box.prevent(Input.Changed):
+            box.value = decode(ids)
+            box.cursor_position = len(box.value)
+
+    # --- drawing -------------------------------------------------------------------------------------
+
+    def show(self, views: Views | None) -> None:
+        if views is None or views.seq != self.seq:
+            return  # a newer request is on its way
+        self.ids, self.views = list(views.ray.ids), views
+        if views.stepped:
+            self.set_text(self.ids)
+        self.query_one("#xr-tokens", Static).update(render_chips(views.tokens, views.token))
+        loss = views.loss
+        ppl = "-" if loss.perplexity is None else f"{loss.perplexity:.2f}"
+        self.set_status(f"{views.tokens.n_tokens} tokens · {views.tokens.n_chars} characters · "
+                        f"{views.tokens.chars_per_token:.2f} characters per token · perplexity {ppl}")
+        self.query_one("#xr-next", Static).update(render_next(views.next))
+        self.query_one("#xr-attention", Static).update(render_attention(views))
+        self.query_one("#xr-lens", Static).update(render_lens(views))
+        self.query_one("#xr-loss", Static).update(render_loss(loss))
+
+    def draw_empty(self) -> None:
+        self.query_one("#xr-tokens", Static).update("")
+        self.set_status("Type some text to x-ray.")
+        for box in ("#xr-next", "#xr-attention", "#xr-lens", "#xr-loss"):
+            self.query_one(box, Static).update("")
+
+
+# --- renderers (rich Text; pure functions of the library's results) ---------------------------------
+
+
+def chip_colour(token_id: int) -> str:
+    return CHIP_COLOURS[zlib.crc32(str(token_id).encode()) % len(CHIP_COLOURS)]
+
+
+def render_chips(tokens, selected: int | None = None) -> Text:
+    """Each token as a coloured chip: its visible text, then its id."""
+    text = Text()
+    for piece in tokens.pieces:
+        style = f"bold white on {chip_colour(piece.id)}"
+        if piece.index == selected:
+            style += " underline"
+        text.append(f" {piece.label} ", style=style)
+        text.append(f"{piece.id}", style="dim")
+        text.append(" ")
+    return text
+
+
+def render_next(view) -> Text:
+    text = Text()
+    text.append("step".ljust(20) + "kept".rjust(7) + "   entropy\n", style="bold")
+    for s in view.stages:
+        text.append(f"{s.name:<20}{s.survivors:7d}   {s.entropy_bits:6.2f} bits\n")
+    text.append("\n")
+    text.append(f" #  {'token':<14}{'id':>6}  {'model p':<24}  after sampling steps\n", style="bold")
+    p_max = max(c.model_prob for c in view.candidates) or 1.0
+    f_max = max(c.final_prob for c in view.candidates) or 1.0
+    for c in view.candidates:
+        text.append(f"{c.rank:2d}  ")
+        text.append(fit(c.label, 14), style="bold" if c.survives else "dim")
+        text.append(f"{c.id:6d}  ")
+        text.append(bar(c.model_prob / p_max, 16), style="cyan")
+        text.append(f" {percent(c.model_prob)}  ")
+        if c.survives:
+            text.append(bar(c.final_prob / f_max, 16), style="green")
+            text.append(f" {percent(c.final_prob)}\n")
+        else:
+            text.append(f"cut by {c.cut_by}\n", style="red dim")
+    text.append(f"pick top ▶ {view.top.label!r} (id {view.top.id})", style="bold")
+    return text
+
+
+def render_attention(views: Views) -> Text:
+    from chatgpt_scratch.cli.xray import SHADE_LEGEND
+
+    labels = [p.label for p in views.tokens.pieces]
+    n = len(labels)
+    which = "mean of heads" if views.head is None else f"head {views.head}"
+    text = Text()
+    text.append(f"layer {views.layer} · {which} · rows attend to columns; blank = future (masked)\n", style="bold")
+    text.append(f"weight {SHADE_LEGEND}\n", style="dim")
+    text.append(" " * 16 + "".join(f"{k % 100:>2d}" for k in range(n)) + "\n", style="dim")
+    for q in range(n):
+        marker = "▶" if q == views.token else " "
+        text.append(f"{marker}{q:2d} {fit(labels[q], 12)}", style="bold" if q == views.token else "")
+        for k in range(n):
+            if k > q:
+                text.append("  ")
+            else:
+                w = views.attention[q][k]
+                text.append(shade(w) * 2, style=heat_style(w))
+        text.append("\n")
+    text.append(f"\ntoken {views.token} {labels[views.token]!r} attends most to:\n", style="bold")
+    for a in views.attended:
+        text.append(f"  {a.index:3d} {fit(a.label, 14)} ")
+        text.append(bar(a.weight, 20), style="yellow")
+        text.append(f" {a.weight:.3f}\n")
+    return text
+
+
+def heat_style(weight: float) -> str:
+    """Dark blue (0) to bright yellow (1)."""
+    w = max(0.0, min(1.0, weight)) ** 0.5  # small weights still visible
+    r, g, b = int(40 + 215 * w), int(60 + 180 * w), int(140 - 100 * w)
+    return f"rgb({r},{g},{b})"
+
+
+def render_lens(views: Views) -> Text:
+    rows = views.lens
+    final = rows[-1]
+    text = Text()
+    text.append(f"at token {views.token} {views.tokens.pieces[views.token].label!r}: "
+                "the top guess after each block\n", style="bold")
+    text.append(f"{'stream':<12}{'top guess':<16}{'p':>8}   p of final guess {final.top_label!r}\n", style="bold")
+    for r in rows:
+        name = "embeddings" if r.layer == 0 else f"block {r.layer - 1}"
+        text.append(f"{name:<12}")
+        text.append(fit(r.top_label, 16), style="bold green" if r.top_id == final.top_id else "")
+        text.append(f"{percent(r.top_prob)}   ")
+        text.append(bar(r.final_prob, 16), style="magenta")
+        text.append(f" {percent(r.final_prob)}\n")
+    return text
+
+
+def surprise_style(bits: float | None) -> str:
+    """Green (expected) to red (about as surprising as a uniform guess over GPT-2's vocabulary, 15.6 bits)."""
+    if bits is None:
+        return "white on grey30"
+    x = max(0.0, min(1.0, bits / 15.6))
+    r, g = int(40 + 180 * x), int(160 - 120 * x)
+    return f"white on rgb({r},{g},40)"
+
+
+def render_loss(view) -> Text:
+    text = Text()
+    for t in view.tokens:
+        text.append(t.label.replace("·", " "), style=surprise_style(t.bits))
+    text.append("\n")
+    if view.perplexity is not None:
+        text.append(f"perplexity {view.perplexity:.2f}", style="bold")
+        text.append(f"  (mean loss {view.mean_nats:.3f} nats = {view.mean_bits:.3f} bits per token)\n\n")
+    else:
+        text.append("perplexity needs at least two tokens\n\n")
+    text.append(f"{'#':>3}  {'token':<14}{'nats':>7}{'bits':>7}{'p':>9}  surprise\n", style="bold")
+    worst = max((t.nats for t in view.tokens if t.nats is not None), default=1.0) or 1.0
+    for t in view.tokens:
+        if t.nats is None:
+            text.append(f"{t.index:3d}  {fit(t.label, 14)}{'-':>7}{'-':>7}{'-':>9}  (first token)\n", style="dim")
+            continue
+        text.append(f"{t.index:3d}  {fit(t.label, 14)}{t.nats:7.2f}{t.bits:7.2f}  {percent(t.prob)}  ")
+        text.append(bar(t.nats / worst, 20), style=surprise_style(t.bits).split(" on ")[1])
+        text.append("\n")
+    return text
