@@ -19,6 +19,15 @@ itself is never cut: if it alone does not fit, `send` raises a ScratchError.
 Threading: `send()` is a generator meant to be consumed by one thread (a Textual
 thread worker, or the CLI's main thread); `stop()` may be called from any other
 thread and ends the reply after the current token, keeping what was written.
+
+    session = ChatSession.from_checkpoint("checkpoints/instruct.safetensors", device="auto")
+    for piece in session.send("Name three colours."):   # in the worker thread
+        show(piece)                                     # e.g. post a message to the UI
+    session.stop()                                      # from the UI thread, at any time
+    session.stats.summary()   # '42 tokens, 35.1 tok/s, prompt 180/1024 tokens'
+    session.turns             # [Turn(user, assistant, stats)], the partial reply included if stopped
+
+Saving conversations is chat_store.ChatStore's job (the CLI's ChatController shows how).
 """
 
 from __future__ import annotations
