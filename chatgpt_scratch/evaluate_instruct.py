@@ -120,7 +120,7 @@ def response_loss(model: nn.Module, examples: Sequence[InstructionExample], temp
                   batch_size: int = 8, max_length: int | None = None) -> float:
     """Mean cross-entropy per token of the reference responses (and their end token) given the prompts."""
     from chatgpt_scratch.data.instruct import IGNORE_INDEX, encode_examples, iterate_batches
-    from chatgpt_scratch.training.instruct_task import masked_lm_loss
+    from chatgpt_scratch.training.instruct_task import instruct_loss
 
     max_length = max_length or model.cfg.context_length
     was_training = model.training
@@ -132,7 +132,7 @@ def response_loss(model: nn.Module, examples: Sequence[InstructionExample], temp
             for inputs, targets in iterate_batches(encode_examples(examples, template), batch_size, max_length,
                                                    mask_instructions=True):
                 inputs, targets = inputs.to(device), targets.to(device)
-                total += masked_lm_loss(model(inputs), targets, reduction="sum").item()
+                total += instruct_loss(model, inputs, targets, reduction="sum").item()
                 count += int((targets != IGNORE_INDEX).sum())
     finally:
         model.train(was_training)

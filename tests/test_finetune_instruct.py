@@ -14,7 +14,7 @@ from chatgpt_scratch.data.instruct import EncodedExample
 from chatgpt_scratch.lora import load_lora_adapter
 from chatgpt_scratch.model import GPTModel
 from chatgpt_scratch.templates import ALPACA
-from chatgpt_scratch.training.instruct_task import InstructData, InstructTask, masked_lm_loss
+from chatgpt_scratch.training.instruct_task import InstructData, InstructTask, instruct_loss, masked_lm_loss
 
 TINY = PRESETS["test-tiny"].with_(tie_embeddings=True)
 
@@ -108,5 +108,13 @@ def test_task_loss_ignores_padding_and_masked_prompt():
     expected = -sum(logp[b, t, tok] for b, t, tok in kept) / len(kept)
     torch.testing.assert_close(loss, expected)
     assert task.tokens_in((inputs, targets)) == 5
+    # The fast path (head only where there is a target) equals the full computation.
+    for mask in (True, False):
+        task.mask_instructions = mask
+        inputs, targets = next(task.train_batches(0))
+        torch.testing.assert_close(instruct_loss(model, inputs, targets), masked_lm_loss(model(inputs), targets))
+        torch.testing.assert_close(instruct_loss(model, inputs, targets, "sum"),
+                                   masked_lm_loss(model(inputs), targets, "sum"))
     all_masked = torch.full_like(targets, -100)
+    assert instruct_loss(model, inputs, all_masked).item() == 0.0
     assert masked_lm_loss(model(inputs), all_masked).item() == 0.0  # not NaN

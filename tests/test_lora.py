@@ -181,3 +181,22 @@ def test_default_targets_are_every_linear_layer_of_the_gpt():
     model = make_model()
     linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     assert sorted(inject_lora(model, 1, 1, DEFAULT_TARGETS)) == sorted(linear)
+
+
+def test_cli_lora_merge_writes_an_ordinary_checkpoint_of_the_adapters_kind(tmp_path, capsys):
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.cli import main
+
+    model = make_model(TIED)
+    base_path = save_checkpoint(tmp_path / "base.safetensors", model, kind="base")
+    inject_lora(model, rank=2, alpha=4)
+    randomize_adapters(model)
+    expected = model(IDS)
+    adapter_path = save_lora_adapter(tmp_path / "a.lora.safetensors", model, base_path,
+                                     model_kind="instruct", template="phi3")
+    assert main(["lora", "merge", str(adapter_path), "--out", str(tmp_path / "merged")]) == 0
+    merged, meta = load_checkpoint(tmp_path / "merged.safetensors", kind="instruct")
+    assert meta["template"] == "phi3" and meta["parent"] == str(base_path.resolve())
+    torch.testing.assert_close(merged(IDS), expected, rtol=1e-5, atol=1e-5)
+    assert main(["lora", "merge", str(adapter_path), "--out", str(tmp_path / "merged")]) == 1
+    assert "merged.safetensors already exists" in capsys.readouterr().err
