@@ -3,7 +3,9 @@
 Both models get the same random weights (copied from a transformers GPT2LMHeadModel
 into ours), batch 1, a 20-token prompt, 200 new tokens, greedy, KV cache on. The
 peer is timed in the same run; the table gives tokens/s and the ratio to it.
-Before timing, it checks that ours and transformers pick the same greedy tokens.
+Rows are timed in interleaved rounds (each round runs every row once), so a
+machine shared with other work slows all rows alike; the median round counts.
+The check column says whether ours and transformers picked the same greedy tokens.
 
     nice -n 5 python benchmarks/generate.py            # CPU, every row
     python benchmarks/generate.py --device cuda        # on a GPU machine
@@ -12,6 +14,7 @@ Before timing, it checks that ours and transformers pick the same greedy tokens.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -45,15 +48,10 @@ def hf_to_ours(hf_model) -> GPTModel:
     return model.eval()
 
 
-def time_it(fn, repeats: int) -> tuple[float, list[int]]:
-    """Median seconds of `repeats` runs (after one warm-up run), and the tokens of the last run."""
-    fn()
-    times, tokens = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tokens = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), tokens
+def timed(fn) -> tuple[float, list[int]]:
+    start = time.perf_counter()
+    tokens = fn()
+    return time.perf_counter() - start, tokens
 
 
 def main() -> None:
@@ -62,12 +60,15 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=20)
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--rows", default="hf,fp32,bf16,int8",
                         help="comma list of: hf, fp32, nocache, bf16, fp16, int8, hf-bf16")
     args = parser.parse_args()
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     hf = GPT2LMHeadModel(GPT2Config()).eval()
@@ -96,38 +97,49 @@ def main() -> None:
             return tokens
         return run
 
-    rows = []  # (name, seconds, tokens)
-    wanted = args.rows.split(",")
-    reference_tokens = None
-    for name in wanted:
+    runners = {}  # name -> (label, run)
+    for name in args.rows.split(","):
         if name == "hf":
             runner, label = hf_runner(hf.to(device)), "transformers GPT2LMHeadModel.generate, float32"
         elif name == "hf-bf16":
-            runner, label = hf_runner(hf.to(device, torch.bfloat16)), "transformers generate, bfloat16 weights"
+            runner, label = hf_runner(copy.deepcopy(hf).to(device, torch.bfloat16)), "transformers generate, bfloat16 weights"
         elif name == "fp32":
             runner, label = ours_runner(ours.to(device)), "ours, KV cache, float32"
         elif name == "nocache":
             runner, label = ours_runner(ours.to(device), use_cache=False), "ours, no cache (full recompute), float32"
         elif name in ("bf16", "fp16"):
             dtype = torch.bfloat16 if name == "bf16" else torch.float16
-            model = hf_to_ours(hf.float().cpu()).to(device, dtype)
+            model = hf_to_ours(hf.cpu()).to(device, dtype)
             runner, label = ours_runner(model), f"ours, KV cache, {dtype}".replace("torch.", "")
         elif name == "int8":
             if device.type != "cpu":
                 continue
-            model = quantize_int8(hf_to_ours(hf.float().cpu()))
+            model = quantize_int8(hf_to_ours(hf.cpu()))
             runner, label = ours_runner(model), "ours, KV cache, int8 dynamic-quantized linears"
         else:
             raise SystemExit(f"unknown row {name!r}")
-        seconds, tokens = time_it(runner, args.repeats)
-        if name in ("hf", "fp32"):
-            reference_tokens = reference_tokens or tokens
-            agree = "same tokens as transformers" if tokens == reference_tokens else "DIFFERENT tokens"
+        hf.to(device)
+        runners[name] = (label, runner)
+
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    tokens: dict[str, list[int]] = {}
+    for name, (label, runner) in runners.items():  # warm-up, and the tokens each row makes
+        tokens[name] = runner()
+    for round_ in range(args.repeats):
+        for name, (label, runner) in runners.items():
+            seconds, _ = timed(runner)
+            times[name].append(seconds)
+            print(f"  round {round_ + 1}: {label}: {n_new / seconds:.1f} tokens/s", flush=True)
+
+    reference = tokens.get("hf") or tokens.get("fp32")
+    rows = []  # (label, median seconds, check)
+    for name, (label, _) in runners.items():
+        if name in ("hf", "fp32", "nocache"):
+            agree = "same tokens as transformers" if tokens[name] == reference else "DIFFERENT tokens"
         else:
-            same = sum(a == b for a, b in zip(tokens, reference_tokens or tokens))
+            same = sum(a == b for a, b in zip(tokens[name], reference))
             agree = f"{same}/{n_new} tokens equal the float32 ones"
-        rows.append((label, seconds, agree))
-        print(f"  measured: {label}: {n_new / seconds:.1f} tokens/s ({agree})", flush=True)
+        rows.append((label, statistics.median(times[name]), agree))
 
     peer = next((s for label, s, _ in rows if label.startswith("transformers GPT2LMHeadModel")), None)
     load = os.getloadavg()
