@@ -21,6 +21,8 @@ from typing import Any
 
 EVENTS_FILE = "events.jsonl"
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
+RUN_FILE = "run.json"  # written by the CLI: the command and flags (what --resume reuses)
+JOBS_SUBDIR = ".tui-jobs"  # RUNS/.tui-jobs/NAME.json + NAME.log: jobs the TUI started
 TERMINAL_EVENTS = ("done", "stopped", "error")
 # A run with no terminal event whose events file has not changed for this long (and whose process
 # we cannot see) is reported as "interrupted" rather than "running".
@@ -83,6 +85,7 @@ class RunSummary:
     checkpoint: str | None = None
     error: str | None = None
     command: list[str] = field(default_factory=list)
+    log: str | None = None  # the job's output (jobs started from the TUI)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -111,8 +114,12 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def read_job_file(run_dir: Path) -> dict[str, Any]:
+    return _read_json(run_dir / JOB_FILE)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads((run_dir / JOB_FILE).read_text())
+        data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -122,18 +129,19 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
     run_dir = Path(run_dir)
     events = read_events(run_dir / EVENTS_FILE)
     job = read_job_file(run_dir)
+    run_doc = _read_json(run_dir / RUN_FILE)  # written by the CLI: {"command": "pretrain", "args": {...}}
     summary = RunSummary(name=run_dir.name, path=run_dir, state="starting", command=list(job.get("command", [])))
-    summary.task = str(job.get("task", ""))
+    summary.task = str(job.get("task") or run_doc.get("command") or "")
+    summary.log = job.get("log")
     pid = job.get("pid")
     for e in events:
         kind = e.get("type")
-        if kind in ("start", "config", "run"):
-            summary.task = str(e.get("task", summary.task) or summary.task)
-            summary.total_steps = _int(e.get("total_steps", e.get("max_steps"))) or summary.total_steps
-            pid = e.get("pid", pid)
+        if kind == "start":
+            summary.total_steps = _int(e.get("total_steps")) or summary.total_steps
+            summary.checkpoint = e.get("checkpoint") or summary.checkpoint
+            summary.state = "running"
         elif kind == "step":
             summary.step = _int(e.get("step"))
-            summary.total_steps = _int(e.get("total_steps", e.get("max_steps"))) or summary.total_steps
             summary.last_train_loss = _float(e.get("train_loss"))
         elif kind == "eval":
             metric = _float(e.get("val_acc")) if "val_acc" in e else _float(e.get("val_loss"))
@@ -144,23 +152,74 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
             summary.checkpoint = str(e.get("path"))
         if kind in TERMINAL_EVENTS:
             summary.state = kind
-            summary.error = str(e.get("message", e.get("error", ""))) or None if kind == "error" else None
+            summary.error = (str(e.get("message") or "") or None) if kind == "error" else None
     summary.pid = _int(pid)
     if summary.state not in TERMINAL_EVENTS:
         events_file = run_dir / EVENTS_FILE
         if pid_alive(summary.pid):
-            summary.state = "running"
-        elif summary.pid and job:
+            summary.state = "running" if events else "starting"
+        elif summary.pid:
             # We started it and it is gone without a final event: it crashed or was killed.
             summary.state = "interrupted"
         elif events_file.exists():
             age = (now or time.time()) - events_file.stat().st_mtime
             summary.state = "running" if age < STALE_AFTER_S else "interrupted"
+    if summary.state not in ("running", "starting"):
+        summary.pid = None
     return summary
 
 
+def jobs_dir(runs_folder: Path) -> Path:
+    return runs_folder / JOBS_SUBDIR
+
+
+def link_jobs(runs_folder: Path) -> None:
+    """Tie each job started here to the run folder its CLI made (`NAME-TIMESTAMP`), once it exists.
+
+    The CLI picks the folder name; the TUI gives every new job a unique output NAME, so the
+    folder that starts with NAME- and was made after the launch is its run.
+    """
+    folder = jobs_dir(runs_folder)
+    if not folder.is_dir():
+        return
+    for record_path in folder.glob("*.json"):
+        record = _read_json(record_path)
+        if not record or record.get("run_dir"):
+            continue
+        name, started = record.get("name", ""), float(record.get("started", 0))
+        for d in runs_folder.iterdir():
+            if not d.is_dir() or not d.name.startswith(f"{name}-") or (d / JOB_FILE).exists():
+                continue
+            if not (d / RUN_FILE).exists() or d.stat().st_mtime < started - 5:
+                continue
+            record["run_dir"] = str(d)
+            (d / JOB_FILE).write_text(json.dumps(record))
+            record_path.write_text(json.dumps(record))
+            break
+
+
+def pending_jobs(runs_folder: Path) -> list[RunSummary]:
+    """Jobs started here whose run folder does not exist (yet): starting, or failed before training."""
+    out = []
+    folder = jobs_dir(runs_folder)
+    if not folder.is_dir():
+        return out
+    for record_path in sorted(folder.glob("*.json")):
+        record = _read_json(record_path)
+        if not record or record.get("run_dir"):
+            continue
+        pid = _int(record.get("pid"))
+        alive = pid_alive(pid)
+        out.append(RunSummary(name=str(record.get("name", record_path.stem)), path=record_path.with_suffix(""),
+                              state="starting" if alive else "failed", task=str(record.get("task", "")),
+                              pid=pid if alive else None, command=list(record.get("command", [])),
+                              log=record.get("log")))
+    return out
+
+
 def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
-    """Every run folder (one with events.jsonl or a TUI job file), newest first."""
+    """Every run folder (one with events.jsonl, run.json or a TUI job file), newest first,
+    after the jobs started here that have no run folder yet."""
     if folder is None:
         from chatgpt_scratch.paths import runs_dir
 
@@ -168,13 +227,15 @@ def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    dirs = [d for d in folder.iterdir() if d.is_dir() and ((d / EVENTS_FILE).exists() or (d / JOB_FILE).exists())]
+    link_jobs(folder)
+    dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+            and any((d / f).exists() for f in (EVENTS_FILE, JOB_FILE, RUN_FILE))]
     dirs.sort(key=lambda d: _mtime(d), reverse=True)
-    return [summarize_run(d) for d in dirs]
+    return pending_jobs(folder) + [summarize_run(d) for d in dirs]
 
 
 def _mtime(d: Path) -> float:
-    for name in (EVENTS_FILE, JOB_FILE):
+    for name in (EVENTS_FILE, RUN_FILE, JOB_FILE):
         try:
             return (d / name).stat().st_mtime
         except OSError:
@@ -192,10 +253,21 @@ def display_command(args: list[str]) -> str:
     return shlex.join(["chatgpt-scratch", *args])
 
 
-def start_job(args: list[str], run_dir: Path, task: str = "") -> subprocess.Popen:
-    """Start `chatgpt-scratch ARGS` detached from the app; its output goes to run_dir/output.log."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "output.log", "ab")
+def start_job(args: list[str], name: str, task: str = "", runs_folder: Path | None = None,
+              run_dir: Path | None = None) -> subprocess.Popen:
+    """Start `chatgpt-scratch ARGS` detached from the app.
+
+    Its record (pid, command) and output log go to RUNS/.tui-jobs/NAME.*; `run_dir` is given when
+    resuming (the folder is known), else link_jobs finds it once the CLI has made it.
+    """
+    if runs_folder is None:
+        from chatgpt_scratch.paths import runs_dir
+
+        runs_folder = runs_dir()
+    folder = jobs_dir(runs_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"{name}.log"
+    log = open(log_path, "ab")
     try:
         proc = subprocess.Popen(
             [*cli_prefix(), *args],
@@ -206,8 +278,11 @@ def start_job(args: list[str], run_dir: Path, task: str = "") -> subprocess.Pope
         )
     finally:
         log.close()
-    job = {"pid": proc.pid, "command": args, "task": task, "started": time.time()}
-    (run_dir / JOB_FILE).write_text(json.dumps(job))
+    record = {"pid": proc.pid, "command": args, "task": task, "started": time.time(), "name": name,
+              "log": str(log_path), "run_dir": str(run_dir) if run_dir else None}
+    (folder / f"{name}.json").write_text(json.dumps(record))
+    if run_dir is not None:
+        (run_dir / JOB_FILE).write_text(json.dumps(record))
     return proc
 
 

@@ -15,7 +15,7 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select, Static
+from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ConfirmDialog, TextPrompt

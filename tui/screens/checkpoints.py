@@ -57,7 +57,8 @@ def row_for(info: Any) -> tuple[str, ...]:
     if not info.ok:
         return (info.name, "BROKEN", "-", "-", human_size(info.file_size), "-", "-", "-")
     created = (info.created or "-")[:16].replace("T", " ")
-    return (info.name, info.kind or "?", info.preset or "custom", human_count(info.n_params),
+    preset = info.preset or info.metadata.get("preset") or "custom"  # pretraining may shrink the context
+    return (info.name, info.kind or "?", preset, human_count(info.n_params),
             human_size(info.file_size), created, Path(info.parent).name if info.parent else "-", metric_text(info))
 
 
@@ -175,6 +176,9 @@ class CheckpointsScreen(MainScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_details()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_use("chat")  # Enter on a row (the table takes the key before the screen's binding)
 
     def show_details(self) -> None:
         info = self.selected_info()

@@ -7,7 +7,6 @@ exits). The monitor reads `<run>/events.jsonl`, so runs started from a shell sho
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,15 +33,16 @@ RUNS_REFRESH_S = 2.0
 
 # Sensible defaults per task: (data, epochs, max_steps, batch_size, lr, eval_every, sample_every, lora_rank)
 DEFAULTS: dict[str, dict[str, str]] = {
-    "pretrain": dict(data="the-verdict", epochs="10", max_steps="", batch_size="2", lr="4e-4",
+    "pretrain": dict(data="the-verdict", epochs="10", context="", max_steps="", batch_size="2", lr="4e-4",
                      eval_every="5", sample_every="20", lora_rank="0"),
-    "finetune-spam": dict(data="sms-spam", epochs="5", max_steps="", batch_size="8", lr="5e-5",
+    "finetune-spam": dict(data="sms-spam", epochs="5", context="", max_steps="", batch_size="8", lr="5e-5",
                           eval_every="50", sample_every="0", lora_rank="0"),
-    "finetune-instruct": dict(data="instruction-data", epochs="2", max_steps="", batch_size="8", lr="5e-5",
+    "finetune-instruct": dict(data="instruction-data", epochs="2", context="", max_steps="", batch_size="8", lr="5e-5",
                               eval_every="50", sample_every="50", lora_rank="0"),
 }
 FIELDS = [  # (name, label, kind) kind: int | int? | float | text
     ("epochs", "epochs", "int"),
+    ("context", "context", "int?"),
     ("max_steps", "max steps", "int?"),
     ("batch_size", "batch size", "int"),
     ("lr", "learning rate", "float"),
@@ -95,35 +95,43 @@ class TrainForm:
 
     def _start_error(self) -> str | None:
         kind, _, value = self.start.partition(":")
-        if kind == "preset" and self.task != "pretrain":
-            return "fine-tuning starts from a checkpoint: pick one"
         if kind == "checkpoint" and not Path(value).is_file():
             return f"checkpoint not found: {value}"
         if kind not in ("preset", "checkpoint"):
             return "pick a preset or a checkpoint"
         return None
 
-    def run_name(self) -> str:
-        out = self.values.get("out", "").strip()
-        return out or f"{self.task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    default_name: str = ""
 
-    def args(self, run_dir: Path, checkpoints: Path) -> list[str]:
-        """The CLI arguments (after `chatgpt-scratch`)."""
+    def new_default_name(self) -> None:
+        self.default_name = f"{self.task}-{datetime.now().strftime('%m%d-%H%M%S')}"
+
+    def run_name(self) -> str:
+        out = self.values.get("out", "").strip().removesuffix(".safetensors")
+        if not self.default_name:
+            self.new_default_name()
+        return out or self.default_name
+
+    def args(self, name: str, checkpoints: Path, model_context: int | None = None) -> list[str]:
+        """The CLI arguments (after `chatgpt-scratch`); the checkpoint is written to CHECKPOINTS/NAME.safetensors."""
         v = {k: s.strip() for k, s in self.values.items()}
         kind, _, start = self.start.partition(":")
-        name = run_dir.name
         args = [self.task]
-        args += ["--preset", start] if kind == "preset" else ["--from", start]
+        args += ["--preset", start] if kind == "preset" else ["--init", start]
         args += ["--data", self.data.strip()]
-        args += ["--epochs", v["epochs"]]
         if v.get("max_steps"):
             args += ["--max-steps", v["max_steps"]]
+        else:
+            args += ["--epochs", v["epochs"]]
+        context = v.get("context") or (str(min(256, model_context)) if model_context else "")
+        if context:
+            args += ["--context" if self.task == "pretrain" else "--max-length", context]
         args += ["--batch-size", v["batch_size"], "--lr", v["lr"], "--eval-every", v["eval_every"]]
-        if self.task != "finetune-spam":
+        if self.task != "finetune-spam" and v.get("sample_every", "0") != "0":
             args += ["--sample-every", v["sample_every"]]
         if self.task != "pretrain" and v.get("lora_rank", "0") not in ("", "0"):
             args += ["--lora-rank", v["lora_rank"]]
-        args += ["--device", self.device, "--run-dir", str(run_dir), "--out", str(checkpoints / f"{name}.safetensors")]
+        args += ["--device", self.device, "--out", str(checkpoints / f"{name}.safetensors")]
         return args
 
 
@@ -225,7 +233,8 @@ class TrainScreen(MainScreen):
         self.selected: Path | None = None
         self.tail: jobs.EventTail | None = None
         self.monitor = Monitor()
-        self.procs: dict[str, Any] = {}  # run dir -> Popen of jobs started here (reaped when they end)
+        self.procs: dict[str, Any] = {}  # job name -> Popen of jobs started here (reaped when they end)
+        self.contexts: dict[str, int] = {}  # checkpoint path -> its context length
         self._runs_busy = False
 
     # --- layout --------------------------------------------------------------------------------
@@ -296,6 +305,7 @@ class TrainScreen(MainScreen):
 
         def fill(result) -> None:
             infos, datasets = result
+            self.contexts = {str(i.path): i.config.context_length for i in infos if i.ok and i.config}
             start = self.query_one("#f-start", Select)
             options = [(f"preset {p} (new model)", f"preset:{p}") for p in PRESETS]
             options += [(f"{i.name} ({i.kind})", f"checkpoint:{i.path}") for i in infos
@@ -364,11 +374,23 @@ class TrainScreen(MainScreen):
         if errors:
             command.update("[dim](fix the fields marked in red)[/dim]")
         else:
-            from chatgpt_scratch.paths import checkpoints_dir, runs_dir
-
-            run_dir = runs_dir() / form.run_name()
-            command.update(escape(jobs.display_command(form.args(run_dir, checkpoints_dir()))))
+            command.update(escape(jobs.display_command(self.current_args())))
         return errors
+
+    def current_args(self) -> list[str]:
+        from chatgpt_scratch.paths import checkpoints_dir
+
+        return self.form.args(self.form.run_name(), checkpoints_dir(), self.start_context())
+
+    def start_context(self) -> int | None:
+        """The context length of the model the run starts from (the training window must fit in it)."""
+        kind, _, value = self.form.start.partition(":")
+        if kind == "preset":
+            from chatgpt_scratch.config import PRESETS  # no torch in config.py
+
+            cfg = PRESETS.get(value)
+            return cfg.context_length if cfg else None
+        return self.contexts.get(value)
 
     def action_start(self) -> None:
         errors = self.update_command()
@@ -379,24 +401,29 @@ class TrainScreen(MainScreen):
         from chatgpt_scratch.paths import checkpoints_dir, runs_dir
 
         form = self.form
-        run_dir = runs_dir() / form.run_name()
-        if (run_dir / jobs.EVENTS_FILE).exists():
-            self.notify(f"A run named {run_dir.name} exists already; choose another output name.",
+        name = form.run_name()
+        if (checkpoints_dir() / f"{name}.safetensors").exists() or (jobs.jobs_dir(runs_dir()) / f"{name}.json").exists():
+            self.query_one(TabbedContent).active = "train-form-pane"
+            self.notify(f"The name {name} is taken (a checkpoint or run has it); choose another output name.",
                         severity="error", markup=False)
             return
-        args = form.args(run_dir, checkpoints_dir())
-        self.launch(args, run_dir, form.task)
+        args = self.current_args()
+        self.launch(args, name, form.task)
+        form.new_default_name()
+        self.update_command()
 
-    def launch(self, args: list[str], run_dir: Path, task: str) -> None:
+    def launch(self, args: list[str], name: str, task: str, run_dir: Path | None = None) -> None:
+        from chatgpt_scratch.paths import runs_dir
+
         try:
-            proc = jobs.start_job(args, run_dir, task=task)
+            proc = jobs.start_job(args, name, task=task, runs_folder=runs_dir(), run_dir=run_dir)
         except OSError as e:
             self.notify(f"cannot start the job: {e}", severity="error", markup=False)
             return
-        self.procs[str(run_dir)] = proc
-        self.notify(f"Started {run_dir.name} (pid {proc.pid}).", markup=False)
+        self.procs[name] = proc
+        self.notify(f"Started {name} (pid {proc.pid}): {jobs.display_command(args)}", markup=False)
         self.query_one(TabbedContent).active = "train-monitor-pane"
-        self.select_run(run_dir)
+        self.select_run(run_dir or jobs.jobs_dir(runs_dir()) / name)
         self.refresh_runs()
 
     # --- runs and the monitor ------------------------------------------------------------------
@@ -426,6 +453,13 @@ class TrainScreen(MainScreen):
             step = "-" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
             best = "-" if r.best_val is None else f"{r.best_val:.4f}"
             table.add_row(r.name, r.task or "?", r.state, step, best, key=str(r.path))
+        if keep not in self.runs and self.selected is not None:
+            # A job started here got its run folder: follow it there.
+            linked = next((r for r in runs if r.path.name.startswith(f"{self.selected.name}-")
+                           and self.selected.parent.name == jobs.JOBS_SUBDIR), None)
+            if linked is not None:
+                self.select_run(linked.path)
+                keep = str(linked.path)
         if keep in self.runs:
             with table.prevent(DataTable.RowHighlighted):
                 table.move_cursor(row=table.get_row_index(keep))
@@ -482,8 +516,8 @@ class TrainScreen(MainScreen):
                 "", "running"):
             self.monitor.state = summary.state
         text = self.monitor.render() if self.selected else "Select a run above."
-        if summary is not None and summary.state == "interrupted":
-            log = jobs.tail_text(summary.path / "output.log", 400).strip().splitlines()
+        if summary is not None and summary.state in ("interrupted", "failed", "error") and summary.log:
+            log = jobs.tail_text(Path(summary.log), 600).strip().splitlines()
             if log:
                 text += f"\n[red]{escape(log[-1])}[/red]"
         self.query_one("#train-metrics", Static).update(text)
@@ -516,14 +550,21 @@ class TrainScreen(MainScreen):
             self.notify(f"{summary.name} is {summary.state}; only a stopped run can be resumed.",
                         severity="warning", markup=False)
             return
-        task = summary.task if summary.task in dict((v, k) for k, v in TASKS) else ""
-        command = list(summary.command)
-        if not command and not task:
-            self.notify("Cannot tell which command started this run; resume it from the shell with --resume.",
+        if summary.path.parent.name == jobs.JOBS_SUBDIR:
+            self.notify("This job failed before training began; fix the form and start it again.",
                         severity="warning")
             return
-        args = resume_args(command or [task], summary.path)
-        self.launch(args, summary.path, task or command[0])
+        task = summary.task or (summary.command[0] if summary.command else "")
+        if task not in {v for _, v in TASKS}:
+            self.notify("Cannot tell which command made this run (no run.json); resume it from a shell "
+                        "with --resume.", severity="warning")
+            return
+        if summary.pid and jobs.pid_alive(summary.pid):
+            self.notify(f"{summary.name} is still running.", severity="warning", markup=False)
+            return
+        # The CLI reloads the run's own flags from its run.json; --resume is all it needs.
+        name = f"{summary.name}-resume-{datetime.now().strftime('%H%M%S')}"
+        self.launch([task, "--resume", str(summary.path)], name, task, run_dir=summary.path)
 
     def action_toggle_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -543,21 +584,3 @@ def set_select(select: Select, value: str) -> None:
             select.value = value
         except InvalidSelectValueError:
             pass
-
-
-def resume_args(command: list[str], run_dir: Path) -> list[str]:
-    """The original command with `--resume RUN_DIR` (replacing an earlier --resume)."""
-    out, skip = [], False
-    for arg in command:
-        if skip:
-            skip = False
-            continue
-        if arg == "--resume":
-            skip = True
-            continue
-        out.append(arg)
-    return [*out, "--resume", str(run_dir)]
-
-
-def _now() -> float:
-    return time.time()

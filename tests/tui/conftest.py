@@ -1,0 +1,70 @@
+"""Fixtures for the TUI tests: tiny real checkpoints in the per-test checkpoints folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # Pilot tests run on asyncio (anyio's pytest plugin runs the async tests)
+
+
+FIXED_CREATED = "2026-01-01T00:00:00+00:00"  # snapshots must not show today's date
+
+
+@pytest.fixture
+def checkpoints_folder() -> Path:
+    folder = Path(os.environ["CHATGPT_SCRATCH_CHECKPOINTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def tiny_base(checkpoints_folder) -> Path:
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(0)
+    return save_checkpoint(checkpoints_folder / "tiny-base.safetensors", GPTModel(PRESETS["test-tiny"]),
+                           kind="base", created=FIXED_CREATED)
+
+
+@pytest.fixture
+def tiny_classifier(checkpoints_folder) -> Path:
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(1)
+    model = GPTModel(PRESETS["test-tiny"].with_(n_classes=2))
+    return save_checkpoint(checkpoints_folder / "tiny-spam.safetensors", model, kind="classifier",
+                           labels=["ham", "spam"], created=FIXED_CREATED, val_acc=0.875)
+
+
+@pytest.fixture
+def relative_data_dirs(tmp_path, monkeypatch):
+    """Data folders named relative to a temp cwd, so screens show the same paths in every run."""
+    monkeypatch.chdir(tmp_path)
+    for key, name in [("CHECKPOINTS", "checkpoints"), ("DATASETS", "datasets"), ("RUNS", "runs"), ("HOME", "home")]:
+        monkeypatch.setenv(f"CHATGPT_SCRATCH_{key}", name)
+    return tmp_path
+
+
+async def wait_until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let the app run until condition() holds (workers and subprocesses take real time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+    await asyncio.sleep(0)

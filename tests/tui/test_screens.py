@@ -1,0 +1,188 @@
+"""Pilot tests: the real app driven by keys, with tiny real models in the per-test data folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Markdown, TextArea
+
+from tests.tui.conftest import wait_until
+from tui.app import ScratchApp
+
+pytestmark = pytest.mark.anyio
+
+
+def _idle(app) -> bool:
+    return not [w for w in app.workers if w.is_running]
+
+
+async def test_chat_streams_a_reply_and_stores_it(tiny_base):
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.generation import SamplingConfig
+
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
+        for name, value in [("temperature", "0"), ("top_k", ""), ("top_p", ""), ("max_new_tokens", "6"),
+                            ("repetition_penalty", "1.0")]:
+            screen.query_one(f"#s-{name}", Input).value = value
+        screen.query_one("#chat-input", Input).focus()
+        await pilot.press(*"Hello", "enter")
+        await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id is not None, what="the reply")
+        bubbles = list(screen.query("#chat-log .bubble").results(Markdown))
+        shown = [b.source for b in bubbles]
+        status = str(screen.query_one("#chat-status").render())
+
+    # The same greedy reply the library gives for the same checkpoint and prompt.
+    reference = ChatSession.from_checkpoint(tiny_base, device="cpu",
+                                            sampling=SamplingConfig(temperature=0.0, max_new_tokens=6))
+    expected = "".join(reference.send("Hello"))
+    assert expected  # a base model continues the text
+    assert shown == ["Hello", expected]
+    assert "6 tokens" in status and "tok/s" in status
+    store = ChatStore()
+    [conversation] = store.list_conversations()
+    messages = store.get_messages(conversation.id)
+    assert [(m.role, m.content) for m in messages] == [("user", "Hello"), ("assistant", expected)]
+    assert messages[1].stats["new_tokens"] == 6
+
+
+async def test_chat_without_checkpoints_says_how_to_get_one(checkpoints_folder):
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        empty = app.screen.query_one("#chat-empty", Markdown)
+        await wait_until(pilot, lambda: "No model" in empty.source, what="the empty-state text")
+        text = empty.source
+    assert "chatgpt-scratch import-gpt2 gpt2-small" in text
+    assert "press **3** (Train)" in text
+    assert str(checkpoints_folder) in text
+
+
+async def test_spam_screen_shows_the_label_the_classifier_gives(tiny_classifier):
+    from chatgpt_scratch.classify import SpamClassifier
+
+    message = "WINNER!! Claim your free prize now, call 09061701461"
+    expected = SpamClassifier.load(tiny_classifier, device="cpu").classify([message, "see you at lunch"])
+    app = ScratchApp(start="spam", detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.classifier is not None, what="the classifier to load")
+        screen.query_one("#spam-input", TextArea).text = f"{message}\nsee you at lunch"
+        await pilot.press("ctrl+j")
+        await wait_until(pilot, lambda: screen.results, what="the prediction")
+        label = str(screen.query_one("#spam-label").render())
+        table = screen.query_one("#spam-table", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        header = app.sub_title
+    first = expected[0]
+    assert label.startswith(f"{first.label.upper()} {first.probability:.1%}")
+    assert rows == [[p.label, f"{p.probability:.1%}", t] for p, t in zip(expected, [message, "see you at lunch"])]
+    assert "spam: tiny-spam" in header
+
+
+async def test_delete_asks_first_and_only_deletes_on_yes(tiny_base, tiny_classifier):
+    from tui.screens.dialogs import ConfirmDialog
+
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the table")
+        table.focus()
+        assert screen.selected_path() == tiny_base  # sorted by name: tiny-base first
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        assert tiny_base.exists()
+        await pilot.press("escape")  # No
+        await pilot.pause(0.2)
+        assert tiny_base.exists() and table.row_count == 2
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.click("#confirm-yes")
+        await wait_until(pilot, lambda: table.row_count == 1, what="the row to go")
+        remaining = table.get_row_at(0)[0]
+    assert not tiny_base.exists()
+    assert tiny_classifier.exists() and remaining == "tiny-spam"
+
+
+async def test_broken_checkpoint_is_listed_and_using_it_notifies(checkpoints_folder, tiny_base):
+    broken = checkpoints_folder / "cut-short.safetensors"
+    broken.write_bytes(tiny_base.read_bytes()[:1000])
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the table")
+        table.focus()
+        assert table.get_row_at(0)[:2] == ["cut-short", "BROKEN"]
+        await pilot.press("enter")  # use for chat
+        await pilot.pause(0.2)
+        messages = [n.message for n in app._notifications]
+        assert app.screen is screen  # still here, no crash, no switch
+    assert any("truncated" in m for m in messages)
+
+
+async def test_train_form_shows_errors_beside_fields_and_starts_nothing(tiny_base):
+    app = ScratchApp(start="train", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("ctrl+o")
+        screen.query_one("#f-lr", Input).value = "fast"
+        screen.query_one("#f-batch_size", Input).value = "0"
+        await pilot.pause(0.1)
+        await pilot.press("f6")
+        await pilot.pause(0.2)
+        lr_error = str(screen.query_one("#e-lr").render())
+        batch_error = str(screen.query_one("#e-batch_size").render())
+        command = str(screen.query_one("#train-command").render())
+    assert lr_error == "a number"
+    assert batch_error == "must be > 0"
+    assert "fix the fields" in command
+    assert not screen.procs
+
+
+CORPUS = (
+    "I had always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it was no "
+    "great surprise to me to hear that, in the height of his glory, he had dropped his painting, married a "
+    "rich widow, and established himself in a villa on the Riviera. "
+) * 40
+
+
+@pytest.mark.slow
+async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, checkpoints_folder):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    app = ScratchApp(start="train", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: screen.form.start == "preset:test-tiny", what="the form")
+        for name, value in [("max_steps", "500"), ("context", "16"), ("batch_size", "2"), ("eval_every", "3"),
+                            ("sample_every", "0"), ("out", "tui-test")]:
+            screen.query_one(f"#f-{name}", Input).value = value
+        screen.query_one("#f-data", Input).value = str(corpus)
+        await pilot.pause(0.1)
+        command = str(screen.query_one("#train-command").render())
+        await pilot.press("f6")
+        plot = screen.query_one("#train-plot")
+        await wait_until(pilot, lambda: len(plot.train) >= 3 and plot.val, timeout=120,
+                         what="train and val points on the plot")
+        assert plot.redraws >= 1
+        await pilot.press("f7")  # stop: SIGINT, the job saves and exits
+        await wait_until(pilot, lambda: screen.monitor.state == "stopped", timeout=60, what="the stopped event")
+        steps_done = screen.monitor.step
+        await pilot.press("f4")
+        table = app.screen.query_one("#ckpt-table", DataTable)
+        out = checkpoints_folder / "tui-test.safetensors"
+        await wait_until(pilot, lambda: str(out) in app.screen.infos, timeout=30, what="the checkpoint row")
+        info = app.screen.infos[str(out)]
+        row = table.get_row(str(out))
+    assert command.startswith("chatgpt-scratch pretrain --preset test-tiny --data ")
+    assert f"--out {out}" in command
+    assert info.kind == "base" and info.metadata["preset"] == "test-tiny"
+    assert 3 <= steps_done < 500  # it really stopped early, and saved where it stopped
+    assert info.metadata["saved_because"] == "stopped" and info.metadata["steps"] == steps_done
+    assert row[1:3] == ["base", "test-tiny"]
