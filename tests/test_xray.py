@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -165,11 +166,16 @@ def test_entropy_is_in_bits(ray):
 
 
 def test_repetition_penalty_reranks_as_sampling_does(ray):
-    seen = ray.ids[-1]
-    plain = next_token_view(ray, SamplingConfig(temperature=1.0), top=50257)
-    penalised = next_token_view(ray, SamplingConfig(temperature=1.0, repetition_penalty=1e6), top=50257)
-    assert penalised.stages[1].name == "repetition penalty"
-    assert [c.id for c in penalised.candidates].index(seen) > [c.id for c in plain.candidates].index(seen)
+    seen = set(ray.ids)
+    logits = ray.logits.clone()
+    logits[-1, ray.ids[0]] = 100.0  # the model's favourite is a token already in the text
+    ray = dataclasses.replace(ray, logits=logits)
+    view = next_token_view(ray, SamplingConfig(temperature=1.0, repetition_penalty=1e6), top=10)
+    assert [s.name for s in view.stages] == ["model", "repetition penalty"]
+    penalised = view.stages[1].probs
+    assert [c.id for c in view.candidates] == torch.topk(penalised, 10).indices.tolist()
+    assert seen.isdisjoint(c.id for c in view.candidates)  # every token of the text is pushed out of the top 10
+    assert int(view.stages[0].probs.argmax()) == ray.ids[0]  # ...though the model itself ranks it first
 
 
 def test_step_forward_top_and_sample_pick_what_generate_picks(model, ids, ray):

@@ -184,12 +184,11 @@ def render_attention(ray, layer: int, head: int | None, token: int) -> str:
     from chatgpt_scratch.xray import attention_matrix, token_label, top_attended
 
     matrix = attention_matrix(ray, layer, head)  # (n, n)
-    n = matrix.shape[0]
     which = "mean of heads" if head is None else f"head {head}"
     lines = [f"ATTENTION  layer {layer} · {which}  (row = a token, columns = the tokens it attends to; "
              "blank = future, masked)", f"  weight: {SHADE_LEGEND}"]
     labels = [fit(token_label(t), 12) for t in ray.ids]
-    shown = range(max(0, n - 40), n)  # a terminal fits about 40 columns of two cells
+    shown = range(max(0, token + 1 - 40), token + 1)  # about 40 columns of two cells fit, ending at the token
     lines.append(" " * 18 + "".join(f"{k % 100:>2d}" for k in shown))
     for q in shown:
         cells = []

@@ -33,6 +33,7 @@ from tui.widgets.model_picker import ModelPicker
 DEFAULT_TEXT = "Every effort moves you"
 TYPING_PAUSE_S = 0.25  # recompute once typing pauses this long
 TOP_CANDIDATES = 10
+HEATMAP_TOKENS = 48  # the heatmap shows at most this many tokens, ending at the selected one
 # Chip backgrounds, picked by a hash of the token id (dark enough for white text).
 CHIP_COLOURS = ["#1f4e79", "#7b2d26", "#2e6b30", "#6a3d7c", "#8a5a00", "#005f6b", "#7a1f4d", "#4a5a12",
                 "#3b3b98", "#8b3a00", "#00606a", "#5c2a86"]
@@ -74,7 +75,8 @@ class Views:
     layer: int
     head: int | None
     token: int
-    attention: list[list[float]]  # (n, n) of the chosen layer/head
+    attention_start: int  # first token index of the heatmap window
+    attention: list[list[float]]  # (w, w) weights of the chosen layer/head among tokens start..start+w-1
     attended: list[Any]  # Attended, heaviest first
     lens: list[Any]  # LensRow per stream position
     loss: Any  # LossView
@@ -312,10 +314,12 @@ class XrayScreen(MainScreen):
                 if not 0 <= at < n:
                     raise ScratchError(f"token # must be 0..{n - 1} for this text")
                 lay = ray.n_layers - 1 if layer is None else layer
+                start = max(0, at + 1 - HEATMAP_TOKENS)
+                window = X.attention_matrix(ray, lay, head)[start:at + 1, start:at + 1]
                 return Views(
-                    seq, step is not None or stepped, ray, X.tokens_of_ids(ray.ids), X.next_token_view(ray, sampling, TOP_CANDIDATES), lay,
-                    head, at, X.attention_matrix(ray, lay, head).tolist(), X.top_attended(ray, lay, head, at),
-                    X.logit_lens(ray, at), X.loss_view(ray),
+                    seq, step is not None or stepped, ray, X.tokens_of_ids(ray.ids),
+                    X.next_token_view(ray, sampling, TOP_CANDIDATES), lay, head, at, start, window.tolist(),
+                    X.top_attended(ray, lay, head, at), X.logit_lens(ray, at), X.loss_view(ray),
                 )
 
         self.app.run_worker_thread(work, self.show, name="xray-compute", group="xray-compute")
@@ -416,20 +420,21 @@ def render_attention(views: Views) -> Text:
     from chatgpt_scratch.cli.xray import SHADE_LEGEND
 
     labels = [p.label for p in views.tokens.pieces]
-    n = len(labels)
+    first, shown = views.attention_start, range(views.attention_start, views.token + 1)
     which = "mean of heads" if views.head is None else f"head {views.head}"
     text = Text()
     text.append(f"layer {views.layer} · {which} · rows attend to columns; blank = future (masked)\n", style="bold")
-    text.append(f"weight {SHADE_LEGEND}\n", style="dim")
-    text.append(" " * 16 + "".join(f"{k % 100:>2d}" for k in range(n)) + "\n", style="dim")
-    for q in range(n):
+    text.append(f"weight {SHADE_LEGEND}", style="dim")
+    text.append(f" · tokens {first}..{views.token}\n" if first else "\n", style="dim")
+    text.append(" " * 16 + "".join(f"{k % 100:>2d}" for k in shown) + "\n", style="dim")
+    for q in shown:
         marker = "▶" if q == views.token else " "
         text.append(f"{marker}{q:2d} {fit(labels[q], 12)}", style="bold" if q == views.token else "")
-        for k in range(n):
+        for k in shown:
             if k > q:
                 text.append("  ")
             else:
-                w = views.attention[q][k]
+                w = views.attention[q - first][k - first]
                 text.append(shade(w) * 2, style=heat_style(w))
         text.append("\n")
     text.append(f"\ntoken {views.token} {labels[views.token]!r} attends most to:\n", style="bold")
