@@ -176,9 +176,15 @@ class InstructTask:
         return total / max(count, 1)
 
     def evaluate(self, model: nn.Module, max_batches: int | None) -> dict[str, float]:
-        """val_loss (the Trainer adds val_ppl) and train_eval_loss on the first training batches, as the book prints."""
+        """val_loss (the Trainer adds val_ppl) and train_eval_loss on the first training batches, as the book prints.
+
+        With max_batches=None the whole validation split is used, and as many training batches
+        as it has (not the whole training split: that would cost an epoch's forward passes).
+        """
+        val_batches = math.ceil(len(self.data.encoded_val) / self.batch_size)
+        train_batches = max_batches if max_batches is not None else val_batches
         return {"val_loss": self.mean_loss(model, self.data.encoded_val, max_batches),
-                "train_eval_loss": self.mean_loss(model, self.data.encoded_train, max_batches)}
+                "train_eval_loss": self.mean_loss(model, self.data.encoded_train, train_batches)}
 
     def sample(self, model: nn.Module, prompt: str, sampling) -> str:
         """The Trainer's periodic sample: the first validation instruction, formatted with the template."""
