@@ -2,7 +2,7 @@
 # Smoke run of the TUI in a real terminal (tmux): start the app, visit every screen, capture
 # each pane to a text file and check that the expected text is on it.
 #
-#   scripts/tui_smoke.sh [OUT_DIR]        (default OUT_DIR: ./tui-smoke)
+#   scripts/tui_smoke.sh [OUT_DIR]        (default OUT_DIR: ./tui-smoke; COLS=80 ROWS=24 for a small terminal)
 #
 # Uses a throw-away data folder with one tiny base model and one tiny classifier, so it
 # touches nothing of yours. Needs tmux and the package installed (`pip install -e .`).
@@ -44,7 +44,7 @@ capture() { tmux capture-pane -p -t "$SESSION" > "$OUT/$1.txt"; }
 wait_for() {  # wait_for NAME TEXT: poll the pane until TEXT shows (15 s), then save it as NAME
   for _ in $(seq 1 60); do
     capture "$1"
-    if grep -qF -- "$2" "$OUT/$1.txt"; then return 0; fi
+    if grep -qE -- "$2" "$OUT/$1.txt"; then return 0; fi
     sleep 0.25
   done
   echo "FAIL: '$2' not on the $1 screen; see $OUT/$1.txt" >&2
@@ -58,17 +58,19 @@ tmux send-keys -t "$SESSION" "Hello there" Enter
 wait_for chat-writing "writing"
 sleep 1
 tmux send-keys -t "$SESSION" Escape   # stop the reply: what was written stays
-wait_for chat "stopped early"
+wait_for chat "tok/s"
 tmux send-keys -t "$SESSION" F2
 wait_for spam "labels ham, spam"
-tmux send-keys -t "$SESSION" "WINNER! Claim your free prize now" C-j
-wait_for spam "%"
+tmux send-keys -t "$SESSION" "WINNER! Claim your free prize now"
+sleep 0.5
+tmux send-keys -t "$SESSION" F6
+wait_for spam "(HAM|SPAM) [0-9.]+%"
 tmux send-keys -t "$SESSION" F3
 wait_for train "Run"
 tmux send-keys -t "$SESSION" C-o
 wait_for train-form "chatgpt-scratch pretrain"
 tmux send-keys -t "$SESSION" F4
-wait_for checkpoints "2 checkpoint(s)"
+wait_for checkpoints "2 checkpoint\(s\)"
 tmux send-keys -t "$SESSION" x
 wait_for checkpoints-delete "cannot be undone"
 tmux send-keys -t "$SESSION" Escape
@@ -76,8 +78,7 @@ tmux send-keys -t "$SESSION" F10
 wait_for about "Data folders"
 tmux send-keys -t "$SESSION" Escape
 tmux send-keys -t "$SESSION" C-q
-sleep 1
-capture exit
+wait_for exit "APP-EXITED-[0-9]+"
 if grep -q Traceback "$OUT"/*.txt || ! grep -q "APP-EXITED-0" "$OUT/exit.txt"; then
   echo "FAIL: the app did not exit cleanly" >&2; cat "$OUT/exit.txt" >&2; exit 1
 fi

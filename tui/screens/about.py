@@ -25,8 +25,8 @@ def folders_markdown() -> str:
     from chatgpt_scratch import paths  # stdlib only: no torch
 
     def row(label: str, path, env: str) -> str:
-        where = "set by $" + env if env in os.environ else "default"
-        return f"| {label} | `{path.resolve() if hasattr(path, 'resolve') else path}` | {where} |"
+        where = f"from ${env}" if env in os.environ else f"default; set ${env} to change"
+        return f"- **{label}**: `{path.resolve()}` ({where})"
 
     rows = [
         row("Checkpoints", paths.checkpoints_dir(), "CHATGPT_SCRATCH_CHECKPOINTS"),
@@ -34,7 +34,7 @@ def folders_markdown() -> str:
         row("Runs", paths.runs_dir(), "CHATGPT_SCRATCH_RUNS"),
         row("Chat history", paths.app_data_dir(), "CHATGPT_SCRATCH_HOME"),
     ]
-    return "| Folder | Path | |\n|---|---|---|\n" + "\n".join(rows)
+    return "\n".join(rows)
 
 
 class AboutScreen(ModalScreen[None]):
@@ -52,7 +52,7 @@ class AboutScreen(ModalScreen[None]):
         text = (
             f"# chatgpt-scratch {__version__}\n\nA GPT built from scratch: chat, classify spam, train, "
             "manage checkpoints.\n\n## Data folders\n\n" + folders_markdown()
-            + "\n\nChange them with the environment variables above (the app reads them at start).\n\n"
+            + "\n\nThe app reads these variables when it starts.\n\n"
             "## Keys\n\n" + KEYS
         )
         with Vertical():

@@ -81,7 +81,7 @@ class SpamScreen(MainScreen):
 
     def load(self, path: Path) -> None:
         self.query_one("#spam-status", Label).update(f"loading {path.name}…")
-        self.query_one("#spam-body").loading = True
+        self.query_one("#spam-result").loading = True
 
         def work():
             from chatgpt_scratch.classify import SpamClassifier
@@ -89,14 +89,14 @@ class SpamScreen(MainScreen):
             try:
                 return SpamClassifier.load(path, device="auto")
             finally:
-                self.app.call_from_thread(setattr, self.query_one("#spam-body"), "loading", False)
+                self.app.call_from_thread(setattr, self.query_one("#spam-result"), "loading", False)
 
         def loaded(classifier) -> None:
             self.classifier = classifier
             self.loaded_path = path
             self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
             self.query_one("#spam-status", Label).update(
-                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message and press ctrl+enter (or F6).")
+                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6).")
 
         self.app.run_worker_thread(work, loaded, name="load-classifier", group="spam-load", exclusive=True)
 

@@ -89,7 +89,8 @@ class TrainForm:
             errors["data"] = "pick a dataset or give a path"
         elif ("/" in self.data or self.data.startswith(".")) and not Path(self.data).expanduser().exists():
             errors["data"] = f"no such file: {self.data}"
-        if self.task == "pretrain" and self.values.get("lora_rank", "0").strip() not in ("", "0"):
+        if (self.task == "pretrain" and "lora_rank" not in errors
+                and self.values.get("lora_rank", "0").strip() not in ("", "0")):
             errors["lora_rank"] = "LoRA is for fine-tuning; use 0 to pretrain"
         return errors
 

@@ -1,0 +1,107 @@
+"""tui.jobs: tailing events.jsonl, run states, linking jobs to the run folders the CLI makes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tui import jobs
+from tui.screens.train import Monitor, TrainForm
+
+
+def _write(path, *events, partial: str = ""):
+    with open(path, "a") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+        f.write(partial)
+
+
+def test_event_tail_returns_only_complete_new_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    tail = jobs.EventTail(path)
+    assert tail.poll() == []  # no file yet
+    _write(path, {"type": "start"}, {"type": "step", "step": 1}, partial='{"type": "st')
+    assert [e["type"] for e in tail.poll()] == ["start", "step"]
+    assert tail.poll() == []  # the half line waits
+    _write(path, partial='ep", "step": 2}\nnot json\n')
+    assert tail.poll() == [{"type": "step", "step": 2}]
+    assert tail.bad_lines == 1
+
+
+def test_smooth_is_a_bias_corrected_moving_average():
+    assert jobs.smooth([4.0]) == [pytest.approx(4.0)]  # the first point is not pulled toward 0
+    out = jobs.smooth([4.0, 2.0], alpha=0.5)
+    assert out[1] == pytest.approx((0.25 * 4.0 + 0.5 * 2.0) / 0.75)
+
+
+def test_run_states_from_events_and_processes(tmp_path):
+    done = tmp_path / "a"
+    done.mkdir()
+    _write(done / "events.jsonl", {"type": "start", "total_steps": 10}, {"type": "step", "step": 10},
+           {"type": "eval", "val_loss": 3.0}, {"type": "eval", "val_loss": 2.5}, {"type": "done"})
+    s = jobs.summarize_run(done)
+    assert (s.state, s.step, s.total_steps, s.best_val) == ("done", 10, 10, 2.5)
+
+    # Started by the TUI, process gone, no final event: it was killed.
+    dead = tmp_path / "b"
+    dead.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    (dead / jobs.JOB_FILE).write_text(json.dumps({"pid": proc.pid, "command": ["pretrain"]}))
+    _write(dead / "events.jsonl", {"type": "start"}, {"type": "step", "step": 3})
+    assert jobs.summarize_run(dead).state == "interrupted"
+
+    # Started from a shell (no job file): judged by how fresh the events file is.
+    cli = tmp_path / "c"
+    cli.mkdir()
+    (cli / jobs.RUN_FILE).write_text(json.dumps({"command": "finetune-spam", "args": {}}))
+    _write(cli / "events.jsonl", {"type": "start"}, {"type": "eval", "val_loss": 0.4, "val_acc": 0.9})
+    s = jobs.summarize_run(cli)
+    assert (s.state, s.task, s.best_val) == ("running", "finetune-spam", 0.9)
+    assert jobs.summarize_run(cli, now=time.time() + jobs.STALE_AFTER_S + 1).state == "interrupted"
+
+
+def test_a_job_is_linked_to_the_run_folder_its_cli_made(tmp_path):
+    runs = tmp_path / "runs"
+    proc = jobs.start_job(["--version"], "my-run", task="pretrain", runs_folder=runs)
+    proc.wait()
+    [pending] = jobs.list_runs(runs)
+    assert (pending.name, pending.state) == ("my-run", "failed")  # exited without making a run folder
+    assert "chatgpt-scratch" in jobs.tail_text(runs / ".tui-jobs" / "my-run.log")
+    run_dir = runs / "my-run-20260101-000000"
+    run_dir.mkdir()
+    (run_dir / jobs.RUN_FILE).write_text(json.dumps({"command": "pretrain"}))
+    [linked] = jobs.list_runs(runs)
+    assert linked.path == run_dir and linked.task == "pretrain"
+    assert jobs.read_job_file(run_dir)["pid"] == proc.pid
+
+
+def test_train_form_builds_the_cli_command(tmp_path):
+    form = TrainForm(task="finetune-spam", start=f"checkpoint:{tmp_path / 'base.safetensors'}", data="sms-spam",
+                     values=dict(epochs="3", context="", max_steps="", batch_size="8", lr="5e-5", eval_every="50",
+                                 sample_every="0", lora_rank="8", out="spam1"))
+    assert form.validate() == {"start": f"checkpoint not found: {tmp_path / 'base.safetensors'}"}
+    (tmp_path / "base.safetensors").write_bytes(b"x")
+    assert form.validate() == {}
+    args = form.args("spam1", tmp_path, model_context=1024)
+    assert args == ["finetune-spam", "--init", str(tmp_path / "base.safetensors"), "--data", "sms-spam",
+                    "--epochs", "3", "--max-length", "256", "--batch-size", "8", "--lr", "5e-5",
+                    "--eval-every", "50", "--lora-rank", "8", "--device", "auto",
+                    "--out", str(tmp_path / "spam1.safetensors")]
+    form.values["lora_rank"] = "-1"
+    form.task = "pretrain"
+    assert form.validate()["lora_rank"] == "must be >= 0 (0 = off)"
+
+
+def test_monitor_eta_and_best_metrics():
+    m = Monitor()
+    for e in [{"type": "start", "total_steps": 100, "step": 0},
+              {"type": "step", "step": 20, "elapsed_s": 10.0, "train_loss": 5.0, "lr": 1e-4},
+              {"type": "eval", "val_loss": 4.0, "val_acc": 0.7}, {"type": "eval", "val_loss": 4.5, "val_acc": 0.8}]:
+        m.add(e)
+    assert m.eta_s() == 40.0
+    assert (m.best_val, m.best_acc) == (4.0, 0.8)

@@ -1,0 +1,78 @@
+"""Snapshot tests: each screen at 80x24 and 120x40 (pytest-textual-snapshot).
+
+Deterministic on purpose: fixed checkpoint dates, data folders named relative to a temp cwd,
+and the header's device left at "auto" (no hardware detection). After an intended change of
+the look, regenerate with `pytest tests/tui/test_snapshots.py --snapshot-update` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.conftest import wait_until
+from tui.app import ScratchApp
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def settled(condition=None):
+    """run_before: wait until the screen's workers are done (and `condition(app)` holds)."""
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: not [w for w in app.workers if w.is_running], what="idle workers")
+        if condition is not None:
+            await wait_until(pilot, lambda: condition(app), what="the screen to fill")
+        for widget in app.screen.query("Input, TextArea"):
+            widget.cursor_blink = False  # a blinking cursor is on or off depending on timing
+        await pilot.pause(0.3)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_screen(relative_data_dirs, tiny_base, snap_compare, size):
+    app = ScratchApp(start="chat", detect_device=False)
+    assert snap_compare(app, terminal_size=size, run_before=settled(lambda a: a.screen.session is not None))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_screen_without_models(relative_data_dirs, snap_compare, size):
+    app = ScratchApp(start="chat", detect_device=False)
+    assert snap_compare(app, terminal_size=size,
+                        run_before=settled(lambda a: "No model" in a.screen.query_one("#chat-empty").source))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_spam_screen(relative_data_dirs, tiny_classifier, snap_compare, size):
+    app = ScratchApp(start="spam", detect_device=False)
+    assert snap_compare(app, terminal_size=size, run_before=settled(lambda a: a.screen.classifier is not None))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_train_screen_monitor(relative_data_dirs, snap_compare, size):
+    app = ScratchApp(start="train", detect_device=False)
+    assert snap_compare(app, terminal_size=size, run_before=settled())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_train_screen_form(relative_data_dirs, tiny_base, snap_compare, size):
+    async def fill(pilot) -> None:
+        await pilot.press("ctrl+o")
+        pilot.app.screen.query_one("#f-out").value = "demo"
+        await settled()(pilot)
+
+    app = ScratchApp(start="train", detect_device=False)
+    assert snap_compare(app, terminal_size=size, run_before=fill)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_checkpoints_screen(relative_data_dirs, tiny_base, tiny_classifier, snap_compare, size):
+    async def focus_table(pilot) -> None:
+        await settled(lambda a: a.screen.query_one("#ckpt-table").row_count == 2)(pilot)
+        pilot.app.screen.query_one("#ckpt-table").focus()
+        await settled()(pilot)
+
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    assert snap_compare(app, terminal_size=size, run_before=focus_table)
