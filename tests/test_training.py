@@ -67,7 +67,7 @@ def test_no_weight_decay_on_biases_norms_embeddings():
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     kept = {names[id(p)] for p in no_decay["params"]}
-    assert "trf_blocks.0.att.W_query.weight" in decayed or any(".att." in n and n.endswith("weight") for n in decayed)
+    assert {"trf_blocks.0.att.qkv.weight", "trf_blocks.0.att.out_proj.weight"} <= decayed
     assert "trf_blocks.0.ff.layers.0.weight" in decayed
     assert {"tok_emb.weight", "pos_emb.weight", "final_norm.scale", "final_norm.shift",
             "trf_blocks.0.ff.layers.0.bias"} <= kept

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    "(default: the preset's; the book's ch05 uses off)")
     p.add_argument("--untied", action="store_true", help="separate output head (the book's GPTModel) "
                    "instead of sharing the token embedding")
+    p.add_argument("--init-style", choices=("gpt2", "book"), default="gpt2",
+                   help="fresh weights: gpt2 = N(0, 0.02), residual projections scaled by 1/sqrt(2 x layers) "
+                   "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel")
     add_trainer_args(p, lr=4e-4, batch_size=2, epochs=1, weight_decay=0.1, eval_every=100, eval_batches=20)
     p.set_defaults(func=_run)
 
@@ -74,7 +77,14 @@ def _build_model(args: argparse.Namespace):
         changes["context_length"] = args.context
     elif args.context < cfg.context_length:
         changes["context_length"] = args.context  # as the book's ch05: a 124M model at context 256
-    return GPTModel(cfg.with_(**changes)), None
+    model = GPTModel(cfg.with_(**changes))
+    if args.init_style == "book":
+        from torch import nn
+
+        for module in model.modules():  # the book builds its model from plain layers with their default init
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.reset_parameters()
+    return model, None
 
 
 def _build_task(args: argparse.Namespace, model_context: int):
