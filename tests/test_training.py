@@ -93,7 +93,7 @@ def test_loss_falls_and_files_are_written(tmp_path):
     result = Trainer(make_task(), make_model(), cfg(max_steps=20, eval_every=10), tmp_path / "run",
                      out=tmp_path / "ck" / "m").run()
     assert result.status == "done" and result.step == 20
-    assert np.mean(result.train_losses[-5:]) < np.mean(result.train_losses[:5]) - 1.0
+    assert np.mean(result.train_losses[-5:]) < np.mean(result.train_losses[:5]) - 0.7
     assert (tmp_path / "ck" / "m.safetensors").is_file() and (tmp_path / "ck" / "m.best.safetensors").is_file()
     meta = read_metadata(tmp_path / "ck" / "m.safetensors")
     assert meta["steps"] == 20 and meta["tokens_seen"] == 20 * 4 * 16 and meta["kind"] == "base"
