@@ -305,3 +305,15 @@ def test_cli_bad_head_and_token_are_one_line_errors(checkpoint, capsys):
     assert capsys.readouterr().err == "error: --head must be a head number (0-based) or 'mean', got 'x'\n"
     assert main(["xray", "--checkpoint", str(checkpoint), "hello there", "--token", "5"]) == 1
     assert capsys.readouterr().err == "error: --token must be 0..1 for this text, got 5\n"
+
+
+def test_cli_as_instruction_wraps_the_text_in_the_checkpoints_template(model, tmp_path, capsys):
+    from chatgpt_scratch.templates import get_template
+
+    path = save_checkpoint(tmp_path / "instruct.safetensors", model, "instruct", template="alpaca")
+    assert main(["xray", "--checkpoint", str(path), "Name a colour.", "--as-instruction", "--view", "tokens"]) == 0
+    n = len(encode(get_template("alpaca").prompt("Name a colour.")))
+    assert capsys.readouterr().out.startswith(f"TOKENS  {n} tokens")
+    base = save_checkpoint(tmp_path / "base.safetensors", model, "base")
+    assert main(["xray", "--checkpoint", str(base), "Name a colour.", "--as-instruction"]) == 1
+    assert capsys.readouterr().err == "error: --as-instruction needs an instruct checkpoint; this is a base checkpoint\n"

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--token", type=int, default=None, metavar="I",
                    help="token index (0-based) whose attention and logit lens are shown (default: the last token)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many next-token candidates to list (default 10)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="sampling temperature to show (default 1 = the model's own distribution; 0 = greedy)")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="keep only the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",

@@ -86,6 +86,13 @@ async def _shows_the_libraries_top_token_and_cut_set(model):
         assert [c.id for c in two.candidates if c.survives] == [c.id for c in screen.views.next.candidates
                                                                if c.survives]
 
+        # a field that is not a number: a message in the status line, the last good view stays
+        seq = screen.seq
+        screen.query_one("#xr-temperature", Input).value = "warm"
+        await pilot.pause(0.1)
+        assert str(screen.query_one("#xr-status").render()) == "Sampling settings: temp: a number"
+        assert screen.seq == seq and screen.views.next.sampling.top_k == 2
+
 
 def test_typing_retokenizes_and_loss_matches_the_library(model):
     asyncio.run(_typing_retokenizes_and_loss_matches_the_library(model))

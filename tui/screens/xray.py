@@ -194,6 +194,7 @@ class XrayScreen(MainScreen):
 
         def loaded(model) -> None:
             self.model, self.loaded_path = model, path
+            self.views = None  # the last forward pass belongs to the previous model
             cfg = model.cfg
             layer = self.query_one("#xr-layer", Select)
             head = self.query_one("#xr-head", Select)
