@@ -1,0 +1,117 @@
+"""`chatgpt-scratch pretrain` as a user runs it: events to stdout, provenance, plot, Ctrl-C then --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chatgpt_scratch.checkpoints import read_metadata
+from chatgpt_scratch.cli import main
+from chatgpt_scratch.data.registry import sha256_file
+from chatgpt_scratch.training.events import read_events
+
+TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--drop-rate", "0.1",
+        "--eval-batches", "2", "--seed", "3"]
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    return {e["step"]: e["train_loss"] for e in read_events(run_dir) if e["type"] == "step"}
+
+
+def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path, dataset, capsys):
+    verdict = dataset("the-verdict.txt")
+    out = tmp_path / "ck" / "m"
+    rc = main(["pretrain", "--data", str(verdict), *TINY, "--max-steps", "4", "--eval-every", "2",
+               "--events", "-", "--out", str(out)])
+    assert rc == 0
+    streamed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    run_dir = Path(streamed[0]["run_dir"])
+    assert streamed == read_events(run_dir)  # --events - mirrors the file exactly
+    assert [e["type"] for e in streamed][-1] == "done"
+
+    meta = read_metadata(out.with_suffix(".safetensors"))
+    assert meta["kind"] == "base" and meta["steps"] == 4 and meta["tokens_seen"] == 4 * 2 * 16
+    assert meta["datasets"] == [{"path": str(verdict), "sha256": sha256_file(verdict)}]
+    assert meta["run_dir"] == str(run_dir) and meta["preset"] == "test-tiny" and "parent" not in meta
+    assert meta["train_args"]["lr"] == 4e-4 and meta["train_args"]["max_steps"] == 4
+    assert meta["val_loss"] == [e for e in streamed if e["type"] == "eval"][-1]["val_loss"]
+    png = out.with_name("m.loss.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((run_dir / "run.json").read_text())["command"] == "pretrain"
+
+    # --init continues from it and records the parent
+    rc = main(["pretrain", "--data", str(verdict), "--init", str(out.with_suffix(".safetensors")), "--context", "16",
+               "--batch-size", "2", "--device", "cpu", "--max-steps", "1", "--out", str(tmp_path / "ck" / "child")])
+    assert rc == 0
+    assert read_metadata(tmp_path / "ck" / "child.safetensors")["parent"] == str(out.with_suffix(".safetensors"))
+
+
+def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path, dataset):
+    verdict = str(dataset("the-verdict.txt"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatgpt_scratch", "pretrain", "--data", verdict, *TINY, "--max-steps", "100000",
+         "--eval-every", "3", "--out", str(tmp_path / "ck" / "stopped")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = Path(os.environ["CHATGPT_SCRATCH_RUNS"])
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # wait until it has trained two steps
+        files = list(runs.glob("stopped-*/events.jsonl"))
+        if files and sum('"type": "step"' in line for line in files[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    run_dir = files[0].parent
+    events = read_events(run_dir)
+    assert events[-1]["type"] == "stopped" and events[-1]["reason"] == "SIGINT"
+    assert f"resume with: --resume {run_dir}" in stderr
+    assert (run_dir / "state.safetensors").is_file()
+    stopped_at = events[-1]["step"]
+    total = stopped_at + 4
+
+    rc = main(["pretrain", "--resume", str(run_dir), "--max-steps", str(total)])
+    assert rc == 0
+    assert read_events(run_dir)[-1]["type"] == "done"
+    assert read_metadata(tmp_path / "ck" / "stopped.safetensors")["steps"] == total
+
+    rc = main(["pretrain", "--data", verdict, *TINY, "--max-steps", str(total), "--eval-every", "3",
+               "--out", str(tmp_path / "ck" / "straight")])
+    assert rc == 0
+    straight = step_losses(next(runs.glob("straight-*")))
+    resumed = step_losses(run_dir)
+    assert sorted(resumed) == list(range(1, total + 1))
+    np.testing.assert_allclose([resumed[s] for s in sorted(resumed)], [straight[s] for s in sorted(straight)],
+                               rtol=0, atol=1e-6)
+
+
+def test_resume_errors_are_one_clear_line(tmp_path, capsys):
+    (tmp_path / "not-a-run").mkdir()
+    assert main(["pretrain", "--resume", str(tmp_path / "not-a-run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resume") and "no run.json there" in err and "\n" not in err
+
+
+def test_pretrain_needs_data_and_a_start(tmp_path, capsys):
+    assert main(["pretrain", "--preset", "test-tiny"]) == 1
+    assert "pretrain needs --data PATH" in capsys.readouterr().err
+    f = tmp_path / "t.txt"
+    f.write_text("x " * 100)
+    assert main(["pretrain", "--data", str(f)]) == 1
+    assert "--preset NAME (fresh weights) or --init CHECKPOINT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--max-steps", "--grad-accum", "--save-every", "--events", "--resume", "--compile"])
+def test_help_lists_the_trainer_flags(flag, capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert flag in capsys.readouterr().out
