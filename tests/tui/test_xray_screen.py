@@ -169,6 +169,12 @@ async def _attention_view_for_a_chosen_layer_head_and_token(model):
         heaviest = int(weights.argmax())
         assert f"{weights[heaviest]:.3f}" in text.split("attends most to:")[1].splitlines()[1]
 
+        # clicking a token chip selects that token (" Every 6109 " is 12 cells, then " ·effort ")
+        await pilot.click("#xr-tokens", offset=(14, 0))
+        await settle(pilot, screen, until=lambda s: s.views.token == 1)
+        assert screen.query_one("#xr-token", Input).value == "1"
+        assert "▶ 1 ·effort" in static_text(screen, "#xr-attention")
+
 
 def test_only_a_classifier_says_how_to_get_a_model(tmp_path):
     asyncio.run(_only_a_classifier_says_how_to_get_a_model(tmp_path))

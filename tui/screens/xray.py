@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -132,7 +133,7 @@ class XrayScreen(MainScreen):
                         yield Label("head", classes="xr-field-label")
                         yield Select([], id="xr-head", allow_blank=True, prompt="-", compact=True)
                         yield Label("token #", classes="xr-field-label")
-                        yield Input("", id="xr-token", classes="xr-field", compact=True, placeholder="last")
+                        yield Input("", id="xr-token", classes="xr-field", compact=True, placeholder="last (or click a token)")
                     with ScrollableContainer(classes="xr-pane"):
                         yield Static("", id="xr-attention")
                 with TabPane("Logit lens", id="xr-tab-lens"):
@@ -333,6 +334,10 @@ class XrayScreen(MainScreen):
     def action_step(self, mode: str) -> None:
         self.compute(step=mode)
 
+    def action_select_token(self, index: int) -> None:
+        """A click on a token chip: show that token's attention and logit lens."""
+        self.query_one("#xr-token", Input).value = str(index)  # Input.Changed recomputes the views
+
     def action_back(self) -> None:
         """Drop the last token (undo a step)."""
         if len(self.ids) > 1:
@@ -381,14 +386,13 @@ def chip_colour(token_id: int) -> str:
 
 
 def render_chips(tokens, selected: int | None = None) -> Text:
-    """Each token as a coloured chip: its visible text, then its id."""
+    """Each token as a coloured chip: its visible text, then its id. Clicking a chip selects that token."""
     text = Text()
     for piece in tokens.pieces:
-        style = f"bold white on {chip_colour(piece.id)}"
-        if piece.index == selected:
-            style += " underline"
-        text.append(f" {piece.label} ", style=style)
-        text.append(f"{piece.id}", style="dim")
+        style = Style.parse(f"bold white on {chip_colour(piece.id)}" + (" reverse" if piece.index == selected else ""))
+        click = Style(meta={"@click": f"screen.select_token({piece.index})"})
+        text.append(f" {piece.label} ", style=style + click)
+        text.append(f"{piece.id}", style=Style(dim=True) + click)
         text.append(" ")
     return text
 
