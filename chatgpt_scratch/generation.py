@@ -327,7 +327,7 @@ def generate_text(model, prompt: str, sampling: SamplingConfig | None = None,
 
 @torch.inference_mode()
 def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: SamplingConfig,
-                      stop_ids: Iterable[int], window_stride: int = 1) -> list[list[int]]:
+                      stop_ids: Iterable[int], stop_strings: Sequence[str], window_stride: int = 1) -> list[list[int]]:
     """Greedy or sampled decoding of several prompts at once; each row stops on its own."""
     _check_model(model)
     _check_stride(window_stride, model.cfg.context_length)
@@ -336,25 +336,25 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
     device = model.device
     generator = make_generator(sampling.seed)
     histories = [list(p) or [ENDOFTEXT_ID] for p in prompts]  # prompt + new tokens, per row
-    new_tokens: list[list[int]] = [[] for _ in prompts]
+    out: list[list[int]] = [[] for _ in prompts]  # what each row returns (its stop string held back)
+    watches = [StopStringWatch(stop_strings) if any(stop_strings) else None for _ in prompts]
     active = list(range(len(prompts)))  # rows still generating, in batch order
 
-    def prefill() -> tuple[object, torch.Tensor, torch.Tensor]:
+    def prefill(made: int) -> tuple[object, torch.Tensor, torch.Tensor]:
         """Left-pad the active rows' last windows into one batch; run them into a fresh cache."""
         windows = [histories[r][window_start(len(histories[r]), context, window_stride):] for r in active]
         width = max(len(w) for w in windows)
         idx = torch.tensor([[0] * (width - len(w)) + w for w in windows], device=device)  # pad id: masked, any id works
         mask = torch.tensor([[0] * (width - len(w)) + [1] * len(w) for w in windows], device=device)
-        remaining = sampling.max_new_tokens - len(new_tokens[active[0]])
-        cache = model.new_cache(len(active), max_len=min(context, width + remaining))
+        cache = model.new_cache(len(active), max_len=min(context, width + sampling.max_new_tokens - made))
         return cache, mask, _last_logits(model, idx, cache, mask)
 
     was_training = model.training
     model.eval()
     try:
         if sampling.max_new_tokens == 0:
-            return new_tokens
-        cache, mask, logits = prefill()  # logits: (n_active, vocab)
+            return out
+        cache, mask, logits = prefill(made=0)  # logits: (n_active, vocab)
         for step in range(sampling.max_new_tokens):
             picked = pick_next_token(logits, sampling, [histories[r] for r in active], generator).tolist()
             keep = []  # positions in the batch of rows that go on
@@ -362,7 +362,14 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
                 if token in stop_ids:
                     continue
                 histories[row].append(token)
-                new_tokens[row].append(token)
+                if watches[row] is None:
+                    out[row].append(token)
+                else:
+                    ready, stopped = watches[row].push(token)
+                    out[row].extend(ready)
+                    if stopped:
+                        watches[row] = None  # done: nothing held back to release
+                        continue
                 keep.append(pos)
             if not keep or step == sampling.max_new_tokens - 1:
                 break
@@ -376,10 +383,13 @@ def _batch_token_rows(model, prompts: Sequence[Sequence[int]], sampling: Samplin
                 last = torch.tensor([[histories[r][-1]] for r in active], device=device)  # (n_active, 1)
                 logits = _last_logits(model, last, cache, mask)
             else:  # cache full: the window slides, re-prefill (drops padding that is no longer needed)
-                cache, mask, logits = prefill()
+                cache, mask, logits = prefill(made=step + 1)
     finally:
         model.train(was_training)
-    return new_tokens
+    for row, watch in enumerate(watches):  # rows that ended without meeting a stop string
+        if watch is not None:
+            out[row].extend(watch.finish())
+    return out
 
 
 def generate_batch(model, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None,
@@ -387,30 +397,15 @@ def generate_batch(model, prompts: Sequence[Sequence[int]], sampling: SamplingCo
                    window_stride: int = 1) -> list[list[int]]:
     """Generate for several prompts at once (left-padded batch); returns the new ids of each row.
 
-    Each row stops on its own (stop id, stop string) and finished rows leave the batch.
-    Greedy rows equal what `generate` gives for that prompt alone.
-    Stop strings are applied per row after decoding, with the same rule as `generate`.
+    Each row stops on its own (stop id, stop string, with the same rules as `generate`)
+    and finished rows leave the batch and its cache. Greedy rows equal what `generate`
+    gives for that prompt alone. Sampled rows share one random stream, so they differ
+    from sampling each prompt alone with the same seed.
     """
     sampling = sampling or SamplingConfig()
     if not prompts:
         return []
-    rows = _batch_token_rows(model, prompts, sampling, stop_ids, window_stride)
-    if not any(stop_strings):
-        return rows
-    # A row that ran past its stop string kept decoding (batch rows cannot be stopped
-    # mid-step by text); cut it here exactly as the streaming path would have.
-    return [cut_at_stop_strings(row, stop_strings) for row in rows]
-
-
-def cut_at_stop_strings(tokens: Sequence[int], stop_strings: Sequence[str]) -> list[int]:
-    """The tokens `generate` would have yielded for this token stream given these stop strings."""
-    watch, out = StopStringWatch(stop_strings), []
-    for token in tokens:
-        ready, stopped = watch.push(token)
-        out.extend(ready)
-        if stopped:
-            return out
-    return out + watch.finish()
+    return _batch_token_rows(model, prompts, sampling, stop_ids, stop_strings, window_stride)
 
 
 # ----------------------------------------------------------------------------------------------
