@@ -96,3 +96,16 @@ def test_bad_flags(tmp_path, capsys, flags, message):
     data.write_text("ham\thi\nspam\twin\n" * 10, encoding="utf-8")
     assert main(["finetune-spam", "--data", str(data), "--preset", "test-tiny", *flags]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_stop_and_resume_needs_only_the_run_folder(tmp_path, capsys):
+    data = tmp_path / "sms.txt"
+    data.write_text("".join(f"ham\tsee you at {i}\nspam\tWIN cash now {i}\n" for i in range(20)), encoding="utf-8")
+    out = tmp_path / "clf"
+    assert main(["finetune-spam", "--data", str(data), "--preset", "test-tiny", "--max-steps", "2",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert main(["finetune-spam", "--resume", str(run_dir), "--max-steps", "4"]) == 0
+    steps = [e["step"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "step"]
+    assert steps == [1, 2, 3, 4]
+    assert read_metadata(tmp_path / "clf.best.safetensors")["test_metrics"]["n"] == 8
