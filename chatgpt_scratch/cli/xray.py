@@ -125,6 +125,14 @@ def percent(p: float) -> str:
     return (f"{p * 100:.0e}".replace("e-0", "e-") + "%").rjust(7)
 
 
+def column_numbers(columns: range) -> list[str]:
+    """Header rows numbering 2-cell columns: the units, with a tens row above once numbers reach 10."""
+    units = "".join(f"{k % 10:>2d}" for k in columns)
+    if columns.stop <= 10:
+        return [units]
+    return ["".join(f"{k // 10 % 10:>2d}" if k >= 10 else "  " for k in columns), units]
+
+
 def shade(weight: float) -> str:
     """One shade character for an attention weight (absolute scale, same in every map)."""
     return next((c for c, limit in zip(SHADES, SHADE_LIMITS) if weight < limit), SHADES[-1])
@@ -189,7 +197,7 @@ def render_attention(ray, layer: int, head: int | None, token: int) -> str:
              "blank = future, masked)", f"  weight: {SHADE_LEGEND}"]
     labels = [fit(token_label(t), 12) for t in ray.ids]
     shown = range(max(0, token + 1 - 40), token + 1)  # about 40 columns of two cells fit, ending at the token
-    lines.append(" " * 18 + "".join(f"{k % 100:>2d}" for k in shown))
+    lines += [" " * 18 + header for header in column_numbers(shown)]
     for q in shown:
         cells = []
         for k in shown:

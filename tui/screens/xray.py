@@ -27,7 +27,7 @@ from textual.containers import Horizontal, ScrollableContainer, Vertical, Vertic
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
-from chatgpt_scratch.cli.xray import bar, fit, percent, shade
+from chatgpt_scratch.cli.xray import bar, column_numbers, fit, percent, shade
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
 
@@ -391,7 +391,8 @@ def render_chips(tokens, selected: int | None = None) -> Text:
     for piece in tokens.pieces:
         style = Style.parse(f"bold white on {chip_colour(piece.id)}" + (" reverse" if piece.index == selected else ""))
         click = Style(meta={"@click": f"screen.select_token({piece.index})"})
-        text.append(f" {piece.label} ", style=style + click)
+        # no-break spaces inside a chip, so a line only wraps between chips
+        text.append(f"\u00a0{piece.label}\u00a0", style=style + click)
         text.append(f"{piece.id}", style=Style(dim=True) + click)
         text.append(" ")
     return text
@@ -431,7 +432,8 @@ def render_attention(views: Views) -> Text:
     text.append(f"layer {views.layer} · {which} · rows attend to columns; blank = future (masked)\n", style="bold")
     text.append(f"weight {SHADE_LEGEND}", style="dim")
     text.append(f" · tokens {first}..{views.token}\n" if first else "\n", style="dim")
-    text.append(" " * 16 + "".join(f"{k % 100:>2d}" for k in shown) + "\n", style="dim")
+    for header in column_numbers(shown):
+        text.append(" " * 16 + header + "\n", style="dim")
     for q in shown:
         marker = "▶" if q == views.token else " "
         text.append(f"{marker}{q:2d} {fit(labels[q], 12)}", style="bold" if q == views.token else "")
