@@ -242,6 +242,8 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
     def as_batch(tokens: Sequence[int]) -> torch.Tensor:
         return torch.tensor([list(tokens)], dtype=torch.long, device=device)  # (1, n_tokens)
 
+    if sampling.max_new_tokens == 0:
+        return
     was_training = model.training
     model.eval()  # no dropout while generating (training calls this for its sample text)
     try:
