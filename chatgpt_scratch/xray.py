@@ -155,10 +155,11 @@ def recording_attention(model) -> Iterator[AttentionRecording]:
 
 @contextmanager
 def capturing_residuals(model) -> Iterator[list[torch.Tensor]]:
-    """Forward hooks that keep the residual stream after each transformer block."""
+    """Hooks that keep the residual stream: entering the first block, then after each block."""
     captured: list[torch.Tensor] = []
-    handles = [block.register_forward_hook(lambda _m, _inp, out: captured.append(out.detach()))
-               for block in model.trf_blocks]
+    first = model.trf_blocks[0].register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    handles = [first] + [block.register_forward_hook(lambda _m, _inp, out: captured.append(out.detach()))
+                         for block in model.trf_blocks]
     try:
         yield captured
     finally:
@@ -171,9 +172,9 @@ class XRay:
     """Everything the views read, from one forward pass over `ids` (float32, on the CPU)."""
 
     ids: list[int]
-    logits: torch.Tensor  # (n_tokens, vocab): the model's next-token scores at every position
-    residuals: torch.Tensor  # (n_layers + 1, n_tokens, emb_dim): after the embeddings, then after each block
-    attention: torch.Tensor  # (n_layers, heads, n_tokens, n_tokens)
+    logits: torch.Tensor = field(repr=False)  # (n_tokens, vocab): next-token scores at every position
+    residuals: torch.Tensor = field(repr=False)  # (n_layers + 1, n_tokens, emb_dim): embeddings, then each block
+    attention: torch.Tensor = field(repr=False)  # (n_layers, heads, n_tokens, n_tokens)
     model: object = field(repr=False)  # kept for the logit lens (final norm + head)
 
     @property
@@ -205,11 +206,10 @@ def xray(model, ids: Sequence[int]) -> XRay:
     try:
         batch = torch.tensor([ids], dtype=torch.long, device=model.device)  # (1, n_tokens)
         with recording_attention(model) as rec, capturing_residuals(model) as residuals:
-            embedded = model.embed(batch)  # (1, n_tokens, emb_dim), the stream before block 1
             logits = model(batch)  # (1, n_tokens, vocab)
     finally:
         model.train(was_training)
-    stream = torch.cat([embedded] + residuals, dim=0)  # (n_layers + 1, n_tokens, emb_dim)
+    stream = torch.cat(residuals, dim=0)  # (n_layers + 1, n_tokens, emb_dim)
     attention = torch.cat(rec.weights, dim=0)  # (n_layers, heads, n_tokens, n_tokens)
     return XRay(ids, logits[0].float().cpu(), stream.float().cpu(), attention.float().cpu(), model)
 
