@@ -266,8 +266,8 @@ def test_lora_classifier_is_saved_merged(tmp_path):
 def test_length_grouping_cuts_padding_and_keeps_every_message_once():
     lengths = [1, 40, 3, 25, 2, 60, 5, 33, 4, 50, 7, 45] * 10
     data = SpamData([EncodedMessage([7] * n, i % 2) for i, n in enumerate(lengths)], [], [], 64)
-    grouped = SpamTask(data, batch_size=4, seed=5)
-    plain = SpamTask(data, batch_size=4, seed=5, group_by_length=False)
+    grouped = SpamTask(data, batch_size=4, seed=5, group_by_length=True)
+    plain = SpamTask(data, batch_size=4, seed=5)
     for epoch in (0, 1):
         seen = sorted(i for g in grouped.global_batches(epoch) for i in g)
         assert seen == list(range(len(lengths)))

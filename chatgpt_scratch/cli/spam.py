@@ -64,6 +64,9 @@ def _register_finetune(subparsers) -> None:
                    "real tokens (default: last-token)")
     p.add_argument("--max-length", type=int, default=None, metavar="N",
                    help="keep the first N tokens of each message (default: the model's context length)")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="batch messages of similar length together (less padding, but batches then tend "
+                   "to be all ham or all spam); default: plain random batches")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use a stratified subset of N messages (quick trials)")
     # The book's ch06 settings: batch 8, 5 epochs at lr 5e-5, weight decay 0.1; evals on the whole
@@ -124,7 +127,7 @@ def run_finetune(args: argparse.Namespace) -> int:
           f"(balance {args.balance}); training {what}: {format_params(n_trainable)} of "
           f"{format_params(model.num_parameters())} parameters", file=sys.stderr)
     task = SpamTask(data, batch_size=args.batch_size, seed=args.seed, pool=args.pool,
-                    weighted=args.balance == "weight",
+                    weighted=args.balance == "weight", group_by_length=getattr(args, "group_by_length", False),
                     extra_metadata={"train_layers": None if args.lora_rank else args.train_layers})
     result = run_training(task, model, args, metadata={"parent": parent})
     if result.status != "done" or result.checkpoint is None:

@@ -143,7 +143,7 @@ class SpamTask:
     best_mode = "max"
 
     def __init__(self, data: SpamData, batch_size: int = 8, seed: int = 123, pool: str = "last-token",
-                 weighted: bool = False, group_by_length: bool = True,
+                 weighted: bool = False, group_by_length: bool = False,
                  extra_metadata: dict[str, Any] | None = None):
         if pool not in POOL_CHOICES:
             raise ScratchError(f"--pool must be one of {', '.join(POOL_CHOICES)}; got {pool!r}")
@@ -172,7 +172,9 @@ class SpamTask:
         Shuffle; then, with group_by_length, sort each window of 32 global batches by message
         length and shuffle the batches themselves: a batch then holds messages of similar length,
         so dynamic padding adds few pad tokens (SMS lengths range from 1 to ~200 tokens), while
-        every message is still seen once per epoch in a random batch order.
+        every message is still seen once per epoch in a random batch order. Off by default: spam
+        messages are longer than ham, so such batches are often all one class, which made
+        training noisier; and the speed gain was small (benchmarks/finetune_spam.py).
         """
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         n, size = len(self.data.train), self.batch_size * world_size
