@@ -18,6 +18,18 @@ from chatgpt_scratch.cli import main
 from chatgpt_scratch.data.registry import sha256_file
 from chatgpt_scratch.training.events import read_events
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    """Real English text that every checkout has (the README), as a .txt corpus."""
+    path = tmp_path / "corpus" / "readme.txt"
+    path.parent.mkdir()
+    path.write_text(REPO.joinpath("README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
 TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--drop-rate", "0.1",
         "--eval-batches", "2", "--seed", "3"]
 
@@ -26,8 +38,8 @@ def step_losses(run_dir: Path) -> dict[int, float]:
     return {e["step"]: e["train_loss"] for e in read_events(run_dir) if e["type"] == "step"}
 
 
-def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path, dataset, capsys):
-    verdict = dataset("the-verdict.txt")
+def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path, text_file, capsys):
+    verdict = text_file
     out = tmp_path / "ck" / "m"
     rc = main(["pretrain", "--data", str(verdict), *TINY, "--max-steps", "4", "--eval-every", "2",
                "--events", "-", "--out", str(out)])
@@ -54,8 +66,8 @@ def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path,
     assert read_metadata(tmp_path / "ck" / "child.safetensors")["parent"] == str(out.with_suffix(".safetensors"))
 
 
-def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path, dataset):
-    verdict = str(dataset("the-verdict.txt"))
+def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path, text_file):
+    verdict = str(text_file)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatgpt_scratch", "pretrain", "--data", verdict, *TINY, "--max-steps", "100000",
