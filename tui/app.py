@@ -13,7 +13,7 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.screens.about import AboutScreen
 from tui.screens.chat import ChatScreen
@@ -148,7 +148,8 @@ class ScratchApp(App):
 
         def runner():
             result = fn()
-            if on_result is not None:
+            # A newer worker of an exclusive group replaced this one: its result is stale.
+            if on_result is not None and not get_current_worker().is_cancelled:
                 self.call_from_thread(on_result, result)
             return result
 

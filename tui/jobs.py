@@ -125,9 +125,27 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+_EVENTS_CACHE: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+
+
+def _cached_events(path: Path) -> list[dict[str, Any]]:
+    """The runs list is refreshed every few seconds: re-read an events file only when it changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    key = (st.st_size, st.st_mtime_ns)
+    hit = _EVENTS_CACHE.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    events = read_events(path)
+    _EVENTS_CACHE[path] = (key, events)
+    return events
+
+
 def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
     run_dir = Path(run_dir)
-    events = read_events(run_dir / EVENTS_FILE)
+    events = _cached_events(run_dir / EVENTS_FILE)
     job = read_job_file(run_dir)
     run_doc = _read_json(run_dir / RUN_FILE)  # written by the CLI: {"command": "pretrain", "args": {...}}
     summary = RunSummary(name=run_dir.name, path=run_dir, state="starting", command=list(job.get("command", [])))

@@ -159,7 +159,8 @@ async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, c
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
         await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: screen.form.start == "preset:test-tiny", what="the form")
+        await wait_until(pilot, lambda: screen.form.start == "preset:cpu-mini", what="the form")
+        screen.query_one("#f-start").value = "preset:test-tiny"
         for name, value in [("max_steps", "500"), ("context", "16"), ("batch_size", "2"), ("eval_every", "3"),
                             ("sample_every", "0"), ("out", "tui-test")]:
             screen.query_one(f"#f-{name}", Input).value = value

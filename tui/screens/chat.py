@@ -112,7 +112,10 @@ class ChatScreen(MainScreen):
                 yield Input(placeholder="Message (Enter to send, Esc stops a reply)", id="chat-input")
 
     def on_mount(self) -> None:
+        from chatgpt_scratch.paths import checkpoints_dir  # stdlib only
+
         self.query_one("#chat-input", Input).focus()
+        self.set_status(f"looking for models in {checkpoints_dir()}…")
         self.reload_models()
         self.open_store()
 

@@ -348,11 +348,19 @@ class CheckpointsScreen(MainScreen):
         """Run `chatgpt-scratch import-gpt2` as a subprocess and show its download progress."""
         from chatgpt_scratch.paths import checkpoints_dir
 
-        name = Path(source).stem if Path(source).suffix else source
-        if name == "model":
-            name = Path(source).parent.name or "gpt2-imported"
-        out = checkpoints_dir() / f"{name}.safetensors"
-        args = ["import-gpt2", source, "--out", str(out)]
+        is_file = source not in {size for _, size in GPT2_SIZES}
+        if is_file:
+            path = Path(source).expanduser()
+            name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+            args = ["import-gpt2", "--from", str(path)]
+        else:
+            name = source
+            args = ["import-gpt2", source]
+        out = checkpoints_dir() / f"{name or 'gpt2-imported'}.safetensors"
+        if out.exists():
+            self.notify(f"{out.name} exists already; rename or delete it first.", severity="error", markup=False)
+            return
+        args += ["--out", str(out)]
         row = self.query_one("#ckpt-progress-row")
         row.remove_class("hidden")
         self.query_one("#ckpt-progress-label", Label).update(f"importing {source}… ")

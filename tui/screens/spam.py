@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +118,23 @@ class SpamScreen(MainScreen):
         classifier = self.classifier
 
         def work():
-            return classifier.classify(texts)
+            start = time.perf_counter()
+            predictions = classifier.classify(texts)
+            return predictions, time.perf_counter() - start
 
-        self.app.run_worker_thread(work, lambda preds: self.show(texts, preds), name="classify",
+        self.app.run_worker_thread(work, lambda result: self.show(texts, *result), name="classify",
                                    group="spam-classify", exclusive=True)
 
-    def show(self, texts: list[str], predictions: list[Any]) -> None:
+    def show(self, texts: list[str], predictions: list[Any], seconds: float = 0.0) -> None:
         first = predictions[0]
         style = "bold red" if first.label.lower() == "spam" else "bold green"
         what = "" if len(texts) == 1 else f" (first of {len(texts)} lines)"
         self.query_one("#spam-label", Static).update(
             f"[{style}]{escape(first.label.upper())}[/] {first.probability:.1%}{what}")
         self.query_one("#spam-bar", ProgressBar).update(total=100, progress=round(first.probability * 100, 1))
+        self.query_one("#spam-status", Label).update(
+            f"{len(texts)} message{'s' if len(texts) > 1 else ''} classified in {seconds * 1000:.0f} ms "
+            f"with {self.loaded_path.name if self.loaded_path else 'the model'}")
         table = self.query_one("#spam-table", DataTable)
         # Newest results on top; older ones stay below.
         self.results = [(p.label, p.probability, t) for t, p in zip(texts, predictions)] + self.results

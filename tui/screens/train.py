@@ -26,7 +26,7 @@ from tui.widgets.loss_plot import LossPlot
 
 TASKS = [("Pretrain (next-token)", "pretrain"), ("Spam fine-tune (classifier)", "finetune-spam"),
          ("Instruction fine-tune", "finetune-instruct")]
-PRESETS = ["test-tiny", "cpu-mini", "cpu-small", "gpt2-small"]  # the ones worth training from scratch here
+PRESETS = ["cpu-mini", "cpu-small", "test-tiny", "gpt2-small"]  # the ones worth training from scratch here
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 POLL_S = 0.25  # events are read (and the plot redrawn) at most 4 times a second
 RUNS_REFRESH_S = 2.0
@@ -58,7 +58,7 @@ class TrainForm:
     """The form's values as text, and what they become on the command line."""
 
     task: str = "pretrain"
-    start: str = "preset:test-tiny"  # "preset:NAME" or "checkpoint:PATH"
+    start: str = "preset:cpu-mini"  # "preset:NAME" or "checkpoint:PATH"
     data: str = "the-verdict"  # a registry name or a path
     device: str = "auto"
     values: dict[str, str] = field(default_factory=dict)
@@ -236,6 +236,8 @@ class TrainScreen(MainScreen):
         self.monitor = Monitor()
         self.procs: dict[str, Any] = {}  # job name -> Popen of jobs started here (reaped when they end)
         self.contexts: dict[str, int] = {}  # checkpoint path -> its context length
+        self.announced: set[str] = set()  # runs whose failure was already notified
+        self.procs_started: set[str] = set()  # names of the jobs started in this session
         self._runs_busy = False
 
     # --- layout --------------------------------------------------------------------------------
@@ -309,8 +311,10 @@ class TrainScreen(MainScreen):
             self.contexts = {str(i.path): i.config.context_length for i in infos if i.ok and i.config}
             start = self.query_one("#f-start", Select)
             options = [(f"preset {p} (new model)", f"preset:{p}") for p in PRESETS]
+            # Pretraining continues a base model; fine-tuning starts from a base or instruct one.
+            kinds = ("base",) if self.form.task == "pretrain" else ("base", "instruct")
             options += [(f"{i.name} ({i.kind})", f"checkpoint:{i.path}") for i in infos
-                        if i.ok and i.kind in ("base", "instruct", "classifier")]
+                        if i.ok and i.kind in kinds]
             current = start.value
             with start.prevent(Select.Changed):
                 start.set_options(options)
@@ -328,7 +332,7 @@ class TrainScreen(MainScreen):
 
     def _default_start(self, options: list[tuple[str, str]]) -> str:
         if self.form.task == "pretrain":
-            return "preset:test-tiny"
+            return "preset:cpu-mini"  # trains in minutes on a laptop CPU
         checkpoints = [v for _, v in options if v.startswith("checkpoint:")]
         return checkpoints[0] if checkpoints else options[0][1]
 
@@ -340,6 +344,7 @@ class TrainScreen(MainScreen):
                 if name != "out":
                     self.query_one(f"#f-{name}", Input).value = DEFAULTS[self.form.task][name]
             set_select(self.query_one("#f-data-known", Select), DEFAULTS[self.form.task]["data"])
+            self.query_one("#f-data", Input).value = ""  # a file for one task rarely fits another
             self.fill_choices()
         elif sid == "f-start" and event.value != Select.BLANK:
             self.form.start = str(event.value)
@@ -422,6 +427,7 @@ class TrainScreen(MainScreen):
             self.notify(f"cannot start the job: {e}", severity="error", markup=False)
             return
         self.procs[name] = proc
+        self.procs_started.add(name)
         self.notify(f"Started {name} (pid {proc.pid}): {jobs.display_command(args)}", markup=False)
         self.query_one(TabbedContent).active = "train-monitor-pane"
         self.select_run(run_dir or jobs.jobs_dir(runs_dir()) / name)
@@ -443,11 +449,19 @@ class TrainScreen(MainScreen):
             finally:
                 self._runs_busy = False
 
-        self.app.run_worker_thread(work, self.show_runs, name="list-runs", group="train-runs", exclusive=True)
+        # Not exclusive: a cancelled-before-start worker would never clear _runs_busy.
+        self.app.run_worker_thread(work, self.show_runs, name="list-runs", group="train-runs")
 
     def show_runs(self, runs: list[jobs.RunSummary]) -> None:
         table = self.query_one("#train-runs", DataTable)
         self.runs = {str(r.path): r for r in runs}
+        for r in runs:  # a job started in this session that died: say so once, with its last words
+            if r.state in ("failed", "interrupted") and r.log and str(r.path) not in self.announced and any(
+                    Path(r.log).stem == name for name in self.procs_started):
+                self.announced.add(str(r.path))
+                last = jobs.tail_text(Path(r.log), 600).strip().splitlines()
+                self.notify(f"{r.name} {r.state}: {last[-1] if last else 'no output'}", severity="error",
+                            markup=False, timeout=10)
         keep = str(self.selected) if self.selected else None
         table.clear()
         for r in runs:
