@@ -229,3 +229,29 @@ def test_too_little_data_is_a_clear_error(tmp_path):
     task = make_task(batch_size=500)
     with pytest.raises(ScratchError, match="too small for one batch; add data or lower --batch-size"):
         Trainer(task, make_model(), cfg(), tmp_path / "run")
+
+
+def test_loss_plot_has_an_accuracy_panel_only_for_classifiers(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from chatgpt_scratch.plots import plot_run
+
+    def write(name, with_acc):
+        lines = [{"type": "step", "step": s, "epoch": s / 10, "tokens_seen": 100 * s, "train_loss": 5.0 - 0.1 * s}
+                 for s in range(1, 11)]
+        lines += [{"type": "eval", "step": s, "tokens_seen": 100 * s, "val_loss": 5.5 - 0.1 * s,
+                   **({"val_acc": 0.5 + 0.04 * s} if with_acc else {})} for s in (5, 10)]
+        path = tmp_path / name / "events.jsonl"
+        path.parent.mkdir()
+        path.write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+        return path
+
+    lm = Image.open(plot_run(write("lm", False), tmp_path / "lm.png"))
+    clf = Image.open(plot_run(write("clf", True), tmp_path / "clf.png"))
+    assert clf.size[0] == 2 * lm.size[0] and clf.size[1] == lm.size[1]
+    empty = tmp_path / "empty" / "events.jsonl"
+    empty.parent.mkdir()
+    empty.write_text(json.dumps({"type": "start"}) + "\n")
+    assert plot_run(empty, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
