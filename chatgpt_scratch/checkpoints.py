@@ -83,8 +83,7 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temp(path)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
         _fsync_file(tmp)
@@ -93,6 +92,16 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _new_temp(target: Path) -> str:
+    """An empty temp file beside target, readable like any new file (mkstemp alone makes it 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    os.close(fd)
+    return tmp
 
 
 def _fsync_file(path: str | Path) -> None:
@@ -434,8 +443,7 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
         target = _sibling(path, new_name)
         if target.exists():
             raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _new_temp(target)
     try:
         shutil.copyfile(path, tmp)
         _fsync_file(tmp)
