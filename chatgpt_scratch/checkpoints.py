@@ -95,16 +95,17 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
 
 
 def _new_temp(target: Path) -> str:
-    """An empty temp file beside target, readable like any new file (mkstemp alone makes it 0600)."""
+    """An empty temp file beside target."""
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     return tmp
 
 
 def _fsync_file(path: str | Path) -> None:
+    """Flush to disk, and give the file the permissions of any new file (temp files start as 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
