@@ -101,11 +101,18 @@ def _new_temp(target: Path) -> str:
     return tmp
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it; done once, at import
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _fsync_file(path: str | Path) -> None:
     """Flush to disk, and give the file the permissions of any new file (temp files start as 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~_UMASK)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
