@@ -236,8 +236,8 @@ def pending_jobs(runs_folder: Path) -> list[RunSummary]:
 
 
 def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
-    """Every run folder (one with events.jsonl, run.json or a TUI job file), newest first,
-    after the jobs started here that have no run folder yet."""
+    """Every run folder (one with events.jsonl, run.json or a TUI job file) and every job started
+    here that has no run folder (yet), newest first."""
     if folder is None:
         from chatgpt_scratch.paths import runs_dir
 
@@ -248,8 +248,17 @@ def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
     link_jobs(folder)
     dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
             and any((d / f).exists() for f in (EVENTS_FILE, JOB_FILE, RUN_FILE))]
-    dirs.sort(key=lambda d: _mtime(d), reverse=True)
-    return pending_jobs(folder) + [summarize_run(d) for d in dirs]
+    runs = pending_jobs(folder) + [summarize_run(d) for d in dirs]
+    runs.sort(key=lambda r: _mtime(r.path) if r.path.is_dir() else _mtime_file(r.path.with_suffix(".json")),
+              reverse=True)
+    return runs
+
+
+def _mtime_file(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _mtime(d: Path) -> float:

@@ -144,6 +144,55 @@ async def test_train_form_shows_errors_beside_fields_and_starts_nothing(tiny_bas
     assert not screen.procs
 
 
+async def test_runs_started_elsewhere_are_listed_and_the_selection_survives_refreshes(tmp_path, monkeypatch):
+    """A run made by the CLI (run.json + events) shows with its curve; refreshing the list keeps the selection."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tui import jobs
+
+    runs = Path(os.environ["CHATGPT_SCRATCH_RUNS"])
+    cli_run = runs / "pretrain-20260101-000000"
+    cli_run.mkdir(parents=True)
+    (cli_run / "run.json").write_text(json.dumps({"command": "pretrain", "args": {}}))
+    events = [{"type": "start", "total_steps": 4, "step": 0}]
+    events += [{"type": "step", "step": i, "train_loss": 5.0 - i, "elapsed_s": i} for i in range(1, 5)]
+    events += [{"type": "eval", "step": 4, "val_loss": 1.5}, {"type": "done", "step": 4}]
+    (cli_run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    # A newer job started by the app that died before making its run folder: listed first.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (runs / jobs.JOBS_SUBDIR).mkdir()
+    (runs / jobs.JOBS_SUBDIR / "broken.json").write_text(json.dumps({"pid": dead.pid, "name": "broken",
+                                                                    "task": "pretrain", "command": ["pretrain"]}))
+    monkeypatch.setattr("tui.screens.train.RUNS_REFRESH_S", 0.2)
+    app = ScratchApp(start="train", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#train-runs", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the runs")
+        rows = [table.get_row_at(i)[:4] for i in range(2)]
+        screen.select_run(cli_run)
+        refreshes = 0
+
+        def count(_=None):
+            nonlocal refreshes
+            refreshes += 1
+
+        original = screen.show_runs
+        monkeypatch.setattr(screen, "show_runs", lambda r: (original(r), count()))
+        await wait_until(pilot, lambda: refreshes >= 3, what="three refreshes of the list")
+        selected = screen.selected
+        plot = screen.query_one("#train-plot")
+        train, val, state = list(plot.train), list(plot.val), screen.monitor.state
+    assert rows == [["broken", "pretrain", "failed", "-"], ["pretrain-20260101-000000", "pretrain", "done", "4/4"]]
+    assert selected == cli_run
+    assert train == [(float(i), 5.0 - i) for i in range(1, 5)] and val == [(4.0, 1.5)]
+    assert state == "done"
+
+
 CORPUS = (
     "I had always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it was no "
     "great surprise to me to hear that, in the height of his glory, he had dropped his painting, married a "

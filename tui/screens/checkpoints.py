@@ -191,7 +191,7 @@ class CheckpointsScreen(MainScreen):
             meta.update(f"[b]{info.name}[/b]\n[red]{_escape(info.error)}[/red]")
             plot.set_series({})
             return
-        lines = [f"[b]{_escape(info.name)}[/b]  ({info.kind}, {info.dtype})", f"file: {_escape(str(info.path))}"]
+        lines = [f"[b]{_escape(info.name)}[/b]  ({info.kind}, {info.dtype or '-'})", f"file: {_escape(str(info.path))}"]
         for key, value in sorted(info.metadata.items()):
             if key == "config":
                 value = value if isinstance(value, str) else json.dumps(value)

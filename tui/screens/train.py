@@ -485,7 +485,8 @@ class TrainScreen(MainScreen):
         self.update_metrics()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "train-runs" and event.row_key.value:
+        # Only the user moves the selection; rebuilding the table every few seconds highlights row 0.
+        if event.data_table.id == "train-runs" and event.data_table.has_focus and event.row_key.value:
             path = Path(event.row_key.value)
             if path != self.selected:
                 self.select_run(path)
