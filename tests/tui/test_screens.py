@@ -125,6 +125,40 @@ async def test_broken_checkpoint_is_listed_and_using_it_notifies(checkpoints_fol
     assert any("truncated" in m for m in messages)
 
 
+async def test_export_to_hugging_face_then_import_it_back(tiny_base, checkpoints_folder, tmp_path):
+    """e exports the selected model; i imports a local model.safetensors (a subprocess of the CLI)."""
+    import torch
+
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from tui.screens.dialogs import ChoicePrompt, TextPrompt
+
+    export_dir = tmp_path / "exported"
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 1, what="the table")
+        table.focus()
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), what="the export prompt")
+        app.screen.query_one("#prompt-input", Input).value = str(export_dir)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any("Exported" in n.message for n in app._notifications), what="export")
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoicePrompt), what="the import prompt")
+        app.screen.query_one("#choice-path", Input).value = str(export_dir / "model.safetensors")
+        await pilot.click("#choice-ok")
+        imported = checkpoints_folder / "exported.safetensors"  # named after the folder of model.safetensors
+        await wait_until(pilot, lambda: str(imported) in screen.infos, timeout=120, what="the imported row")
+        row = table.get_row(str(imported))
+    assert row[:3] == ["exported", "base", "test-tiny"]
+    original, _ = load_checkpoint(tiny_base)
+    back, _ = load_checkpoint(imported)
+    ids = torch.tensor([[464, 3290, 318, 257, 1332]])
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids), original(ids))
+
+
 async def test_train_form_shows_errors_beside_fields_and_starts_nothing(tiny_base):
     app = ScratchApp(start="train", detect_device=False)
     async with app.run_test(size=(120, 40)) as pilot:
