@@ -221,10 +221,11 @@ def render_lens(ray, token: int) -> str:
     lines = [f"LOGIT LENS  at token {token} {token_label(ray.ids[token])!r}: the top next-token guess "
              "after each block (final norm + output head on the residual stream)",
              f"  {'stream':<12}{'top guess':<16}{'p':>8}   p of final guess {final.top_label!r}"]
+    peak = max(r.final_prob for r in rows) or 1.0
     for r in rows:
         name = "embeddings" if r.layer == 0 else f"block {r.layer - 1}"
         lines.append(f"  {name:<12}{fit(r.top_label, 16)}{percent(r.top_prob)}   "
-                     f"{bar(r.final_prob, 16)} {percent(r.final_prob)}")
+                     f"{bar(r.final_prob / peak, 16)} {percent(r.final_prob)}")
     return "\n".join(lines)
 
 

@@ -466,12 +466,13 @@ def render_lens(views: Views) -> Text:
     text.append(f"at token {views.token} {views.tokens.pieces[views.token].label!r}: "
                 "the top guess after each block\n", style="bold")
     text.append(f"{'stream':<12}{'top guess':<16}{'p':>8}   p of final guess {final.top_label!r}\n", style="bold")
+    peak = max(r.final_prob for r in rows) or 1.0
     for r in rows:
         name = "embeddings" if r.layer == 0 else f"block {r.layer - 1}"
         text.append(f"{name:<12}")
         text.append(fit(r.top_label, 16), style="bold green" if r.top_id == final.top_id else "")
         text.append(f"{percent(r.top_prob)}   ")
-        text.append(bar(r.final_prob, 16), style="magenta")
+        text.append(bar(r.final_prob / peak, 16), style="magenta")
         text.append(f" {percent(r.final_prob)}\n")
     return text
 
