@@ -15,22 +15,20 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.screens.about import AboutScreen
-from tui.screens.chat import ChatScreen
-from tui.screens.checkpoints import CheckpointsScreen
-from tui.screens.spam import SpamScreen
-from tui.screens.train import TrainScreen
 from tui.widgets.nav import SCREENS
+
+
+def _lazy_screen(module: str, name: str):
+    """A screen factory that imports the screen's module the first time it is opened (faster start)."""
+
+    def make() -> Screen:
+        return getattr(importlib.import_module(module), name)()
+
+    return make
 
 
 def _xray_available() -> bool:
     return importlib.util.find_spec("tui.screens.xray") is not None
-
-
-def _xray_screen() -> Screen:
-    from tui.screens.xray import XrayScreen  # written by the X-ray helper; imported only when opened
-
-    return XrayScreen()
 
 
 class ScratchApp(App):
@@ -39,10 +37,10 @@ class ScratchApp(App):
     TITLE = "chatgpt-scratch"
     CSS_PATH = "app.tcss"
     MODES = {
-        "chat": ChatScreen,
-        "spam": SpamScreen,
-        "train": TrainScreen,
-        "checkpoints": CheckpointsScreen,
+        "chat": _lazy_screen("tui.screens.chat", "ChatScreen"),
+        "spam": _lazy_screen("tui.screens.spam", "SpamScreen"),
+        "train": _lazy_screen("tui.screens.train", "TrainScreen"),
+        "checkpoints": _lazy_screen("tui.screens.checkpoints", "CheckpointsScreen"),
     }
     BINDINGS = [
         # 1-5 when no text field has the focus; F1-F5 always (priority: even while typing).
@@ -67,7 +65,7 @@ class ScratchApp(App):
         self.detect_device = detect_device  # off in snapshot tests: the header must not depend on the machine
         self.has_xray = _xray_available()
         if self.has_xray:
-            self.add_mode("xray", _xray_screen)
+            self.add_mode("xray", _lazy_screen("tui.screens.xray", "XrayScreen"))  # the X-ray helper's screen
         self.device_name = "auto"  # resolved in a worker (needs torch)
         self.chat_checkpoint: Path | None = None
         self.spam_checkpoint: Path | None = None
@@ -83,7 +81,8 @@ class ScratchApp(App):
         self.switch_mode(self.start_mode)
         self.update_header()
         if self.detect_device:
-            self.resolve_device()
+            # After the first paint: importing torch in a thread still holds the GIL for a while.
+            self.call_after_refresh(self.resolve_device)
 
     def action_open(self, mode: str) -> None:
         if mode == "xray" and not self.has_xray:
@@ -93,6 +92,8 @@ class ScratchApp(App):
             self.switch_mode(mode)
 
     def action_about(self) -> None:
+        from tui.screens.about import AboutScreen
+
         self.push_screen(AboutScreen())
 
     def action_toggle_theme(self) -> None:

@@ -116,8 +116,8 @@ class ChatScreen(MainScreen):
 
         self.query_one("#chat-input", Input).focus()
         self.set_status(f"looking for models in {checkpoints_dir()}…")
-        self.reload_models()
-        self.open_store()
+        self.call_after_refresh(self.reload_models)  # after the first paint (the listing imports torch)
+        self.call_after_refresh(self.open_store)
 
     def on_screen_resume(self) -> None:
         wanted = self.app.chat_checkpoint

@@ -118,7 +118,7 @@ class CheckpointsScreen(MainScreen):
                 yield LossPlot(id="ckpt-plot", title="run loss")
 
     def on_mount(self) -> None:
-        self.action_refresh()
+        self.call_after_refresh(self.action_refresh)  # after the first paint (the listing imports torch)
 
     def on_screen_resume(self) -> None:
         if self.infos:

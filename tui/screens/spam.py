@@ -52,7 +52,7 @@ class SpamScreen(MainScreen):
 
     def on_mount(self) -> None:
         self.query_one("#spam-input", TextArea).focus()
-        self.reload_models()
+        self.call_after_refresh(self.reload_models)  # after the first paint (the listing imports torch)
 
     def on_screen_resume(self) -> None:
         if self.query_one(ModelPicker).loaded:

@@ -287,7 +287,7 @@ class TrainScreen(MainScreen):
         yield Label("", id=f"e-{name}", classes="form-error")
 
     def on_mount(self) -> None:
-        self.fill_choices()
+        self.call_after_refresh(self.fill_choices)  # after the first paint (the listing imports torch)
         self.update_command()
         self.set_interval(POLL_S, self.poll_events)
         self.set_interval(RUNS_REFRESH_S, self.refresh_runs)
