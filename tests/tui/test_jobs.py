@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -68,6 +69,8 @@ def test_run_states_from_events_and_processes(tmp_path):
 def test_a_job_is_linked_to_the_run_folder_its_cli_made(tmp_path):
     runs = tmp_path / "runs"
     proc = jobs.start_job(["--version"], "my-run", task="pretrain", runs_folder=runs)
+    # Its own session: closing the app (a hang-up to the app's session) does not reach the job.
+    assert os.getsid(proc.pid) == proc.pid != os.getsid(0)
     proc.wait()
     [pending] = jobs.list_runs(runs)
     assert (pending.name, pending.state) == ("my-run", "failed")  # exited without making a run folder

@@ -50,6 +50,20 @@ async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     assert messages[1].stats["new_tokens"] == 6
 
 
+async def test_command_palette_opens_a_screen(checkpoints_folder):
+    from tui.screens.train import TrainScreen
+
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"Open Train")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen), what="the Train screen")
+        assert app.current_mode == "train"
+
+
 async def test_chat_without_checkpoints_says_how_to_get_one(checkpoints_folder):
     app = ScratchApp(detect_device=False)
     async with app.run_test(size=(100, 30)) as pilot:
