@@ -10,8 +10,6 @@ from textual.widgets import DataTable, Input, Markdown, TextArea
 from tests.tui.conftest import wait_until
 from tui.app import ScratchApp
 
-pytestmark = pytest.mark.anyio
-
 
 def _idle(app) -> bool:
     return not [w for w in app.workers if w.is_running]
