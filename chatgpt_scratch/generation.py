@@ -126,12 +126,34 @@ def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
     """Nucleus filter: keep the smallest set of most likely tokens whose probability mass is >= p."""
     if p is None or p >= 1.0:
         return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    # Sort only the candidates still alive: after top-k that is k tokens, not the whole vocabulary.
+    n_alive = int(torch.isfinite(logits).sum(dim=-1).max())
+    sorted_logits, order = torch.topk(logits, max(n_alive, 1), dim=-1)  # descending
     probs = torch.softmax(sorted_logits.float(), dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
-    drop_sorted = mass_before >= p  # already reached p without this token (the top token is always kept)
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, -torch.inf)
+    keep_sorted = mass_before < p  # p not yet reached without this token (the top token is always kept)
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, -torch.inf)
+
+
+def _sampling_steps(logits: torch.Tensor, sampling: SamplingConfig,
+                    previous_ids: Sequence[int] | Sequence[Sequence[int]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The logits after each step that the settings switch on, in the order sampling applies them."""
+    logits = apply_repetition_penalty(logits.float(), previous_ids, sampling.repetition_penalty)
+    if sampling.repetition_penalty != 1.0:
+        yield "repetition penalty", logits
+    if sampling.greedy:
+        yield "greedy", torch.full_like(logits, -torch.inf).scatter(-1, logits.argmax(dim=-1, keepdim=True), 0.0)
+        return
+    if sampling.temperature != 1.0:
+        logits = apply_temperature(logits, sampling.temperature)
+        yield "temperature", logits
+    if sampling.top_k is not None:
+        logits = top_k_filter(logits, sampling.top_k)
+        yield "top-k", logits
+    if sampling.top_p is not None:
+        logits = top_p_filter(logits, sampling.top_p)
+        yield "top-p", logits
 
 
 def sampling_stages(logits: torch.Tensor, sampling: SamplingConfig,
@@ -141,25 +163,8 @@ def sampling_stages(logits: torch.Tensor, sampling: SamplingConfig,
     Returns [(stage name, probs)], from the model's raw softmax to the final distribution
     that `next_token_distribution` returns. Probabilities are float32 and sum to 1.
     """
-    logits = logits.float()
-    stages = [("model", torch.softmax(logits, dim=-1))]
-    logits = apply_repetition_penalty(logits, previous_ids, sampling.repetition_penalty)
-    if sampling.repetition_penalty != 1.0:
-        stages.append(("repetition penalty", torch.softmax(logits, dim=-1)))
-    if sampling.greedy:
-        one_hot = torch.zeros_like(logits).scatter(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
-        stages.append(("greedy", one_hot))
-        return stages
-    if sampling.temperature != 1.0:
-        logits = apply_temperature(logits, sampling.temperature)
-        stages.append(("temperature", torch.softmax(logits, dim=-1)))
-    if sampling.top_k is not None:
-        logits = top_k_filter(logits, sampling.top_k)
-        stages.append(("top-k", torch.softmax(logits, dim=-1)))
-    if sampling.top_p is not None:
-        logits = top_p_filter(logits, sampling.top_p)
-        stages.append(("top-p", torch.softmax(logits, dim=-1)))
-    return stages
+    stages = [("model", logits.float())] + list(_sampling_steps(logits, sampling, previous_ids))
+    return [(name, torch.softmax(stage_logits, dim=-1)) for name, stage_logits in stages]
 
 
 def next_token_distribution(logits: torch.Tensor, sampling: SamplingConfig,
@@ -168,7 +173,10 @@ def next_token_distribution(logits: torch.Tensor, sampling: SamplingConfig,
 
     Greedy (temperature 0) gives a one-hot vector at the argmax of the penalised logits.
     """
-    return sampling_stages(logits, sampling, previous_ids)[-1][1]
+    final = logits.float()
+    for _, final in _sampling_steps(logits, sampling, previous_ids):
+        pass
+    return torch.softmax(final, dim=-1)
 
 
 def pick_next_token(logits: torch.Tensor, sampling: SamplingConfig,
