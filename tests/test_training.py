@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from chatgpt_scratch.model import GPTModel
 from chatgpt_scratch.training.config import TrainConfig
 from chatgpt_scratch.training.events import read_events
 from chatgpt_scratch.training.lm_task import LMTask
+from chatgpt_scratch.training.mfu import flops_per_token, mfu, peak_flops
 from chatgpt_scratch.training.optim import lr_at, param_groups
 from chatgpt_scratch.training.trainer import Trainer, TrainingDiverged
 
@@ -21,7 +23,8 @@ SMALL = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_la
 
 # Required keys per event type (docs/events.md).
 SCHEMA = {
-    "start": {"task", "run_dir", "total_steps", "step", "device", "world_size", "params", "config", "checkpoint"},
+    "start": {"task", "run_dir", "total_steps", "step", "device", "world_size", "params", "config", "checkpoint",
+              "pid"},
     "step": {"step", "epoch", "tokens_seen", "train_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"},
     "eval": {"step", "epoch", "tokens_seen", "elapsed_s", "val_loss", "val_ppl"},
     "sample": {"step", "prompt", "text"},
@@ -114,6 +117,8 @@ def test_events_follow_the_schema(tmp_path):
     steps = [e for e in events if e["type"] == "step"]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     assert [e["tokens_seen"] for e in steps] == [64, 128, 192, 256]
+    assert events[0]["pid"] == os.getpid()  # lets the TUI stop a run started from a shell
+    assert not any("mfu" in e for e in steps)  # CPU: no GPU peak to compare with
     assert all(e["tokens_per_s"] > 0 and math.isfinite(e["train_loss"]) for e in steps)
     evals = [e for e in events if e["type"] == "eval"]
     assert evals[0]["val_ppl"] == pytest.approx(math.exp(evals[0]["val_loss"]))
@@ -255,3 +260,33 @@ def test_loss_plot_has_an_accuracy_panel_only_for_classifiers(tmp_path):
     empty.parent.mkdir()
     empty.write_text(json.dumps({"type": "start"}) + "\n")
     assert plot_run(empty, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+# --- MFU --------------------------------------------------------------------------------------------
+
+
+def test_mfu_by_hand():
+    # N=1000, L=2, d=32, T=16: 6*1000 + 12*2*32*16 = 6000 + 12288
+    assert flops_per_token(1000, 2, 32, 16) == 18288.0
+    # 18288 FLOP/token * 5e6 token/s = 9.144e10 FLOP/s of a 1e12 peak
+    assert mfu(18288.0, 5e6, 1e12) == pytest.approx(0.09144, rel=1e-12)
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA H200") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-40GB") == 312e12
+    assert peak_flops("NVIDIA GeForce RTX 3090") is None
+
+
+def test_trainer_mfu_terms_on_a_cuda_device(tmp_path, monkeypatch):
+    # No GPU here: pretend the device is an H100 to check the Trainer's counting (N without pos_emb).
+    trainer = Trainer(make_task(), make_model(), cfg(), tmp_path / "run")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    trainer.device = torch.device("cuda")
+    n = sum(p.numel() for p in trainer.model.parameters()) - SMALL.context_length * SMALL.emb_dim
+    per_token, peak = trainer._mfu_terms()
+    assert per_token == 6 * n + 12 * SMALL.n_layers * SMALL.emb_dim * SMALL.context_length
+    assert peak == 989e12
+    trainer.cfg.peak_tflops = 100.0  # --peak-tflops wins over the lookup
+    assert trainer._mfu_terms()[1] == 100e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Other GPU")
+    trainer.cfg.peak_tflops = None
+    assert trainer._mfu_terms()[1] is None

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 RUN_FILE = "run.json"
 # Flags that may change when resuming without breaking exactness of what was already done.
 RESUMABLE_OVERRIDES = ("epochs", "max_steps", "eval_every", "eval_batches", "sample_every", "sample_prompt",
-                       "save_every", "events", "device")
+                       "save_every", "events", "device", "peak_tflops")
 _DEFAULTS = dict(epochs=1, max_steps=None, lr=4e-4, warmup=0, min_lr=None, weight_decay=0.1, grad_clip=1.0,
                  grad_accum=1, batch_size=8, eval_every=100, eval_batches=20, sample_every=0,
                  sample_prompt="Every effort moves you", save_every=0, seed=123)
@@ -88,6 +88,9 @@ def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                    help="auto: bf16 autocast on CUDA, float32 on CPU (weights and optimizer stay float32)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (faster on GPUs after a warm-up)")
+    g.add_argument("--peak-tflops", type=float, default=None, metavar="TFLOPS",
+                   help="GPU peak (dense bf16 TFLOP/s) for the MFU in step events "
+                        "(default: looked up for H100/H200/A100; other GPUs get no MFU)")
     g.add_argument("--events", metavar="-", choices=("-",),
                    help="'-' also streams the JSON events to stdout (they always go to RUN/events.jsonl)")
     g.add_argument("--resume", metavar="RUN_DIR",
@@ -118,7 +121,7 @@ def train_config(args: argparse.Namespace):
         weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, grad_accum=args.grad_accum,
         eval_every=args.eval_every, eval_batches=args.eval_batches, sample_every=args.sample_every,
         sample_prompt=args.sample_prompt, save_every=args.save_every, seed=args.seed, device=args.device,
-        dtype=args.dtype, compile=args.compile,
+        dtype=args.dtype, compile=args.compile, peak_tflops=getattr(args, "peak_tflops", None),
     )
 
 

@@ -32,6 +32,7 @@ class TrainConfig:
     dtype: str = "auto"               # auto: bf16 autocast on CUDA, float32 elsewhere
     compile: bool = False             # torch.compile the model for the training steps
     log_every: int = 1                # steps between `step` events
+    peak_tflops: float | None = None  # GPU peak for MFU; None = look it up from the CUDA device name
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs < 1:
@@ -55,6 +56,8 @@ class TrainConfig:
                 raise ScratchError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.eval_batches is not None and self.eval_batches < 1:
             raise ScratchError(f"--eval-batches must be at least 1, got {self.eval_batches}")
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise ScratchError(f"--peak-tflops must be > 0, got {self.peak_tflops}")
         if self.dtype not in DTYPES:
             raise ScratchError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 

@@ -16,6 +16,7 @@ Files (see docs/events.md):
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.training import distributed, state
 from chatgpt_scratch.training.config import TrainConfig
 from chatgpt_scratch.training.events import EventLog
+from chatgpt_scratch.training.mfu import flops_per_token, mfu, peak_flops
 from chatgpt_scratch.training.optim import build_optimizer, lr_at
 from chatgpt_scratch.training.task import Task
 
@@ -105,6 +107,7 @@ class Trainer:
         self.elapsed_before = 0.0   # wall time of earlier segments of a resumed run
         self._stop_requested = False
         self._stop_reason = ""
+        self._flops_per_token, self._peak = self._mfu_terms()
 
     # --- public -----------------------------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Trainer:
                          device=str(self.device), world_size=self.dist.world_size,
                          amp_dtype=str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32",
                          params=sum(p.numel() for p in self.trainable), config=self.cfg.to_dict(),
-                         checkpoint=str(self.checkpoint_path))
+                         checkpoint=str(self.checkpoint_path), pid=os.getpid())
         self._t0 = time.perf_counter()
         losses: list[float] = []
         window_tokens, window_time = 0, 0.0
@@ -147,10 +150,14 @@ class Trainer:
                 if stop:
                     self._stop_requested = True
                 if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
+                    tokens_per_s = window_tokens / max(window_time, 1e-9)
+                    extra = {}
+                    if self._peak is not None:
+                        extra["mfu"] = round(mfu(self._flops_per_token, tokens_per_s, self._peak), 4)
                     self.events.emit("step", step=self.step, epoch=round(self._epoch_float(), 4),
                                      tokens_seen=self.tokens_seen, train_loss=loss, lr=lr, grad_norm=grad_norm,
-                                     tokens_per_s=round(window_tokens / max(window_time, 1e-9), 1),
-                                     elapsed_s=round(self._elapsed(), 2))
+                                     tokens_per_s=round(tokens_per_s, 1), elapsed_s=round(self._elapsed(), 2),
+                                     **extra)
                     window_tokens, window_time = 0, 0.0
                 if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
                     self._evaluate()
@@ -355,6 +362,21 @@ class Trainer:
         if self.cfg.compile:
             model = torch.compile(model)
         return model
+
+    def _mfu_terms(self) -> tuple[float, float | None]:
+        """(model FLOPs per token, peak FLOP/s of all ranks together), the peak None off CUDA or on an
+        unknown GPU without --peak-tflops (then step events carry no `mfu`)."""
+        mcfg = getattr(self.model, "cfg", None)
+        if self.device.type != "cuda" or mcfg is None:
+            return 0.0, None
+        peak = self.cfg.peak_tflops * 1e12 if self.cfg.peak_tflops else peak_flops(
+            torch.cuda.get_device_name(self.device))
+        if peak is None:
+            return 0.0, None
+        pos = getattr(getattr(self.model, "pos_emb", None), "weight", None)
+        n = sum(p.numel() for p in self.model.parameters()) - (pos.numel() if pos is not None else 0)
+        # tokens_per_s counts every rank's tokens, so the peak is every rank's too.
+        return flops_per_token(n, mcfg.n_layers, mcfg.emb_dim, mcfg.context_length), peak * self.dist.world_size
 
     def _amp_dtype(self) -> torch.dtype | None:
         if self.cfg.dtype == "bfloat16":
