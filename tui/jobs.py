@@ -3,7 +3,8 @@
 Pure Python (no torch, no textual) so the Train screen can list and tail runs
 instantly, and tests can drive it directly. A job is the same CLI command a user
 would type; it runs in its own session (start_new_session=True) so closing the
-app never kills it, and stopping it is a SIGINT (the trainer saves and exits 0).
+app never kills it, and stopping it is a SIGINT (the trainer saves and exits 0). A run started
+from a shell is stopped the same way, through the pid its `start` event records.
 """
 
 from __future__ import annotations
@@ -113,6 +114,21 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def is_training_process(pid: int | None) -> bool:
+    """True if pid is alive and (where /proc exists) runs chatgpt-scratch: a pid from an old
+    events file may since have been reused by another program, which must never be signalled."""
+    if not pid_alive(pid):
+        return False
+    if not os.path.isdir("/proc/self"):
+        return True  # no /proc (macOS): liveness is all we can check
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return b"chatgpt-scratch" in cmdline or b"chatgpt_scratch" in cmdline
+
+
 def read_job_file(run_dir: Path) -> dict[str, Any]:
     return _read_json(run_dir / JOB_FILE)
 
@@ -152,9 +168,11 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
     summary.task = str(job.get("task") or run_doc.get("command") or "")
     summary.log = job.get("log")
     pid = job.get("pid")
+    start_pid = None  # the trainer's own pid (rank 0) from the latest `start`: also set for shell runs
     for e in events:
         kind = e.get("type")
         if kind == "start":
+            start_pid = _int(e.get("pid"))
             summary.total_steps = _int(e.get("total_steps")) or summary.total_steps
             summary.checkpoint = e.get("checkpoint") or summary.checkpoint
             summary.state = "running"
@@ -172,11 +190,13 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
             summary.state = kind
             summary.error = (str(e.get("message") or "") or None) if kind == "error" else None
     summary.pid = _int(pid)
+    if summary.state not in TERMINAL_EVENTS and start_pid and is_training_process(start_pid):
+        summary.pid = start_pid  # e.g. started from a shell, or resumed there after the TUI started it
     if summary.state not in TERMINAL_EVENTS:
         events_file = run_dir / EVENTS_FILE
         if pid_alive(summary.pid):
             summary.state = "running" if events else "starting"
-        elif summary.pid:
+        elif summary.pid or start_pid:
             # We started it and it is gone without a final event: it crashed or was killed.
             summary.state = "interrupted"
         elif events_file.exists():
@@ -314,7 +334,13 @@ def start_job(args: list[str], name: str, task: str = "", runs_folder: Path | No
 
 
 def stop_job(pid: int) -> None:
-    """Graceful stop: SIGINT makes the trainer save a checkpoint and exit 0."""
+    """Graceful stop: SIGINT makes the trainer save a checkpoint and exit 0.
+
+    Raises ProcessLookupError when pid is no longer a live chatgpt-scratch process (checked first,
+    so a pid the system has reused for something else is left alone).
+    """
+    if not is_training_process(pid):
+        raise ProcessLookupError(pid)
     os.kill(pid, signal.SIGINT)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,57 @@ def test_monitor_eta_and_best_metrics():
         m.add(e)
     assert m.eta_s() == 40.0
     assert (m.best_val, m.best_acc) == (4.0, 0.8)
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_run_started_from_a_shell_is_stopped_through_its_start_pid(tmp_path):
+    runs = Path(os.environ["CHATGPT_SCRATCH_RUNS"])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("It was a bright cold day in April, and the clocks were striking thirteen. " * 60)
+    log = tmp_path / "cli.log"
+    # As a user would from a shell: backgrounded, not a child of this process, no TUI job file.
+    cli = shlex.join([sys.executable, "-m", "chatgpt_scratch", "pretrain", "--preset", "test-tiny",
+                      "--data", str(corpus), "--context", "16", "--batch-size", "2", "--max-steps", "100000",
+                      "--eval-every", "0", "--device", "cpu", "--out", str(tmp_path / "shell-run")])
+    shell_pid = int(subprocess.check_output(["sh", "-c", f"{cli} >{shlex.quote(str(log))} 2>&1 & echo $!"]))
+
+    def running():
+        found = [r for r in jobs.list_runs(runs) if r.name.startswith("shell-run-")]
+        return found[0] if found and found[0].state == "running" and found[0].step else None
+
+    summary = _wait(running, 120, "the shell run to take steps")
+    assert not (summary.path / jobs.JOB_FILE).exists()
+    assert summary.pid == shell_pid  # from its `start` event
+    jobs.stop_job(summary.pid)
+    events = _wait(lambda: [e for e in jobs.read_events(summary.path / jobs.EVENTS_FILE)
+                            if e["type"] in jobs.TERMINAL_EVENTS], 60, "a terminal event")
+    assert [e["type"] for e in events] == ["stopped"] and events[0]["reason"] == "SIGINT", log.read_text()[-500:]
+    _wait(lambda: not jobs.pid_alive(shell_pid), 30, "the CLI to exit")
+    after = jobs.summarize_run(summary.path)
+    assert (after.state, after.pid) == ("stopped", None)
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path):
+    other = subprocess.Popen(["sleep", "30"])  # alive, but not chatgpt-scratch
+    try:
+        run = tmp_path / "old-run"
+        run.mkdir()
+        _write(run / "events.jsonl", {"type": "start", "pid": other.pid}, {"type": "step", "step": 2})
+        s = jobs.summarize_run(run)
+        assert (s.state, s.pid) == ("interrupted", None)  # its trainer is gone; the pid means something else now
+        assert not jobs.is_training_process(other.pid)
+        with pytest.raises(ProcessLookupError):
+            jobs.stop_job(other.pid)
+        assert other.poll() is None  # still running: no signal reached it
+    finally:
+        other.kill()
+        other.wait()

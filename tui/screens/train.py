@@ -546,8 +546,8 @@ class TrainScreen(MainScreen):
         if summary.state != "running":
             self.notify(f"{summary.name} is not running ({summary.state}).", severity="warning", markup=False)
             return
-        if not summary.pid:
-            self.notify(f"{summary.name} was started outside the app: press Ctrl-C in its terminal to stop it.",
+        if not summary.pid:  # an old run whose start event has no pid, or its process is not visible here
+            self.notify(f"{summary.name}: its process is not known here; press Ctrl-C in its terminal to stop it.",
                         severity="warning", markup=False)
             return
         try:
