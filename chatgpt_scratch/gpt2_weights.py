@@ -27,6 +27,7 @@ from chatgpt_scratch.checkpoints import atomic_save_tensors, read_safetensors_he
 from chatgpt_scratch.config import ALIASES, PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
+from chatgpt_scratch.fileio import sha256_file
 
 HF_REPO = "openai-community"
 SIZES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -175,14 +176,6 @@ def load_hf_gpt2(path: str | Path, size: str | None = None, dtype: torch.dtype |
     if tied:
         model.out_head.weight = model.tok_emb.weight
     return model.eval()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -188,7 +188,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     provenance (model_kind="instruct", template=..., dataset, val_loss, ...).
     """
     from chatgpt_scratch.checkpoints import FORMAT, atomic_save_tensors, encode_metadata
-    from chatgpt_scratch.data.registry import sha256_file
+    from chatgpt_scratch.fileio import sha256_file
 
     layers = lora_layers(model)
     if not layers:
@@ -236,7 +236,7 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
     from safetensors.torch import load_file
 
     from chatgpt_scratch.checkpoints import config_from_metadata, load_checkpoint, read_metadata, require_kind
-    from chatgpt_scratch.data.registry import sha256_file
+    from chatgpt_scratch.fileio import sha256_file
     from chatgpt_scratch.model import to_classifier
 
     path = Path(path)

@@ -15,7 +15,7 @@ import pytest
 
 from chatgpt_scratch.checkpoints import read_metadata
 from chatgpt_scratch.cli import main
-from chatgpt_scratch.data.registry import sha256_file
+from chatgpt_scratch.fileio import sha256_file
 from chatgpt_scratch.training.events import read_events
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from chatgpt_scratch import paths
-from chatgpt_scratch.data.registry import resolve_dataset, sha256_file
+from chatgpt_scratch.data.registry import resolve_dataset
+from chatgpt_scratch.fileio import sha256_file
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 

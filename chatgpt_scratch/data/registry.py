@@ -27,6 +27,7 @@ from pathlib import Path
 
 from chatgpt_scratch import paths
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.fileio import sha256_file
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,6 @@ REGISTRY: dict[str, DatasetInfo] = {
         license="public domain",
     ),
 }
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_dataset(name_or_path: str | Path, download: bool = True) -> Path:

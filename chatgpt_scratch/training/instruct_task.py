@@ -53,7 +53,7 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
 
     limit: keep only the first N entries (quick trials, tests).
     """
-    from chatgpt_scratch.data.registry import sha256_file
+    from chatgpt_scratch.fileio import sha256_file
 
     path = Path(path)
     examples = load_instruction_data(path)
