@@ -239,7 +239,8 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             metrics = dict(self.task.evaluate(self.model, self.cfg.eval_batches))
         self.model.train()
-        if "val_loss" in metrics and "val_ppl" not in metrics:
+        # Perplexity means something for next-token tasks only, not for a classifier's loss.
+        if "val_loss" in metrics and "val_ppl" not in metrics and self.task.checkpoint_kind != "classifier":
             metrics["val_ppl"] = math.exp(min(metrics["val_loss"], 700.0))
         metrics = {k: float(v) for k, v in metrics.items()}
         self.last_metrics = metrics
