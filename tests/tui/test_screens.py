@@ -48,6 +48,45 @@ async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     assert messages[1].stats["new_tokens"] == 6
 
 
+async def test_chat_copies_the_selected_message_not_only_the_last_reply(tiny_base):
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
+        for name, value in [("temperature", "0"), ("top_k", ""), ("top_p", ""), ("max_new_tokens", "5"),
+                            ("repetition_penalty", "1.0")]:
+            screen.query_one(f"#s-{name}", Input).value = value
+        screen.query_one("#chat-input", Input).focus()
+        previous = None
+        for text in ("Hello", "Tell me more"):
+            await pilot.press(*text, "enter")
+            await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id not in (None, previous),
+                             what="the reply")
+            previous = screen.last_reply_id
+        first_reply, last_reply = screen.session.turns[0].assistant, screen.session.turns[1].assistant
+        await pilot.press("ctrl+y")  # nothing selected: the last reply
+        await pilot.pause()
+        copied_last = app.clipboard
+        await pilot.press("ctrl+up", "ctrl+up", "ctrl+up")  # last reply -> 2nd message -> first reply
+        await pilot.pause()
+        selected = screen.selected_bubble
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        copied_first = app.clipboard
+        await pilot.press("ctrl+up", "ctrl+up", "ctrl+down")  # clamps at the first message, then back one
+        await pilot.pause()
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        copied_after_moves = app.clipboard
+        footer_keys = {b.key: b.description for b in screen.BINDINGS if b.show}
+    assert first_reply and first_reply != last_reply
+    assert copied_last == last_reply
+    assert selected.has_class("assistant") and selected.has_class("-selected")
+    assert copied_first == first_reply
+    assert copied_after_moves == first_reply
+    assert footer_keys["ctrl+y"] == "Copy msg" and footer_keys["ctrl+up"] == "Pick msg"
+
+
 async def test_command_palette_opens_a_screen(checkpoints_folder):
     from tui.screens.train import TrainScreen
 

@@ -3,6 +3,7 @@
 The model runs in a thread worker (ChatSession.send is an iterator of text pieces);
 pieces are batched and appended to a Markdown widget at most ~20 times a second.
 Conversations are kept in the shared SQLite store (chatgpt_scratch.chat_store).
+ctrl+up/ctrl+down (or a click) select a message; ctrl+y copies it (the last reply if none is selected).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class ChatScreen(MainScreen):
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+n", "new_conversation", "New chat"),
-        Binding("ctrl+y", "copy_reply", "Copy reply"),
+        Binding("ctrl+y", "copy_message", "Copy msg"),
+        Binding("ctrl+up", "select_message(-1)", "Pick msg"),
+        Binding("ctrl+down", "select_message(1)", "Next msg", show=False),
         Binding("f6", "rename_conversation", "Rename chat"),
         Binding("ctrl+d", "delete_conversation", "Delete chat"),
         Binding("ctrl+e", "export_conversation", "Export"),
@@ -92,6 +95,7 @@ class ChatScreen(MainScreen):
         self.last_reply_id: int | None = None
         self.replying = False
         self.reply_widget: Markdown | None = None
+        self.selected_bubble: Markdown | None = None  # the message ctrl+y copies (None: the last reply)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-main"):
@@ -401,7 +405,46 @@ class ChatScreen(MainScreen):
         self.set_status("new conversation")
         self.query_one("#chat-input", Input).focus()
 
-    def action_copy_reply(self) -> None:
+    def bubbles(self) -> list[Markdown]:
+        return list(self.query("#chat-log .bubble").results(Markdown))
+
+    def select_bubble(self, bubble: Markdown | None) -> None:
+        if self.selected_bubble is not None:
+            self.selected_bubble.remove_class("-selected")
+        self.selected_bubble = bubble
+        if bubble is not None:
+            bubble.add_class("-selected")
+            self.query_one("#chat-log", VerticalScroll).scroll_to_widget(bubble, animate=False)
+
+    def action_select_message(self, delta: int) -> None:
+        """ctrl+up / ctrl+down move the selection through the messages (from the last one)."""
+        bubbles = self.bubbles()
+        if not bubbles:
+            self.notify("No messages yet.", severity="warning")
+            return
+        if self.selected_bubble in bubbles:
+            index = max(0, min(len(bubbles) - 1, bubbles.index(self.selected_bubble) + delta))
+        else:
+            index = len(bubbles) - 1
+        self.select_bubble(bubbles[index])
+        role = "your message" if bubbles[index].has_class("user") else "reply"
+        self.set_status(f"{role} {index + 1} of {len(bubbles)} selected: ctrl+y copies it")
+
+    def on_click(self, event) -> None:
+        # A click anywhere inside a message selects it.
+        widget = event.widget
+        while widget is not None and widget is not self:
+            if isinstance(widget, Markdown) and widget.has_class("bubble"):
+                self.select_bubble(widget)
+                return
+            widget = widget.parent
+
+    def action_copy_message(self) -> None:
+        """Copy the selected message, or the last reply when none is selected."""
+        if self.selected_bubble is not None and self.selected_bubble in self.bubbles():
+            self.app.copy_to_clipboard(self.selected_bubble.source)
+            self.notify("Message copied to the clipboard.")
+            return
         if self.session is None or not self.session.turns:
             self.notify("No reply to copy yet.", severity="warning")
             return
