@@ -110,6 +110,9 @@ def test_monitor_eta_and_best_metrics():
         m.add(e)
     assert m.eta_s() == 40.0
     assert (m.best_val, m.best_acc) == (4.0, 0.8)
+    assert "MFU" not in m.render()  # CPU runs have no mfu field
+    m.add({"type": "step", "step": 21, "mfu": 0.4237})  # CUDA runs: the Trainer's step events carry it
+    assert "[b]MFU[/b]    42.4%" in m.render()
 
 
 def _wait(condition, timeout: float, what: str):
