@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from chatgpt_scratch import __version__
 from chatgpt_scratch.errors import ScratchError
+
+
+# Folder flags become environment variables, so that everything this process starts
+# (training jobs launched from the TUI, torchrun workers) uses the same folders.
+FOLDER_FLAGS = {
+    "checkpoints-dir": "CHATGPT_SCRATCH_CHECKPOINTS",
+    "datasets-dir": "CHATGPT_SCRATCH_DATASETS",
+    "runs-dir": "CHATGPT_SCRATCH_RUNS",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run with no command to open the terminal app.",
     )
     parser.add_argument("--version", action="version", version=f"chatgpt-scratch {__version__}")
+    folders = parser.add_argument_group("folders (before the command; default: the env var, else ./NAME)")
+    for flag, env in FOLDER_FLAGS.items():
+        folders.add_argument(f"--{flag}", metavar="DIR", help=f"overrides ${env}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
@@ -33,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag, env in FOLDER_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value:
+            os.environ[env] = os.path.abspath(value)
     try:
         if args.command is None:
             from tui.app import run_app
