@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,20 @@ def default_db_path() -> Path:
     return app_data_dir() / DB_NAME
 
 
+_last_stamp = datetime.min.replace(tzinfo=timezone.utc)
+_stamp_lock = threading.Lock()
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    """UTC time in microseconds, strictly increasing within this process.
+
+    Conversations are listed by their latest activity; two writes in the same clock tick
+    must still come out in the order they happened.
+    """
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(datetime.now(timezone.utc), _last_stamp + timedelta(microseconds=1))
+        return _last_stamp.isoformat(timespec="microseconds")
 
 
 @dataclass
