@@ -303,9 +303,9 @@ async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, c
         command = str(screen.query_one("#train-command").render())
         await pilot.press("f6")
         plot = screen.query_one("#train-plot")
-        await wait_until(pilot, lambda: len(plot.train) >= 3 and plot.val, timeout=120,
-                         what="train and val points on the plot")
-        assert plot.redraws >= 1
+        # Redraws are throttled (a few per second), so the drawing may trail the data by a beat.
+        await wait_until(pilot, lambda: len(plot.train) >= 3 and plot.val and plot.redraws >= 1, timeout=120,
+                         what="train and val points drawn on the plot")
         await pilot.press("f7")  # stop: SIGINT, the job saves and exits
         await wait_until(pilot, lambda: screen.monitor.state == "stopped", timeout=60, what="the stopped event")
         steps_done = screen.monitor.step
