@@ -543,7 +543,9 @@ class TrainScreen(MainScreen):
         if summary is None:
             self.notify("Select a run first.", severity="warning")
             return
-        if summary.state != "running":
+        # "starting": the runs list refreshes less often than the plot, so a job already
+        # training may still be listed as starting; its pid is known either way.
+        if summary.state not in ("running", "starting"):
             self.notify(f"{summary.name} is not running ({summary.state}).", severity="warning", markup=False)
             return
         if not summary.pid:  # an old run whose start event has no pid, or its process is not visible here
