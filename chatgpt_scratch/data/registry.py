@@ -42,7 +42,7 @@ class DatasetInfo:
     zip_member: str | None = None  # the download is a zip; this member is the file we keep
 
 
-# Hashes and sizes are those of the canonical downloads (see /work/shared/datasets/SOURCES.md).
+# Hashes and sizes are those of the canonical downloads (as listed in the SOURCES.md beside the project's shared test data).
 # The shared development copies of sms-spam and alpaca are subsets of these (some entries withheld),
 # so their hashes differ; pass them with --data PATH.
 REGISTRY: dict[str, DatasetInfo] = {
