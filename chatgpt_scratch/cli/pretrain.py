@@ -13,8 +13,7 @@ def register(subparsers) -> None:
         description="Pretrain a GPT on plain text: next-token prediction over sliding windows (book ch05). "
         "Writes OUT.safetensors (last), OUT.best.safetensors (best val loss), OUT.loss.png, and "
         "runs/NAME-TIME/events.jsonl. Ctrl-C saves and stops; --resume RUN continues exactly. "
-        "Multi-GPU: torchrun --nproc_per_node=N -m chatgpt_scratch pretrain ...",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Multi-GPU: torchrun --nproc_per_node=N -m chatgpt_scratch pretrain ...")
     p.add_argument("--data", nargs="+", metavar="PATH",
                    help="text files, folders of .txt files, or a dataset name (the-verdict); "
                    "each file is one document, joined with <|endoftext|>")
@@ -22,11 +21,11 @@ def register(subparsers) -> None:
     start.add_argument("--preset", metavar="NAME", help="start from fresh weights with this architecture "
                        "(test-tiny, cpu-mini, cpu-small, gpt2-small, ...)")
     start.add_argument("--init", metavar="CHECKPOINT", help="continue pretraining a base checkpoint")
-    p.add_argument("--context", type=int, default=256, help="tokens per training window (<= the model's context)")
+    p.add_argument("--context", type=int, default=256, help="tokens per training window (<= the model's context; default: %(default)s)")
     p.add_argument("--stride", type=int, default=None, help="step between window starts (default: --context)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the corpus held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the corpus held out for validation (default: %(default)s)")
     p.add_argument("--val-split", choices=("chunks", "tail"), default="chunks",
-                   help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book)")
+                   help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book) (default: %(default)s)")
     p.add_argument("--drop-rate", type=float, default=None, help="dropout (default: the preset's)")
     p.add_argument("--qkv-bias", choices=("on", "off"), default=None, help="bias in the q/k/v projections "
                    "(default: the preset's; the book's ch05 uses off)")
@@ -34,7 +33,7 @@ def register(subparsers) -> None:
                    "instead of sharing the token embedding")
     p.add_argument("--init-style", choices=("gpt2", "book"), default="gpt2",
                    help="fresh weights: gpt2 = N(0, 0.02), residual projections scaled by 1/sqrt(2 x layers) "
-                   "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel")
+                   "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel (default: %(default)s)")
     add_trainer_args(p, lr=4e-4, batch_size=2, epochs=1, weight_decay=0.1, eval_every=100, eval_batches=20)
     p.set_defaults(func=_run)
 

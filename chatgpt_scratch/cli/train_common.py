@@ -75,7 +75,8 @@ def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     g.add_argument("--eval-every", type=int, default=d["eval_every"], metavar="STEPS",
                    help="evaluate every N steps (0 = only at the end; default: %(default)s)")
     g.add_argument("--eval-batches", type=int, default=d["eval_batches"], metavar="N",
-                   help="validation batches per eval (default: %(default)s)")
+                   help="validation batches per eval (default: "
+                   + ("all" if d["eval_batches"] is None else "%(default)s") + ")")
     g.add_argument("--sample-every", type=int, default=d["sample_every"], metavar="STEPS",
                    help="generate a text sample every N steps (0 = never; default: %(default)s)")
     g.add_argument("--sample-prompt", default=d["sample_prompt"], metavar="TEXT",
