@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -83,15 +83,21 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    tmp = _new_temp(path)
+    cpu_tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _write_atomically(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header))
+
+
+def _write_atomically(target: Path, write: Callable[[str], None]) -> None:
+    """write(tmp) fills a temp file beside target; only a complete, fsynced file replaces target."""
+    tmp = _new_temp(target)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
+        write(tmp)
         _fsync_file(tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
 
 
 def _new_temp(target: Path) -> str:
@@ -451,15 +457,7 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
         target = _sibling(path, new_name)
         if target.exists():
             raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
-    tmp = _new_temp(target)
-    try:
-        shutil.copyfile(path, tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    _write_atomically(target, lambda tmp: shutil.copyfile(path, tmp))
     return target
 
 
