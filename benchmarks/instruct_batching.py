@@ -16,35 +16,13 @@ import torch
 
 from chatgpt_scratch.config import get_preset
 from chatgpt_scratch.data.instruct import (
-    batch_order, collate, encode_examples, load_instruction_data, padding_fraction, split_examples,
+    batch_order, book_collate, collate, encode_examples, load_instruction_data, padding_fraction, split_examples,
 )
 from chatgpt_scratch.model import GPTModel
 from chatgpt_scratch.templates import ALPACA
 from chatgpt_scratch.training.instruct_task import instruct_loss, masked_lm_loss
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "instruction-data.json"
-
-
-def book_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None):
-    """The book's ch07 custom_collate_fn (the peer)."""
-    batch_max_length = max(len(item) + 1 for item in batch)
-    inputs_lst, targets_lst = [], []
-    for item in batch:
-        new_item = item.copy()
-        new_item += [pad_token_id]
-        padded = new_item + [pad_token_id] * (batch_max_length - len(new_item))
-        inputs = torch.tensor(padded[:-1])
-        targets = torch.tensor(padded[1:])
-        mask = targets == pad_token_id
-        indices = torch.nonzero(mask).squeeze()
-        if indices.numel() > 1:
-            targets[indices[1:]] = ignore_index
-        if allowed_max_length is not None:
-            inputs = inputs[:allowed_max_length]
-            targets = targets[:allowed_max_length]
-        inputs_lst.append(inputs)
-        targets_lst.append(targets)
-    return torch.stack(inputs_lst), torch.stack(targets_lst)
 
 
 def timed(fn, repeats: int = 3) -> float:

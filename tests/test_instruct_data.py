@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from chatgpt_scratch.data.instruct import (
-    EncodedExample, InstructionExample, batch_order, collate, encode_examples, load_instruction_data,
+    EncodedExample, InstructionExample, batch_order, book_collate, collate, encode_examples, load_instruction_data,
     padding_fraction, parse_instruction_text, split_examples,
 )
 from chatgpt_scratch.errors import ScratchError
@@ -17,28 +17,6 @@ from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, decode, encode
 
 E = ENDOFTEXT_ID
 X = -100
-
-
-def book_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None):
-    """The book's ch07 custom_collate_fn, verbatim apart from the device: the reference."""
-    batch_max_length = max(len(item) + 1 for item in batch)
-    inputs_lst, targets_lst = [], []
-    for item in batch:
-        new_item = item.copy()
-        new_item += [pad_token_id]
-        padded = new_item + [pad_token_id] * (batch_max_length - len(new_item))
-        inputs = torch.tensor(padded[:-1])
-        targets = torch.tensor(padded[1:])
-        mask = targets == pad_token_id
-        indices = torch.nonzero(mask).squeeze()
-        if indices.numel() > 1:
-            targets[indices[1:]] = ignore_index
-        if allowed_max_length is not None:
-            inputs = inputs[:allowed_max_length]
-            targets = targets[:allowed_max_length]
-        inputs_lst.append(inputs)
-        targets_lst.append(targets)
-    return torch.stack(inputs_lst), torch.stack(targets_lst)
 
 
 # --- collate -----------------------------------------------------------------------------------------

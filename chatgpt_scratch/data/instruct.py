@@ -186,6 +186,32 @@ def collate(batch: Sequence[EncodedExample], max_length: int | None = None, mask
     return inputs, targets
 
 
+def book_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None):
+    """The book's ch07 custom_collate_fn, verbatim apart from the device: the readable reference.
+
+    `collate` above computes the same tensors (a test checks it on real entries) while also
+    masking prompts and skipping the per-row nonzero search.
+    """
+    batch_max_length = max(len(item) + 1 for item in batch)
+    inputs_lst, targets_lst = [], []
+    for item in batch:
+        new_item = item.copy()
+        new_item += [pad_token_id]
+        padded = new_item + [pad_token_id] * (batch_max_length - len(new_item))
+        inputs = torch.tensor(padded[:-1])
+        targets = torch.tensor(padded[1:])
+        mask = targets == pad_token_id
+        indices = torch.nonzero(mask).squeeze()
+        if indices.numel() > 1:
+            targets[indices[1:]] = ignore_index
+        if allowed_max_length is not None:
+            inputs = inputs[:allowed_max_length]
+            targets = targets[:allowed_max_length]
+        inputs_lst.append(inputs)
+        targets_lst.append(targets)
+    return torch.stack(inputs_lst), torch.stack(targets_lst)
+
+
 def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int = 0,
                 shuffle: bool = True, group_by_length: bool = False) -> list[list[int]]:
     """Indices of each batch of one epoch, fixed by (seed, epoch).
