@@ -15,6 +15,14 @@ def _idle(app) -> bool:
     return not [w for w in app.workers if w.is_running]
 
 
+def set_greedy(screen, max_new_tokens: int) -> None:
+    """Greedy sampling in the chat sidebar (replies comparable with the library's), focus on the input."""
+    for name, value in [("temperature", "0"), ("top_k", ""), ("top_p", ""),
+                        ("max_new_tokens", str(max_new_tokens)), ("repetition_penalty", "1.0")]:
+        screen.query_one(f"#s-{name}", Input).value = value
+    screen.query_one("#chat-input", Input).focus()
+
+
 async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     from chatgpt_scratch.chat import ChatSession
     from chatgpt_scratch.chat_store import ChatStore
@@ -24,10 +32,7 @@ async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
-        for name, value in [("temperature", "0"), ("top_k", ""), ("top_p", ""), ("max_new_tokens", "6"),
-                            ("repetition_penalty", "1.0")]:
-            screen.query_one(f"#s-{name}", Input).value = value
-        screen.query_one("#chat-input", Input).focus()
+        set_greedy(screen, max_new_tokens=6)
         await pilot.press(*"Hello", "enter")
         await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id is not None, what="the reply")
         bubbles = list(screen.query("#chat-log .bubble").results(Markdown))
@@ -53,10 +58,7 @@ async def test_chat_copies_the_selected_message_not_only_the_last_reply(tiny_bas
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
-        for name, value in [("temperature", "0"), ("top_k", ""), ("top_p", ""), ("max_new_tokens", "5"),
-                            ("repetition_penalty", "1.0")]:
-            screen.query_one(f"#s-{name}", Input).value = value
-        screen.query_one("#chat-input", Input).focus()
+        set_greedy(screen, max_new_tokens=5)
         previous = None
         for text in ("Hello", "Tell me more"):
             await pilot.press(*text, "enter")
