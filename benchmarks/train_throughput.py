@@ -1,8 +1,11 @@
 """Training throughput: our GPTModel vs transformers.GPT2LMHeadModel (sdpa attention), same run.
 
 Both get the same random token batches, the same AdamW (our decay groups, fused on CUDA), the same
-autocast (bf16 on CUDA, float32 on CPU) and the same torch.compile setting, and the same loss
-(cross-entropy over the logits, computed outside the model). Dropout is off in both.
+autocast (bf16 on CUDA, float32 on CPU) and the same torch.compile setting. Dropout is off in both.
+The loss is each model's own training path (--loss inside, the default): ours `model(x, targets=y)`,
+transformers `model(input_ids=x, labels=x)` (it shifts the labels itself, so it scores 1023 of the
+1024 positions); both compute float32 cross-entropy inside the (compiled) forward. --loss outside
+takes logits out of both models and computes the same cross-entropy in eager mode.
 
     python benchmarks/train_throughput.py                     # GPT-2 124M, context 1024 (a GPU run)
     python benchmarks/train_throughput.py --context 128 --batch 2 --steps 3 --warmup 1   # quick CPU run
@@ -42,8 +45,11 @@ def build(impl: str, preset: str, context: int, device: torch.device) -> torch.n
     return model
 
 
-def logits_of(impl: str, model, ids: torch.Tensor) -> torch.Tensor:
-    return model(ids) if impl == "ours" else model(input_ids=ids, use_cache=False).logits
+def loss_of(impl: str, model, x: torch.Tensor, y: torch.Tensor, inside: bool) -> torch.Tensor:
+    if inside:
+        return model(x, targets=y) if impl == "ours" else model(input_ids=x, labels=x, use_cache=False).loss
+    logits = model(x) if impl == "ours" else model(input_ids=x, use_cache=False).logits
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
 
 def flops_per_token(model: torch.nn.Module, preset: str, context: int) -> float:
@@ -65,8 +71,7 @@ def measure(impl: str, args, device: torch.device) -> dict:
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = logits_of(impl, step_model, x)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            loss = loss_of(impl, step_model, x, y, args.loss == "inside")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -111,6 +116,8 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32"), help="auto: bf16 autocast on CUDA")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile both models (default: on for CUDA, off for CPU)")
+    p.add_argument("--loss", default="inside", choices=("inside", "outside"),
+                   help="inside: each model computes its loss in its forward (the default); outside: eager, after")
     p.add_argument("--impls", default="ours,hf", help="which to run, in order")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU (default: by GPU name)")
     args = p.parse_args()
@@ -126,7 +133,7 @@ def main() -> None:
     else:
         name, peak = f"CPU ({torch.get_num_threads()} threads)", None
     print(f"device: {name}; torch {torch.__version__}; preset {args.preset}, context {args.context}, batch "
-          f"{args.batch}, {args.steps} timed steps after {args.warmup} warm-up; compile={args.compile}; "
+          f"{args.batch}, {args.steps} timed steps after {args.warmup} warm-up; compile={args.compile}; loss {args.loss}; "
           f"autocast={'bf16' if device.type == 'cuda' and args.dtype != 'float32' else 'off (float32)'}")
     results = [measure(impl, args, device) for impl in args.impls.split(",")]
     print(f"\n| model | tokens/s | ms/step | MFU | warm-up s | params |")

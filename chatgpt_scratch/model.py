@@ -16,6 +16,8 @@ from chatgpt_scratch.attention import KVCache, MultiHeadAttention
 from chatgpt_scratch.config import GPTConfig
 from chatgpt_scratch.errors import ScratchError
 
+IGNORE_INDEX = -100  # a target that takes no part in the loss (padding, masked prompt tokens)
+
 
 class LayerNorm(nn.Module):
     """Normalise each token's features to mean 0, variance 1, then scale and shift (learned)."""
@@ -105,14 +107,20 @@ class GPTModel(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
         """idx: (batch, n_tokens) token ids.
 
         cache: continue after the cache.length tokens it already holds (and add these).
         attention_mask: (batch, cached + n_tokens), 1 for real tokens, 0 for left padding;
         padding is never attended to and does not advance the positions.
+        targets: (batch, n_tokens) next-token ids, IGNORE_INDEX where there is none: return the mean
+        cross-entropy (float32) instead of the logits. Inside the model, torch.compile fuses head and loss,
+        so the (batch, n_tokens, vocab) logits are never copied to float32 in memory.
         """
-        return self.out_head(self.hidden_states(idx, cache, attention_mask))
+        logits = self.out_head(self.hidden_states(idx, cache, attention_mask))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None,
                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:

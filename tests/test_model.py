@@ -10,7 +10,7 @@ import torch
 from chatgpt_scratch.attention import MultiHeadAttentionWrapper
 from chatgpt_scratch.config import PRESETS, GPTConfig, get_preset
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.model import GELU, GPTModel, LayerNorm, format_params, to_classifier
+from chatgpt_scratch.model import GELU, IGNORE_INDEX, GPTModel, LayerNorm, format_params, to_classifier
 
 TINY = PRESETS["test-tiny"].with_(vocab_size=300)
 
@@ -130,6 +130,24 @@ def test_to_classifier_outputs_one_score_per_class():
         assert clf(idx).shape == (2, 7, 3)
         assert torch.equal(clf.hidden_states(idx), body)  # the body is kept
     assert clf.cfg.n_classes == 3 and clf.out_head.bias is not None
+
+
+def test_loss_inside_the_model_equals_cross_entropy_of_its_logits(model):
+    """forward(targets=) is the training path (one graph for torch.compile); it must be the plain loss,
+    with IGNORE_INDEX targets left out, and gradients must match too."""
+    torch.manual_seed(1)
+    idx = torch.randint(0, TINY.vocab_size, (3, 9))
+    targets = torch.randint(0, TINY.vocab_size, (3, 9))
+    targets[0, 4:] = IGNORE_INDEX
+    logits = model(idx)
+    keep = targets != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
+    got = model(idx, targets=targets)
+    assert got.dtype == torch.float32 and got.ndim == 0
+    torch.testing.assert_close(got, expected)
+    (g_expected,) = torch.autograd.grad(expected, model.tok_emb.weight)
+    (g_got,) = torch.autograd.grad(got, model.tok_emb.weight)
+    torch.testing.assert_close(g_got, g_expected)
 
 
 def test_too_long_input_is_a_clear_error(model):

@@ -20,6 +20,8 @@ from chatgpt_scratch.training.optim import lr_at, param_groups
 from chatgpt_scratch.training.trainer import Trainer, TrainingDiverged
 
 SMALL = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.1)
+# CUDA (where there is a GPU) adds bf16 autocast, the fused AdamW and the CUDA generator to restore.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 # Required keys per event type (docs/events.md).
 SCHEMA = {
@@ -92,8 +94,9 @@ def test_frozen_parameters_are_not_optimized():
 # --- training behaviour ------------------------------------------------------------------------------
 
 
-def test_loss_falls_and_files_are_written(tmp_path):
-    result = Trainer(make_task(), make_model(), cfg(max_steps=20, eval_every=10), tmp_path / "run",
+@pytest.mark.parametrize("device", DEVICES)
+def test_loss_falls_and_files_are_written(tmp_path, device):
+    result = Trainer(make_task(), make_model(), cfg(max_steps=20, eval_every=10, device=device), tmp_path / "run",
                      out=tmp_path / "ck" / "m").run()
     assert result.status == "done" and result.step == 20
     assert np.mean(result.train_losses[-5:]) < np.mean(result.train_losses[:5]) - 0.7
@@ -101,6 +104,9 @@ def test_loss_falls_and_files_are_written(tmp_path):
     meta = read_metadata(tmp_path / "ck" / "m.safetensors")
     assert meta["steps"] == 20 and meta["tokens_seen"] == 20 * 4 * 16 and meta["kind"] == "base"
     assert meta["val_loss"] == pytest.approx(result.metrics["val_loss"])
+    if device == "cuda" and peak_flops(torch.cuda.get_device_name()):  # a known card: MFU in every step event
+        steps = [e for e in read_events(tmp_path / "run") if e["type"] == "step"]
+        assert all(0 < e["mfu"] < 1 for e in steps)
 
 
 def test_events_follow_the_schema(tmp_path):
@@ -137,10 +143,11 @@ def test_grad_accumulation_equals_a_bigger_batch(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=0, atol=1e-5)
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, device):
     # Dropout on, accumulation, cosine schedule and an epoch boundary inside the run:
     # everything that resume must restore (weights, AdamW moments, RNG, data position, step).
-    settings = cfg(max_steps=14, grad_accum=2, warmup_steps=3, min_lr=1e-4, eval_every=5)
+    settings = cfg(max_steps=14, grad_accum=2, warmup_steps=3, min_lr=1e-4, eval_every=5, device=device)
     full = Trainer(make_task(stride=16), make_model(), settings, tmp_path / "full")
     full_result = full.run()
     assert full.steps_per_epoch < 14  # crosses into a second epoch

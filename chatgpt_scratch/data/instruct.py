@@ -29,10 +29,10 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.model import IGNORE_INDEX  # noqa: F401 (re-exported: the targets the loss skips)
 from chatgpt_scratch.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
-IGNORE_INDEX = -100  # cross_entropy's ignore_index: these targets add nothing to the loss
 PAD_ID = ENDOFTEXT_ID  # the book pads with <|endoftext|>
 BOOK_FRACTIONS = (0.85, 0.05, 0.10)  # train / val / test
 REQUIRED_KEYS = ("instruction", "output")

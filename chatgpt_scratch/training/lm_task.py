@@ -7,7 +7,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from chatgpt_scratch.data.corpus import Run, window_starts, windows
 from chatgpt_scratch.errors import ScratchError
@@ -57,9 +56,8 @@ class LMTask:
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def loss(self, model, batch: Batch) -> torch.Tensor:
-        inputs, targets = batch
-        logits = model(inputs)  # (batch, context, vocab)
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        inputs, targets = batch  # (batch, context) each
+        return model(inputs, targets=targets)  # head and loss in one (compiled) graph
 
     def tokens_in(self, batch: Batch) -> int:
         return batch[0].numel()
