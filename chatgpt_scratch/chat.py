@@ -122,12 +122,13 @@ class ChatSession:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", sampling: Any = None,
                         dtype: Any = None) -> ChatSession:
-        """Load a base or instruct checkpoint; an instruct one brings the template it was trained with."""
-        from chatgpt_scratch.checkpoints import load_checkpoint
+        """Load a base or instruct checkpoint (or a lora-adapter of one); an instruct one brings the
+        template it was trained with."""
         from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.inference import load_for_inference
 
-        model, metadata = load_checkpoint(path, device=resolve_device(device), dtype=dtype,
-                                          kind=("instruct", "base"))
+        model, metadata = load_for_inference(path, device=resolve_device(device), dtype=dtype,
+                                             kind=("instruct", "base"))
         return cls(model, template_from_metadata(metadata, path), sampling, checkpoint=str(path))
 
     @property

@@ -81,7 +81,7 @@ def classifier_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor
         x = block(x)
     pooled = pool_hidden(model.final_norm(x), lengths, pool)  # (B, emb_dim)
     # Pooling before the head equals pooling the per-token logits (the head is linear), at 1/T the cost.
-    return model.out_head(pooled)
+    return model.head(pooled)
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -161,13 +161,14 @@ class SpamClassifier:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "SpamClassifier":
-        """Load a kind-"classifier" checkpoint; any other kind is a one-line ScratchError naming the kind needed."""
-        from chatgpt_scratch.checkpoints import load_checkpoint
+        """Load a kind-"classifier" checkpoint (or a lora-adapter of a classifier); any other kind is a
+        one-line ScratchError naming the kind needed."""
         from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.inference import load_for_inference
 
         if isinstance(device, str):
             device = resolve_device(device)
-        model, meta = load_checkpoint(path, device=device, dtype=torch.float32, kind="classifier")
+        model, meta = load_for_inference(path, device=device, dtype=torch.float32, kind="classifier")
         labels = meta.get("labels") or []
         if not isinstance(labels, list) or len(labels) != model.cfg.n_classes:
             raise ScratchError(f"{path}: its metadata has labels {labels!r}, which do not fit its "

@@ -216,7 +216,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     return Path(path)
 
 
-def _find_base(adapter: Path, recorded: str) -> Path:
+def find_base(adapter: Path, recorded: str) -> Path:
     """The recorded base path, else a file of the same name beside the adapter (a moved folder)."""
     candidates = [Path(recorded), adapter.parent / Path(recorded).name]
     for candidate in candidates:
@@ -245,7 +245,7 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
     for key in ("base", "base_sha256", "lora_rank", "lora_alpha", "lora_layers"):
         if key not in metadata:
             raise ScratchError(f"{path}: the adapter header has no {key!r}; the file was edited or is damaged")
-    base_path = _find_base(path, metadata["base"])
+    base_path = find_base(path, metadata["base"])
     digest = sha256_file(base_path)
     if digest != metadata["base_sha256"]:
         raise ScratchError(

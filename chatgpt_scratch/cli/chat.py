@@ -52,7 +52,7 @@ commands:
   /clear                  start a new conversation (the old one stays saved)
   /history                this conversation so far;  /history all: the saved conversations
   /save FILE              write this conversation to FILE as Markdown
-  /load CHECKPOINT        switch to another base or instruct checkpoint (starts a new conversation)
+  /load CHECKPOINT        switch to another base or instruct checkpoint or adapter (starts a new conversation)
   /quit                   leave (or Ctrl-D)
   //text                  send a message that starts with a slash"""
 
@@ -64,7 +64,8 @@ def register(subparsers) -> None:
         description=textwrap.fill(
             "Chat with the model in a checkpoint. An instruct checkpoint formats the conversation "
             "with the prompt template it was fine-tuned with (Alpaca or Phi-3); a base checkpoint just continues "
-            "the text. The oldest turns are left out when the conversation outgrows the context window. "
+            "the text. A lora-adapter of either (NAME.lora.safetensors) works too: its base is loaded and the adapter "
+            "merged in. The oldest turns are left out when the conversation outgrows the context window. "
             "Conversations are saved in a SQLite database (see --db).", 88) + "\n\n" + textwrap.fill(
             "With stdin from a pipe or a file there is no prompt: each line is one prompt and each reply goes to "
             "stdout, one per prompt (add --jsonl for replies that span lines).", 88),
@@ -74,7 +75,8 @@ def register(subparsers) -> None:
         "checkpoints/instruct.safetensors --jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", metavar="PATH", help="a base or instruct .safetensors checkpoint")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default); higher = more random")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"',
     )
     p.add_argument("prompt", help='the prompt text; "-" reads it from stdin')
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a base or instruct .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
@@ -49,16 +50,16 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
 
 def load_model_for_inference(path: str, device_name: str, dtype: str = "float32", quantize: str = "none",
                              kind: tuple[str, ...] = ("base", "instruct")):
-    """Load a checkpoint onto the device in the requested precision; returns (model, metadata)."""
+    """Load a checkpoint (or lora-adapter) onto the device in the requested precision; returns (model, metadata)."""
     import torch
 
-    from chatgpt_scratch.checkpoints import load_checkpoint
     from chatgpt_scratch.device import resolve_device
+    from chatgpt_scratch.inference import load_for_inference
 
     device = resolve_device(device_name)
     if quantize == "int8" and device.type != "cpu":
         raise ScratchError("--quantize int8 runs on the CPU only; add --device cpu or drop --quantize")
-    model, metadata = load_checkpoint(path, device=device, dtype=getattr(torch, dtype), kind=kind)
+    model, metadata = load_for_inference(path, device=device, dtype=getattr(torch, dtype), kind=kind)
     if quantize == "int8":
         from chatgpt_scratch.model import quantize_int8
 

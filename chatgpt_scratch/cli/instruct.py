@@ -241,7 +241,8 @@ def _register_evaluate(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="PATH", help="an instruct checkpoint (or a lora-adapter)")
+    src.add_argument("--checkpoint", metavar="PATH",
+                     help="an instruct checkpoint, or a lora-adapter of one (merged on load)")
     src.add_argument("--score", metavar="FILE", help="score this responses file instead of generating")
     p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
                    help="instruction data whose test split is answered (default: instruction-data)")
@@ -286,17 +287,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           f"({len(valid)} of {len(judged)} scored)")
         return 0
 
-    from chatgpt_scratch.checkpoints import read_metadata
+    from chatgpt_scratch.inference import load_for_inference
 
-    meta = read_metadata(args.checkpoint)
-    if meta.get("kind") == "lora-adapter":
-        from chatgpt_scratch.lora import load_lora_adapter
-
-        model, meta = load_lora_adapter(args.checkpoint, device=_device(args), merge=True)
-    else:
-        from chatgpt_scratch.checkpoints import load_checkpoint
-
-        model, meta = load_checkpoint(args.checkpoint, device=_device(args), kind=("instruct", "base"))
+    model, meta = load_for_inference(args.checkpoint, device=_device(args), kind=("instruct", "base"))
     template = get_template(meta["template"]) if meta.get("template") else ALPACA
     data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)
     examples = getattr(data, args.split)[: args.limit]

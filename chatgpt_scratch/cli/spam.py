@@ -164,7 +164,8 @@ def _register_classify(subparsers) -> None:
     p = subparsers.add_parser(
         "classify",
         help="label messages as ham or spam with a fine-tuned classifier",
-        description="Classify TEXT with a `classifier` checkpoint (made by finetune-spam). One TEXT prints "
+        description="Classify TEXT with a `classifier` checkpoint (made by finetune-spam) or a lora-adapter of one. "
+        "One TEXT prints "
         "its label and probability; several, or `-` (stdin) or a FILE (one message per line; blank lines "
         "skipped), print a table.",
         epilog="examples:\n"
@@ -172,7 +173,8 @@ def _register_classify(subparsers) -> None:
         "  cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a classifier checkpoint (.safetensors)")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a classifier checkpoint (.safetensors), or a lora-adapter of one (merged on load)")
     p.add_argument("texts", nargs="+", metavar="TEXT|-|FILE", help="messages, or - for stdin, or a file")
     p.add_argument("--json", action="store_true", help="print one JSON object per message")
     p.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default: 32)")

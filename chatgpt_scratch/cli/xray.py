@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 "Every effort moves you"',
     )
     p.add_argument("text", help='the text to x-ray; "-" reads it from stdin')
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a base or instruct .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
     p.add_argument("--view", choices=(*VIEWS, "all"), default="all", help="which view to print (default: all)")
     p.add_argument("--layer", type=int, default=None, metavar="L",
                    help="attention layer, 0-based (default: the last layer)")
@@ -53,9 +54,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from chatgpt_scratch.chat import template_from_metadata
-    from chatgpt_scratch.checkpoints import load_checkpoint
     from chatgpt_scratch.device import resolve_device
     from chatgpt_scratch.generation import SamplingConfig
+    from chatgpt_scratch.inference import load_for_inference
     from chatgpt_scratch.tokenizer import encode
     from chatgpt_scratch.xray import xray
 
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               repetition_penalty=args.repetition_penalty)
     text = sys.stdin.read() if args.text == "-" else args.text
-    model, metadata = load_checkpoint(args.checkpoint, device=resolve_device(args.device), kind=("base", "instruct"))
+    model, metadata = load_for_inference(args.checkpoint, device=resolve_device(args.device),
+                                         kind=("base", "instruct"))
     if args.as_instruction:
         template = template_from_metadata(metadata, args.checkpoint)
         if template is None:

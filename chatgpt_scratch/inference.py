@@ -1,0 +1,72 @@
+"""One loader for every place that runs a model (chat, classify, generate, xray, evaluate, the TUI): its own module
+because it joins checkpoints.py and lora.py, and lora.py already depends on checkpoints.py.
+
+A `lora-adapter` file is accepted wherever a full model of its adapted kind is (its header's
+`model_kind`): the base is found and checked (sha256) by lora.load_lora_adapter, the adapter is
+merged in (W + alpha/r·A·B, so it generates as fast as the base), and the caller gets the same
+(model, metadata) pair a full checkpoint gives, with `kind` set to the adapted kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chatgpt_scratch.errors import ScratchError
+
+MODEL_KINDS = ("base", "instruct", "classifier")  # what an adapter can make
+# Keys callers read (chat template; classifier labels, pooling and length) that an adapter header may
+# lack; taken from the base's header when the base is already a model of the adapted kind.
+INHERITED_KEYS = ("template", "labels", "pool", "max_length")
+
+
+def adapted_kind(metadata: dict[str, Any]) -> str | None:
+    """The kind of model a checkpoint gives at inference: its `kind`, or for an adapter its `model_kind`.
+
+    Header only (works on CheckpointInfo.metadata). An adapter without `model_kind` (saved by the
+    library without it) is a classifier if its config has a class head, else a base model.
+    None for an adapter whose `model_kind` is not a model kind.
+    """
+    kind = metadata.get("kind")
+    if kind != "lora-adapter":
+        return kind
+    if "model_kind" in metadata:
+        return metadata["model_kind"] if metadata["model_kind"] in MODEL_KINDS else None
+    from chatgpt_scratch.checkpoints import config_from_metadata
+
+    try:
+        return "classifier" if config_from_metadata(metadata, "adapter").n_classes is not None else "base"
+    except (ScratchError, TypeError, ValueError):
+        return None
+
+
+def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
+                       kind: str | tuple[str, ...] | None = None) -> tuple[Any, dict[str, Any]]:
+    """load_checkpoint for full models; for a lora-adapter, its base with the adapter merged in.
+
+    `kind` names the model kinds the caller can use (an adapter is judged by the kind it makes);
+    dtype=None keeps the saved dtype. Returns (model in eval mode on `device`, metadata).
+    """
+    from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, require_kind
+
+    path = Path(path)
+    header = read_metadata(path)  # header only; a missing or broken file fails here with its own message
+    if header.get("kind") != "lora-adapter":
+        return load_checkpoint(path, device=device, dtype=dtype, kind=kind)
+
+    from chatgpt_scratch.lora import find_base, load_lora_adapter
+
+    model_kind = adapted_kind(header)
+    if model_kind is None:
+        raise ScratchError(f"{path}: the adapter header's model_kind {header.get('model_kind')!r} is not one of "
+                           f"{', '.join(MODEL_KINDS)}; the file was edited or is damaged")
+    # Checked before the base is hashed and loaded: a wrong kind fails at once.
+    require_kind({"kind": model_kind}, kind, f"{path} (a LoRA adapter)")
+    model, adapter_meta = load_lora_adapter(path, device="cpu", merge=True)  # base missing / changed: its errors
+    metadata = {**adapter_meta, "kind": model_kind, "config": model.cfg.to_json(), "lora_adapter": str(path.resolve())}
+    missing = [k for k in INHERITED_KEYS if k not in metadata]
+    if missing:
+        base_meta = read_metadata(find_base(path, adapter_meta["base"]))
+        if base_meta.get("kind") == model_kind:
+            metadata |= {k: base_meta[k] for k in missing if k in base_meta}
+    return model.to(device=device, dtype=dtype).eval(), metadata
