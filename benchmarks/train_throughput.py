@@ -31,10 +31,10 @@ from chatgpt_scratch.training.optim import build_optimizer
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
-def build(impl: str, preset: str, context: int, device: torch.device) -> torch.nn.Module:
+def build(impl: str, preset: str, context: int, device: torch.device, vocab_multiple: int = 1) -> torch.nn.Module:
     cfg = get_preset(preset).with_(context_length=context, drop_rate=0.0)
     if impl == "ours":
-        return GPTModel(cfg).to(device)
+        return GPTModel(cfg.with_(vocab_multiple=vocab_multiple)).to(device)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=context, n_embd=cfg.emb_dim, n_layer=cfg.n_layers,
@@ -54,13 +54,16 @@ def loss_of(impl: str, model, x: torch.Tensor, y: torch.Tensor, inside: bool) ->
 
 def flops_per_token(model: torch.nn.Module, preset: str, context: int) -> float:
     cfg = get_preset(preset)
-    n_params = sum(p.numel() for p in model.parameters()) - context * cfg.emb_dim  # minus position embedding
+    if isinstance(model, GPTModel):  # without its padded vocabulary rows
+        n_params = model.num_flop_parameters()
+    else:
+        n_params = sum(p.numel() for p in model.parameters()) - context * cfg.emb_dim  # minus position embedding
     return 6 * n_params + 12 * cfg.n_layers * cfg.emb_dim * context
 
 
 def measure(impl: str, args, device: torch.device) -> dict:
     torch.manual_seed(0)
-    model = build(impl, args.preset, args.context, device)
+    model = build(impl, args.preset, args.context, device, args.vocab_multiple)
     model.train()
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1)
     step_model = torch.compile(model) if args.compile else model
@@ -118,6 +121,8 @@ def main() -> None:
                    help="torch.compile both models (default: on for CUDA, off for CPU)")
     p.add_argument("--loss", default="inside", choices=("inside", "outside"),
                    help="inside: each model computes its loss in its forward (the default); outside: eager, after")
+    p.add_argument("--vocab-multiple", type=int, default=1,
+                   help="ours only: embedding/head rows rounded up to a multiple (64: 50,304 rows)")
     p.add_argument("--impls", default="ours,hf", help="which to run, in order")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU (default: by GPU name)")
     args = p.parse_args()
@@ -134,6 +139,7 @@ def main() -> None:
         name, peak = f"CPU ({torch.get_num_threads()} threads)", None
     print(f"device: {name}; torch {torch.__version__}; preset {args.preset}, context {args.context}, batch "
           f"{args.batch}, {args.steps} timed steps after {args.warmup} warm-up; compile={args.compile}; loss {args.loss}; "
+          f"vocab multiple (ours) {args.vocab_multiple}; "
           f"autocast={'bf16' if device.type == 'cuda' and args.dtype != 'float32' else 'off (float32)'}")
     results = [measure(impl, args, device) for impl in args.impls.split(",")]
     print(f"\n| model | tokens/s | ms/step | MFU | warm-up s | params |")

@@ -19,9 +19,12 @@ class GPTConfig:
     qkv_bias: bool = True
     tie_embeddings: bool = False  # share tok_emb and out_head weights (GPT-2 does)
     n_classes: int | None = None  # set for a classifier: out_head maps to n_classes, not vocab
+    # Embedding and head rows rounded up to a multiple of this (64: 50257 -> 50304, which GPU matmul
+    # kernels handle faster). The extra rows are never looked up and never predicted.
+    vocab_multiple: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "vocab_multiple"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ScratchError(f"model config: {name} must be a positive integer, got {value!r}")
@@ -42,7 +45,13 @@ class GPTConfig:
 
     @property
     def out_dim(self) -> int:
+        """Scores the model predicts per token: vocab_size, or n_classes for a classifier."""
         return self.n_classes if self.n_classes is not None else self.vocab_size
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the token embedding (and of an LM head): vocab_size rounded up to vocab_multiple."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
     def with_(self, **changes) -> "GPTConfig":
         return replace(self, **changes)

@@ -229,7 +229,7 @@ def _check_model(model) -> None:
 def _last_logits(model, idx: torch.Tensor, cache=None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of the last position only (batch, vocab): the head is skipped for the other positions."""
     hidden = model.hidden_states(idx, cache, attention_mask)  # (batch, n_tokens, emb_dim)
-    return model.out_head(hidden[:, -1])
+    return model.head(hidden[:, -1])
 
 
 @torch.inference_mode()

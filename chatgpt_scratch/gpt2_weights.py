@@ -384,6 +384,9 @@ def hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
         raise ScratchError("export-hf writes language models (GPT2LMHeadModel); this is a classifier, "
                            "whose head has no GPT-2 equivalent")
     ours = model.state_dict()
+    # A padded vocabulary (cfg.vocab_multiple) loses its never-used rows: GPT-2 has exactly vocab_size.
+    for key in ("tok_emb.weight", "out_head.weight"):
+        ours[key] = ours[key][:cfg.vocab_size]
     out: dict[str, torch.Tensor] = {}
     for mine, theirs in _TOP_MAP:
         out[f"transformer.{theirs}"] = ours[mine]

@@ -84,13 +84,14 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim)
         # A classifier head has a bias (as in the book's ch06); the LM head has none.
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.out_dim, bias=cfg.n_classes is not None)
+        head_rows = cfg.n_classes if cfg.n_classes is not None else cfg.padded_vocab_size
+        self.out_head = nn.Linear(cfg.emb_dim, head_rows, bias=cfg.n_classes is not None)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             # GPT-2: scale the projections that write into the residual stream by 1/√(2·n_layers).
@@ -117,10 +118,16 @@ class GPTModel(nn.Module):
         cross-entropy (float32) instead of the logits. Inside the model, torch.compile fuses head and loss,
         so the (batch, n_tokens, vocab) logits are never copied to float32 in memory.
         """
-        logits = self.out_head(self.hidden_states(idx, cache, attention_mask))
+        logits = self.head(self.hidden_states(idx, cache, attention_mask))
         if targets is None:
             return logits
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output head: (…, emb_dim) -> (…, out_dim) logits. The rows of a padded vocabulary
+        (cfg.vocab_multiple) are cut off here, so they are never predicted and get no gradient."""
+        logits = self.out_head(hidden)
+        return logits if logits.shape[-1] == self.cfg.out_dim else logits[..., :self.cfg.out_dim]
 
     def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None,
                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,6 +168,14 @@ class GPTModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count; a tied embedding/head matrix counts once."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def num_flop_parameters(self) -> int:
+        """The N of MFU's 6·N FLOPs per token: the parameters used as matmul weights for every token,
+        i.e. all but the position embedding (a lookup) and the rows of a padded vocabulary."""
+        padding_rows = self.cfg.padded_vocab_size - self.cfg.vocab_size
+        heads_padded = 1 if self.cfg.tie_embeddings or self.cfg.n_classes is not None else 2
+        return (self.num_parameters() - self.pos_emb.weight.numel()
+                - padding_rows * self.cfg.emb_dim * heads_padded)
 
     def memory_bytes(self, dtype: torch.dtype = torch.float32) -> int:
         """Bytes the weights take in the given dtype (not counting activations or caches)."""

@@ -366,7 +366,7 @@ def lens_logits(ray: XRay, position: int | None = None) -> torch.Tensor:
     model = ray.model
     p = model.out_head.weight
     stream = ray.residuals[:, position].to(device=p.device, dtype=p.dtype)  # (n_layers + 1, emb_dim)
-    return model.out_head(model.final_norm(stream)).float().cpu()
+    return model.head(model.final_norm(stream)).float().cpu()
 
 
 def logit_lens(ray: XRay, position: int | None = None) -> list[LensRow]:

@@ -49,9 +49,9 @@ def saved(tmp_path) -> Path:
 # --- round trips -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_round_trip_gives_identical_logits(tmp_path, ids, tie):
-    model = tiny_model(tie_embeddings=tie)
+@pytest.mark.parametrize("tie, vocab_multiple", [(False, 1), (True, 1), (True, 64)])
+def test_round_trip_gives_identical_logits(tmp_path, ids, tie, vocab_multiple):
+    model = tiny_model(tie_embeddings=tie, vocab_multiple=vocab_multiple)
     path = save_checkpoint(tmp_path / "m.safetensors", model)
     loaded, meta = load_checkpoint(path)
     assert loaded.cfg == model.cfg and meta["kind"] == "base"

@@ -135,10 +135,11 @@ def test_size_names():
 # --- export ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tie", [True, False])
-def test_exported_model_loads_in_transformers(tmp_path, ids, tie):
+@pytest.mark.parametrize("tie, vocab_multiple", [(True, 1), (False, 1), (True, 64), (False, 64)])
+def test_exported_model_loads_in_transformers(tmp_path, ids, tie, vocab_multiple):
+    # A padded vocabulary (50,304 rows) exports as GPT-2's 50,257.
     torch.manual_seed(1)
-    cfg = PRESETS["test-tiny"].with_(tie_embeddings=tie, context_length=128)
+    cfg = PRESETS["test-tiny"].with_(tie_embeddings=tie, context_length=128, vocab_multiple=vocab_multiple)
     ours = GPTModel(cfg).eval()
     with torch.no_grad():
         for name, p in ours.named_parameters():
@@ -150,7 +151,7 @@ def test_exported_model_loads_in_transformers(tmp_path, ids, tie):
         assert torch.allclose(hf_logits(hf, ids), ours(ids), atol=1e-4, rtol=0)
     # Back again: export then import is exact.
     again = gw.import_gpt2(out / "model.safetensors")
-    assert again.cfg.tie_embeddings is tie
+    assert again.cfg.tie_embeddings is tie and hf.config.vocab_size == 50257
     with torch.no_grad():
         assert torch.equal(again(ids), ours(ids))
     # The GPT-2 tokenizer files come along, so transformers' tokenizer loads from the folder too.

@@ -150,6 +150,29 @@ def test_loss_inside_the_model_equals_cross_entropy_of_its_logits(model):
     torch.testing.assert_close(g_got, g_expected)
 
 
+def test_padded_vocabulary_computes_the_same_and_never_predicts_its_extra_rows():
+    cfg = TINY.with_(vocab_multiple=64)  # 300 -> 320 rows
+    assert cfg.padded_vocab_size == 320 and TINY.padded_vocab_size == 300
+    torch.manual_seed(0)
+    padded = GPTModel(cfg)
+    assert padded.tok_emb.weight.shape[0] == 320 and padded.out_head.weight.shape[0] == 320
+    plain = GPTModel(TINY)
+    state = {k: (v[:300] if k in ("tok_emb.weight", "out_head.weight") else v) for k, v in padded.state_dict().items()}
+    plain.load_state_dict(state)
+    idx = torch.randint(0, 300, (2, 9))
+    targets = torch.randint(0, 300, (2, 9))
+    logits = padded(idx)
+    assert logits.shape == (2, 9, 300)  # the padding rows are cut off: never sampled
+    torch.testing.assert_close(logits, plain(idx))
+    loss = padded(idx, targets=targets)
+    torch.testing.assert_close(loss, plain(idx, targets=targets))
+    loss.backward()
+    assert padded.tok_emb.weight.grad[300:].abs().max() == 0  # no gradient: the extra rows stay as they are
+    assert padded.num_flop_parameters() == plain.num_flop_parameters()
+    tied = TINY.with_(vocab_multiple=64, tie_embeddings=True)  # TINY is untied: check the tied count too
+    assert GPTModel(tied).num_flop_parameters() == GPTModel(tied.with_(vocab_multiple=1)).num_flop_parameters()
+
+
 def test_too_long_input_is_a_clear_error(model):
     with pytest.raises(ScratchError) as e:
         model(torch.zeros(1, TINY.context_length + 1, dtype=torch.long))

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from chatgpt_scratch.checkpoints import read_metadata
+from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, read_safetensors_header
 from chatgpt_scratch.cli import main
 from chatgpt_scratch.fileio import sha256_file
 from chatgpt_scratch.training.events import read_events
@@ -64,6 +65,18 @@ def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path,
                "--batch-size", "2", "--device", "cpu", "--max-steps", "1", "--out", str(tmp_path / "ck" / "child")])
     assert rc == 0
     assert read_metadata(tmp_path / "ck" / "child.safetensors")["parent"] == str(out.with_suffix(".safetensors"))
+
+
+def test_pretrain_with_a_padded_vocabulary(tmp_path, text_file):
+    out = tmp_path / "padded"
+    assert main(["pretrain", "--data", str(text_file), *TINY, "--max-steps", "2", "--vocab-multiple", "64",
+                 "--out", str(out)]) == 0
+    path = out.with_suffix(".safetensors")
+    meta = read_metadata(path)
+    assert json.loads(meta["config"])["vocab_multiple"] == 64
+    assert read_safetensors_header(path).tensors["tok_emb.weight"]["shape"] == [50304, 32]
+    model, _ = load_checkpoint(path)
+    assert model(torch.tensor([[15496, 11]])).shape == (1, 2, 50257)  # the extra rows are never predicted
 
 
 def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path, text_file):

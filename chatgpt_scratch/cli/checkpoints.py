@@ -101,6 +101,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"  kind         {info.kind}")
     print(f"  architecture {info.preset or 'custom'}: {cfg.n_layers} layers, width {cfg.emb_dim}, {cfg.n_heads} heads, "
           f"context {cfg.context_length}, vocab {cfg.vocab_size}"
+          + (f" (padded to {cfg.padded_vocab_size} rows)" if cfg.padded_vocab_size != cfg.vocab_size else "")
           + (", tied embeddings" if cfg.tie_embeddings else "")
           + (f", {cfg.n_classes}-class head" if cfg.n_classes else ""))
     print(f"  parameters   {format_params(info.n_params)} ({info.n_params:,}), stored as {info.dtype}")

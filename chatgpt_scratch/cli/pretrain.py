@@ -31,6 +31,10 @@ def register(subparsers) -> None:
                    "(default: the preset's; the book's ch05 uses off)")
     p.add_argument("--untied", action="store_true", help="separate output head (the book's GPTModel) "
                    "instead of sharing the token embedding")
+    p.add_argument("--vocab-multiple", type=int, default=None, metavar="N",
+                   help="round the embedding and head rows up to a multiple of N (64: 50,257 -> 50,304, "
+                   "friendlier to GPU matmul kernels); the extra rows are never predicted and export-hf drops them "
+                   "(default: the preset's, 1)")
     p.add_argument("--init-style", choices=("gpt2", "book"), default="gpt2",
                    help="fresh weights: gpt2 = N(0, 0.02), residual projections scaled by 1/sqrt(2 x layers) "
                    "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel (default: %(default)s)")
@@ -72,6 +76,8 @@ def _build_model(args: argparse.Namespace):
         changes["qkv_bias"] = args.qkv_bias == "on"
     if args.untied:
         changes["tie_embeddings"] = False
+    if args.vocab_multiple is not None:
+        changes["vocab_multiple"] = args.vocab_multiple
     if args.context > cfg.context_length:
         changes["context_length"] = args.context
     elif args.context < cfg.context_length:

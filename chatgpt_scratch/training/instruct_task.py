@@ -92,13 +92,13 @@ def instruct_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     of the ignored ones: skipping them gives the same loss for a fraction of the work. A model
     wrapped by DDP or torch.compile takes the plain path (its forward must run as a whole).
     """
-    if hasattr(model, "_orig_mod") or not (hasattr(model, "hidden_states") and hasattr(model, "out_head")):
+    if hasattr(model, "_orig_mod") or not (hasattr(model, "hidden_states") and hasattr(model, "head")):
         return masked_lm_loss(model(inputs), targets, reduction)
     keep = targets != IGNORE_INDEX  # (B, T)
     hidden = model.hidden_states(inputs)  # (B, T, emb_dim)
     if not bool(keep.any()):
         return hidden.sum() * 0.0
-    logits = model.out_head(hidden[keep])  # (n_kept, vocab)
+    logits = model.head(hidden[keep])  # (n_kept, vocab)
     return F.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 

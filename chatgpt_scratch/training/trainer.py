@@ -374,8 +374,7 @@ class Trainer:
             torch.cuda.get_device_name(self.device))
         if peak is None:
             return 0.0, None
-        pos = getattr(getattr(self.model, "pos_emb", None), "weight", None)
-        n = sum(p.numel() for p in self.model.parameters()) - (pos.numel() if pos is not None else 0)
+        n = self.model.num_flop_parameters()
         # tokens_per_s counts every rank's tokens, so the peak is every rank's too.
         return flops_per_token(n, mcfg.n_layers, mcfg.emb_dim, mcfg.context_length), peak * self.dist.world_size
 
