@@ -148,7 +148,11 @@ class ChatScreen(MainScreen):
             empty.display = False
         wanted = self.app.chat_checkpoint
         if wanted is None and self.session is None:
-            instruct = [i for i in infos if i.kind == "instruct"]
+            from chatgpt_scratch.inference import adapted_kind
+
+            # A full instruct model first, then an instruct adapter (slower to load: base + merge).
+            instruct = ([i for i in infos if i.kind == "instruct"]
+                        or [i for i in infos if adapted_kind(i.metadata) == "instruct"])
             wanted = (instruct or infos)[0].path
         if wanted is not None and wanted != self.loaded_path:
             self.query_one(ModelPicker).select_path(wanted)

@@ -186,11 +186,11 @@ class XrayScreen(MainScreen):
         self.set_status(f"Loading {path.name}…")
 
         def work():
-            from chatgpt_scratch.checkpoints import load_checkpoint
             from chatgpt_scratch.device import resolve_device
+            from chatgpt_scratch.inference import load_for_inference
 
             with self.lock:
-                model, _ = load_checkpoint(path, device=resolve_device("auto"), kind=("base", "instruct"))
+                model, _ = load_for_inference(path, device=resolve_device("auto"), kind=("base", "instruct"))
                 return model.eval()
 
         def loaded(model) -> None:

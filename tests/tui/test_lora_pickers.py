@@ -1,0 +1,93 @@
+"""Pilot test: the Chat, Spam and X-ray pickers offer LoRA adapters of their kind, labelled as adapters,
+and the screens use them exactly as the library does."""
+
+from __future__ import annotations
+
+import torch
+from textual.widgets import Select, TextArea
+
+from tests.tui.conftest import FIXED_CREATED, wait_until
+from tui.app import ScratchApp
+
+
+def _adapters(tiny_base, folder):
+    """An instruct and a classifier adapter on tiny-base (B moved off zero, as training would)."""
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.lora import inject_lora, save_lora_adapter
+    from chatgpt_scratch.model import to_classifier
+
+    g = torch.Generator().manual_seed(3)
+    paths = {}
+    for name, kind in (("chat.lora", "instruct"), ("spam.lora", "classifier")):
+        model, _ = load_checkpoint(tiny_base)
+        extra = {"template": "alpaca"} if kind == "instruct" else {"labels": ["ham", "spam"]}
+        if kind == "classifier":
+            to_classifier(model, 2)
+        inject_lora(model, rank=2, alpha=4, train_also=("out_head",) if kind == "classifier" else ())
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if pname.endswith("lora_B"):
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        paths[kind] = save_lora_adapter(folder / f"{name}.safetensors", model, tiny_base, model_kind=kind,
+                                        created=FIXED_CREATED, **extra)
+    return paths
+
+
+def _shown(picker) -> str:
+    """The label the Select shows for its current value."""
+    return str(picker.query_one("SelectCurrent #label").render())
+
+
+async def test_pickers_offer_adapters_of_their_kind_and_screens_use_them(tiny_base, checkpoints_folder):
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.classify import SpamClassifier
+    from chatgpt_scratch.generation import SamplingConfig
+    from chatgpt_scratch.inference import load_for_inference
+    from tests.tui.test_screens import set_greedy
+
+    adapters = _adapters(tiny_base, checkpoints_folder)
+    message = "WINNER!! Claim your free prize now"
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(110, 30)) as pilot:
+        chat = app.screen
+        # No full instruct model here: the chat screen prefers the instruct adapter over the base.
+        await wait_until(pilot, lambda: chat.session is not None, what="the chat model to load")
+        chat_picker = chat.query_one("#chat-model", Select)
+        chat_paths, chat_label = list(chat_picker.paths), _shown(chat_picker)
+        set_greedy(chat, max_new_tokens=6)
+        await pilot.press(*"Hi", "enter")
+        await wait_until(pilot, lambda: not chat.replying and chat.last_reply_id is not None, what="the reply")
+        reply, template = chat.session.turns[0].assistant, chat.session.template
+
+        await pilot.press("f2")
+        spam = app.screen
+        await wait_until(pilot, lambda: getattr(spam, "classifier", None) is not None, what="the classifier")
+        spam_picker = spam.query_one("#spam-model", Select)
+        spam_paths, spam_label = list(spam_picker.paths), _shown(spam_picker)
+        spam.query_one("#spam-input", TextArea).text = message
+        await pilot.press("ctrl+j")
+        await wait_until(pilot, lambda: spam.results, what="the prediction")
+        shown_probs = spam.classifier.classify([message])[0].probs
+
+        await pilot.press("f5")
+        xray = app.screen
+        await wait_until(pilot, lambda: getattr(xray, "model", None) is not None, what="the X-ray model")
+        xray_paths, xray_loaded = list(xray.query_one("#xr-model", Select).paths), xray.loaded_path
+        xray_model = xray.model
+
+    assert chat_paths == [adapters["instruct"], tiny_base]  # sorted by name; no classifier
+    assert chat_label == "chat.lora (lora → instruct, test-tiny)"
+    expected = ChatSession.from_checkpoint(adapters["instruct"], device="cpu",
+                                           sampling=SamplingConfig(temperature=0.0, max_new_tokens=6))
+    assert template is expected.template and template is not None
+    assert reply and reply == "".join(expected.send("Hi"))
+
+    assert spam_paths == [adapters["classifier"]] and spam_label == "spam.lora (lora → classifier, test-tiny)"
+    assert shown_probs == SpamClassifier.load(adapters["classifier"], device="cpu").classify([message])[0].probs
+
+    assert xray_paths == [adapters["instruct"], tiny_base]
+    assert xray_loaded == adapters["instruct"]  # the model chat uses
+    merged, _ = load_for_inference(adapters["instruct"])
+    ids = torch.tensor([[5, 17, 300, 2]])
+    with torch.no_grad():
+        assert torch.equal(xray_model(ids), merged(ids))
