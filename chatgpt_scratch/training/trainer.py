@@ -77,6 +77,8 @@ class Trainer:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
+        if device.type == "cuda":  # float32 matmuls outside autocast (--dtype float32, the loss) on tensor cores
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(device)
         self.checkpoint_path, self.best_path = checkpoint_paths(out if out is not None else self.run_dir / "model")
         self.metadata = dict(metadata or {})
