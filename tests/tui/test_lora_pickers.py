@@ -91,3 +91,27 @@ async def test_pickers_offer_adapters_of_their_kind_and_screens_use_them(tiny_ba
     ids = torch.tensor([[5, 17, 300, 2]])
     with torch.no_grad():
         assert torch.equal(xray_model(ids), merged(ids))
+
+
+async def test_checkpoints_screen_sends_an_adapter_to_the_screen_of_its_kind(tiny_base, checkpoints_folder):
+    from textual.widgets import DataTable
+
+    adapters = _adapters(tiny_base, checkpoints_folder)
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="the table")
+        table.focus()
+        names = [table.get_row_at(i)[0] for i in range(3)]
+        table.move_cursor(row=names.index("spam.lora"))
+        await pilot.press("enter")  # chat with it: refused, this adapter makes a classifier
+        await pilot.pause(0.2)
+        refused = [n.message for n in app._notifications]
+        stayed = app.screen is screen
+        await pilot.press("s")  # use for spam: accepted
+        spam = app.screen
+        await wait_until(pilot, lambda: getattr(spam, "loaded_path", None) is not None, what="the classifier")
+        loaded = spam.loaded_path
+    assert stayed and "spam.lora is a LoRA adapter of a 'classifier' model; chat needs base or instruct." in refused
+    assert loaded == adapters["classifier"]

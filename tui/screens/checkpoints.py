@@ -223,9 +223,14 @@ class CheckpointsScreen(MainScreen):
         if not info.ok:
             self.notify(info.error, severity="error", markup=False)
             return
+        from chatgpt_scratch.inference import adapted_kind
+
         wanted = {"chat": ("base", "instruct"), "spam": ("classifier",)}[role]
-        if info.kind not in wanted:
-            self.notify(f"{info.name} is a {info.kind!r} checkpoint; {role} needs {' or '.join(wanted)}.",
+        kind = adapted_kind(info.metadata)  # a LoRA adapter counts as the model it makes
+        if kind not in wanted:
+            what = (f"a LoRA adapter of a {kind!r} model" if info.kind == "lora-adapter"
+                    else f"a {info.kind!r} checkpoint")
+            self.notify(f"{info.name} is {what}; {role} needs {' or '.join(wanted)}.",
                         severity="warning", markup=False)
             return
         self.app.use_checkpoint(role, info.path)
