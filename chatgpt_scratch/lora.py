@@ -179,6 +179,12 @@ def _non_base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
             and (p.requires_grad or (classifier and name.startswith("out_head.")))}
 
 
+def adapter_path(model_path: str | Path) -> Path:
+    """Where a fine-tune writes the adapter beside its merged model: NAME.safetensors -> NAME.lora.safetensors."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name.removesuffix(".safetensors") + ".lora.safetensors")
+
+
 def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str | Path,
                       **metadata: Any) -> Path:
     """Save only the adapter (and any other trainable parameter) as a small `lora-adapter` checkpoint.

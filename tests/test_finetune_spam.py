@@ -70,6 +70,19 @@ def test_lora_from_a_base_checkpoint(dataset, tmp_path, capsys):
     meta = read_metadata(tmp_path / "lora.best.safetensors")
     assert (meta["kind"], meta["lora_merged"], meta["lora_rank"], meta["pool"]) == ("classifier", True, 2, "mean")
     assert meta["parent"] == str(base) and meta["balance"] == "weight"
+    # The adapter alone is saved beside the merged model, and classifies exactly as it does.
+    adapter = tmp_path / "lora.best.lora.safetensors"
+    assert meta["lora_adapter"] == str(adapter.resolve())
+    adapter_meta = read_metadata(adapter)
+    assert (adapter_meta["kind"], adapter_meta["model_kind"], adapter_meta["pool"]) == ("lora-adapter", "classifier", "mean")
+    assert adapter.stat().st_size < (tmp_path / "lora.best.safetensors").stat().st_size / 2
+    capsys.readouterr()
+    text = "WINNER!! Claim your free prize now"
+    outputs = []
+    for path in (tmp_path / "lora.best.safetensors", adapter):
+        assert main(["classify", "--checkpoint", str(path), "--json", text]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)["probs"])
+    assert outputs[0] == pytest.approx(outputs[1], abs=1e-6)
 
 
 def test_wrong_kinds_give_one_line_errors(tmp_path, capsys):

@@ -104,7 +104,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.model import format_params
     from chatgpt_scratch.templates import get_template
-    from chatgpt_scratch.training.instruct_task import InstructTask, adapter_path, prepare_instruct_data
+    from chatgpt_scratch.lora import adapter_path
+    from chatgpt_scratch.training.instruct_task import InstructTask, prepare_instruct_data
 
     args = prepare_resume(args)
     seed_everything(args.seed)

@@ -56,7 +56,8 @@ def _register_finetune(subparsers) -> None:
                    "(default: last-1, as in the book)")
     p.add_argument("--lora-rank", type=int, default=None, metavar="R",
                    help="train low-rank adapters of rank R on every block's linear layers (plus the head) "
-                   "instead of --train-layers; the saved classifier has them merged in")
+                   "instead of --train-layers; the saved classifier has them merged in, and with --init the "
+                   "adapter alone is saved too (OUT.lora.safetensors, usable with classify)")
     p.add_argument("--lora-alpha", type=float, default=None, metavar="A",
                    help="LoRA scaling numerator: updates are scaled by A/R (default: A = R)")
     p.add_argument("--pool", choices=_POOL, default="last-token",
@@ -128,7 +129,8 @@ def run_finetune(args: argparse.Namespace) -> int:
           f"{format_params(model.num_parameters())} parameters", file=sys.stderr)
     task = SpamTask(data, batch_size=args.batch_size, seed=args.seed, pool=args.pool,
                     weighted=args.balance == "weight", group_by_length=getattr(args, "group_by_length", False),
-                    extra_metadata={"train_layers": None if args.lora_rank else args.train_layers})
+                    extra_metadata={"train_layers": None if args.lora_rank else args.train_layers},
+                    lora_base=args.init if args.lora_rank else None)
     result = run_training(task, model, args, metadata={"parent": parent})
     if result.status != "done" or result.checkpoint is None:
         return 0  # stopped (run_training said how to resume), or a DDP rank other than 0

@@ -217,15 +217,9 @@ class InstructTask:
         if self.lora_base is None:
             save_checkpoint(path, model, "instruct", **metadata)
             return
-        from chatgpt_scratch.lora import merge_lora, save_lora_adapter
+        from chatgpt_scratch.lora import adapter_path, merge_lora, save_lora_adapter
 
         adapter = adapter_path(path)
         save_lora_adapter(adapter, model, self.lora_base, model_kind="instruct", **metadata)
         merged = merge_lora(copy.deepcopy(model))  # the training model keeps its adapters
         save_checkpoint(path, merged, "instruct", lora_adapter=str(adapter.resolve()), **metadata)
-
-
-def adapter_path(model_path: str | Path) -> Path:
-    """checkpoints/NAME.safetensors -> checkpoints/NAME.lora.safetensors."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.removesuffix(".safetensors") + ".lora.safetensors")

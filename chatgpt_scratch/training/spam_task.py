@@ -144,7 +144,7 @@ class SpamTask:
 
     def __init__(self, data: SpamData, batch_size: int = 8, seed: int = 123, pool: str = "last-token",
                  weighted: bool = False, group_by_length: bool = False,
-                 extra_metadata: dict[str, Any] | None = None):
+                 extra_metadata: dict[str, Any] | None = None, lora_base: str | Path | None = None):
         if pool not in POOL_CHOICES:
             raise ScratchError(f"--pool must be one of {', '.join(POOL_CHOICES)}; got {pool!r}")
         if batch_size < 1:
@@ -157,6 +157,7 @@ class SpamTask:
         # --balance weight: inverse-frequency class weights, from the training split only.
         self.weights = class_weights([Message("", e.label) for e in data.train]) if weighted else None
         self.extra_metadata = dict(extra_metadata or {})
+        self.lora_base = lora_base  # the --init file a LoRA adapter is saved against (None: merged model only)
 
     # Batches ---------------------------------------------------------------------------------------
 
@@ -246,13 +247,19 @@ class SpamTask:
 
     def save_model(self, path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
         """Trainer hook: save a plain classifier. LoRA adapters are folded into a copy first
-        (W + scaling·A·B), so the file loads like any classifier and runs at full speed."""
+        (W + scaling·A·B), so the file loads like any classifier and runs at full speed; with a base
+        file (--init) the adapter alone is written beside it too, as NAME.lora.safetensors."""
         from chatgpt_scratch.checkpoints import save_checkpoint
-        from chatgpt_scratch.lora import has_lora, lora_layers, merge_lora
+        from chatgpt_scratch.lora import adapter_path, has_lora, lora_layers, merge_lora, save_lora_adapter
 
+        model = getattr(model, "module", model)
         if has_lora(model):
             first = next(iter(lora_layers(model).values()))
             metadata = {**metadata, "lora_rank": first.rank, "lora_alpha": first.alpha, "lora_merged": True}
+            if self.lora_base is not None:
+                adapter = save_lora_adapter(adapter_path(path), model, self.lora_base, model_kind="classifier",
+                                            **metadata)
+                metadata["lora_adapter"] = str(adapter.resolve())
             model = merge_lora(copy.deepcopy(model))
         save_checkpoint(path, model, self.checkpoint_kind, **metadata)
 
