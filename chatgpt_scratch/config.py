@@ -57,7 +57,10 @@ class GPTConfig:
         return replace(self, **changes)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if data["vocab_multiple"] == 1:  # written only when set, so older versions still read unpadded models
+            del data["vocab_multiple"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "GPTConfig":

@@ -199,6 +199,10 @@ def test_config_validation_messages(changes, message):
 def test_config_json_roundtrip_and_errors():
     cfg = PRESETS["cpu-mini"]
     assert GPTConfig.from_json(cfg.to_json()) == cfg
+    # vocab_multiple is written only when set: an unpadded model's header is what older versions read
+    assert "vocab_multiple" not in cfg.to_json()
+    padded = cfg.with_(vocab_multiple=64)
+    assert GPTConfig.from_json(padded.to_json()) == padded
     with pytest.raises(ScratchError, match=r"unknown keys \['flash'\]"):
         GPTConfig.from_json('{"flash": true}')
     with pytest.raises(ScratchError, match="unknown preset 'gpt5'"):
