@@ -18,7 +18,7 @@ class MainScreen(Screen):
         yield Header()
         yield NavBar(self.MODE, self.app.nav_screens())
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)  # compact: the chat screen's hints fit in 120 columns
 
     def compose_body(self) -> ComposeResult:
         yield from ()
