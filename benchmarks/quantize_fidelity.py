@@ -1,0 +1,93 @@
+"""Lower precision on trained weights: how much do bf16 and int8 change what an instruct model says?
+
+The float32 model is the peer. On the test split of an instruction file (the book's 85/5/10 split),
+for each precision:
+- teacher-forced: the mean loss of the reference responses, and how often the top-1 next token
+  equals float32's at every response position;
+- free-running: greedy replies (up to --new-tokens) that are identical to float32's, and tokens/s.
+
+    python benchmarks/quantize_fidelity.py --checkpoint checkpoints/instruct.best.safetensors \
+        --data ../shared/datasets/instruction-data.json --limit 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from chatgpt_scratch.chat import template_from_metadata
+from chatgpt_scratch.data.instruct import encode_examples, load_instruction_data, split_examples
+from chatgpt_scratch.generation import SamplingConfig, generate
+from chatgpt_scratch.inference import load_for_inference
+from chatgpt_scratch.model import quantize_int8
+from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
+
+
+def teacher_forced(model, examples) -> tuple[float, list[torch.Tensor]]:
+    """Mean loss over response tokens (+ the end token), and the top-1 prediction at each of them."""
+    total, count, top1 = 0.0, 0, []
+    with torch.inference_mode():
+        for e in examples:
+            ids = torch.tensor([e.ids + [ENDOFTEXT_ID]])
+            logits = model(ids[:, :-1])[0, e.prompt_length - 1:].float()  # predictions of the response tokens
+            targets = ids[0, e.prompt_length:]
+            total += F.cross_entropy(logits, targets, reduction="sum").item()
+            count += len(targets)
+            top1.append(logits.argmax(-1))
+    return total / count, top1
+
+
+def free_running(model, examples, n_new: int) -> tuple[list[list[int]], float]:
+    sampling = SamplingConfig(max_new_tokens=n_new)  # greedy
+    replies, n_tokens, start = [], 0, time.perf_counter()
+    for e in examples:
+        replies.append(list(generate(model, e.ids[:e.prompt_length], sampling)))
+        n_tokens += len(replies[-1])
+    return replies, n_tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="an instruct checkpoint (or a lora-adapter of one)")
+    p.add_argument("--data", required=True, help="the instruction file it was trained on")
+    p.add_argument("--limit", type=int, default=30, help="test entries to use (default: %(default)s)")
+    p.add_argument("--new-tokens", type=int, default=64, help="greedy reply length limit (default: %(default)s)")
+    args = p.parse_args()
+
+    fp32, meta = load_for_inference(args.checkpoint, dtype=torch.float32, kind="instruct")
+    template = template_from_metadata(meta, args.checkpoint)
+    test = split_examples(load_instruction_data(args.data)).test[:args.limit]
+    examples = encode_examples(test, template)
+    models = {"float32": fp32, "bfloat16": load_for_inference(args.checkpoint, dtype=torch.bfloat16)[0],
+              "int8 (dynamic, linears)": quantize_int8(load_for_inference(args.checkpoint)[0])}
+
+    results = {}
+    for name, model in models.items():
+        loss, top1 = teacher_forced(model, examples)
+        replies, speed = free_running(model, examples, args.new_tokens)
+        results[name] = (loss, top1, replies, speed)
+        print(f"  {name}: loss {loss:.4f}, {speed:.1f} tokens/s", flush=True)
+
+    ref_loss, ref_top1, ref_replies, ref_speed = results["float32"]
+    n_positions = sum(len(t) for t in ref_top1)
+    load = os.getloadavg()
+    print(f"\n{args.checkpoint}: {len(examples)} test entries of {args.data}, {n_positions} response tokens, "
+          f"greedy replies up to {args.new_tokens} tokens")
+    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}, load average {load[0]:.2f}\n")
+    print("| precision | reference loss | top-1 = float32 | replies = float32 | tokens/s | vs float32 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (loss, top1, replies, speed) in results.items():
+        same_top1 = sum(int((a == b).sum()) for a, b in zip(top1, ref_top1))
+        same_replies = sum(a == b for a, b in zip(replies, ref_replies))
+        print(f"| {name} | {loss:.4f} | {100 * same_top1 / n_positions:.2f}% | {same_replies}/{len(replies)} | "
+              f"{speed:.1f} | {speed / ref_speed:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
