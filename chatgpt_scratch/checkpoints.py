@@ -244,10 +244,15 @@ def require_kind(metadata: dict[str, Any], kind: str | tuple[str, ...] | None, p
     if kind is None:
         return
     wanted = (kind,) if isinstance(kind, str) else kind
-    if metadata.get("kind") not in wanted:
-        raise ScratchError(
-            f"{path} is a {metadata.get('kind')!r} checkpoint, but this needs a {' or '.join(map(repr, wanted))} one"
-        )
+    have = metadata.get("kind")
+    if have not in wanted:
+        raise ScratchError(f"{path} is {a_kind(have)} checkpoint, but this needs "
+                           f"{a_kind(wanted[0])}{''.join(f' or {k!r}' for k in wanted[1:])} one")
+
+
+def a_kind(kind: Any) -> str:
+    """The kind quoted, with its article, for messages: "a 'base'", "an 'instruct'"."""
+    return f"{'an' if str(kind)[:1] in 'aeiou' else 'a'} {kind!r}"
 
 
 # --- loading --------------------------------------------------------------------------------------

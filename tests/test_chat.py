@@ -255,5 +255,5 @@ def test_from_checkpoint_refuses_a_classifier(tmp_path, random_model):
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "spam.safetensors", to_classifier(GPTModel(TINY), 2), kind="classifier",
                            labels=["ham", "spam"])
-    with pytest.raises(ScratchError, match=r"is a 'classifier' checkpoint, but this needs a 'instruct' or 'base' one"):
+    with pytest.raises(ScratchError, match=r"is a 'classifier' checkpoint, but this needs an 'instruct' or 'base' one"):
         ChatSession.from_checkpoint(path, device="cpu")

@@ -168,7 +168,7 @@ def test_header_without_config(tmp_path):
 def test_wrong_kind(saved):
     with pytest.raises(ScratchError, match=r"is a 'base' checkpoint, but this needs a 'classifier' one"):
         load_checkpoint(saved, kind="classifier")
-    with pytest.raises(ScratchError, match=r"needs a 'instruct' or 'classifier' one"):
+    with pytest.raises(ScratchError, match=r"needs an 'instruct' or 'classifier' one"):
         load_checkpoint(saved, kind=("instruct", "classifier"))
     assert load_checkpoint(saved, kind=("base", "instruct"))[1]["kind"] == "base"
 

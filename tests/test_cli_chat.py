@@ -98,7 +98,7 @@ def test_a_classifier_checkpoint_is_a_one_line_error(tmp_path, capsys):
     path = save_checkpoint(tmp_path / "spam.safetensors", to_classifier(GPTModel(TINY), 2), kind="classifier")
     assert main(["chat", "--checkpoint", str(path), "--device", "cpu"]) == 1
     assert capsys.readouterr().err == (
-        f"error: {path} is a 'classifier' checkpoint, but this needs a 'instruct' or 'base' one\n")
+        f"error: {path} is a 'classifier' checkpoint, but this needs an 'instruct' or 'base' one\n")
 
 
 def test_missing_checkpoint_flag_is_explained(capsys):

@@ -106,7 +106,7 @@ def test_wrong_kind_fails_in_one_line_before_the_base_is_touched(instruct_adapte
     base.unlink()  # the kind is in the adapter's header: no need to find, hash or load the base
     with pytest.raises(ScratchError) as info:
         load_for_inference(adapter, kind="classifier")
-    assert str(info.value) == f"{adapter} (a LoRA adapter) is a 'instruct' checkpoint, but this needs a 'classifier' one"
+    assert str(info.value) == f"{adapter} (a LoRA adapter) is an 'instruct' checkpoint, but this needs a 'classifier' one"
 
 
 def test_adapted_kind_reads_the_header_and_infers_it_when_model_kind_is_absent(tmp_path):
@@ -209,7 +209,7 @@ def test_cli_generate_and_xray_on_an_adapter_print_what_the_merged_checkpoint_pr
 def test_cli_wrong_kind_and_missing_base_are_one_line_errors(instruct_adapter, tmp_path, capsys):
     base, adapter, _ = instruct_adapter
     assert main(["classify", "--checkpoint", str(adapter), "hello"]) == 1
-    assert capsys.readouterr().err == (f"error: {adapter} (a LoRA adapter) is a 'instruct' checkpoint, "
+    assert capsys.readouterr().err == (f"error: {adapter} (a LoRA adapter) is an 'instruct' checkpoint, "
                                        "but this needs a 'classifier' one\n")
     base.rename(tmp_path / "elsewhere.safetensors")
     assert main(["generate", "--checkpoint", str(adapter), "--max-new-tokens", "2", "hi"]) == 1

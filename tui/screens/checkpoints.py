@@ -223,13 +223,14 @@ class CheckpointsScreen(MainScreen):
         if not info.ok:
             self.notify(info.error, severity="error", markup=False)
             return
+        from chatgpt_scratch.checkpoints import a_kind
         from chatgpt_scratch.inference import adapted_kind
 
         wanted = {"chat": ("base", "instruct"), "spam": ("classifier",)}[role]
         kind = adapted_kind(info.metadata)  # a LoRA adapter counts as the model it makes
         if kind not in wanted:
-            what = (f"a LoRA adapter of a {kind!r} model" if info.kind == "lora-adapter"
-                    else f"a {info.kind!r} checkpoint")
+            what = (f"a LoRA adapter of {a_kind(kind)} model" if info.kind == "lora-adapter"
+                    else f"{a_kind(info.kind)} checkpoint")
             self.notify(f"{info.name} is {what}; {role} needs {' or '.join(wanted)}.",
                         severity="warning", markup=False)
             return
