@@ -43,6 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def argument_error(argv: list[str]) -> str | None:
+    """The parser's complaint about `argv` (e.g. "unrecognized arguments: --fast"), or None if it parses.
+
+    For front ends that build a command line (the TUI's Train form) and want to check it first.
+    """
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit as e:
+        if e.code == 0:
+            return "--help and --version print and exit; they do not start a run"
+        lines = err.getvalue().strip().splitlines()
+        return lines[-1].split("error: ", 1)[-1] if lines else "invalid arguments"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from chatgpt_scratch.cli import build_parser
 from tui import jobs
-from tui.screens.train import Monitor, TrainForm
+from tui.screens.train import DEFAULTS, Monitor, TrainForm
 
 
 def _write(path, *events, partial: str = ""):
@@ -100,6 +101,21 @@ def test_train_form_builds_the_cli_command(tmp_path):
     form.values["lora_rank"] = "-1"
     form.task = "pretrain"
     assert form.validate()["lora_rank"] == "must be >= 0 (0 = off)"
+
+
+def test_train_form_more_flags_go_last_and_are_checked_by_the_cli_parser(tmp_path):
+    form = TrainForm(task="pretrain", start="preset:test-tiny", data="the-verdict",
+                     values=dict(DEFAULTS["pretrain"], out="p1", extra="--warmup 10 --compile --lr 1e-3"))
+    assert form.validate() == {}
+    args = form.args("p1", tmp_path, model_context=64)
+    assert args[-5:] == ["--warmup", "10", "--compile", "--lr", "1e-3"]  # after the form's --lr: it wins
+    assert build_parser().parse_args(args).lr == 1e-3
+    for extra, problem in [("--fast", "unrecognized arguments: --fast"),
+                           ("--warmup ten", "argument --warmup: invalid int value: 'ten'"),
+                           ("--sample-prompt 'Once upon", "No closing quotation"),
+                           ("--help", "--help and --version print and exit; they do not start a run")]:
+        form.values["extra"] = extra
+        assert form.validate() == {"extra": problem}
 
 
 def test_monitor_eta_and_best_metrics():

@@ -7,6 +7,7 @@ exits). The monitor reads `<run>/events.jsonl`, so runs started from a shell sho
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,16 +32,16 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 POLL_S = 0.25  # events are read (and the plot redrawn) at most 4 times a second
 RUNS_REFRESH_S = 2.0
 
-# Sensible defaults per task: (data, epochs, max_steps, batch_size, lr, eval_every, sample_every, lora_rank)
+# Sensible defaults per task: (data, epochs, max_steps, batch_size, lr, eval_every, sample_every, lora_rank, extra)
 DEFAULTS: dict[str, dict[str, str]] = {
     "pretrain": dict(data="the-verdict", epochs="10", context="", max_steps="", batch_size="2", lr="4e-4",
-                     eval_every="5", sample_every="20", lora_rank="0"),
+                     eval_every="5", sample_every="20", lora_rank="0", extra=""),
     "finetune-spam": dict(data="sms-spam", epochs="5", context="", max_steps="", batch_size="8", lr="5e-5",
-                          eval_every="50", sample_every="0", lora_rank="0"),
+                          eval_every="50", sample_every="0", lora_rank="0", extra=""),
     "finetune-instruct": dict(data="instruction-data", epochs="2", context="", max_steps="", batch_size="8", lr="5e-5",
-                              eval_every="50", sample_every="50", lora_rank="0"),
+                              eval_every="50", sample_every="50", lora_rank="0", extra=""),
 }
-FIELDS = [  # (name, label, kind) kind: int | int? | float | text
+FIELDS = [  # (name, label, kind) kind: int | int? | int0 | float | name | flags
     ("epochs", "epochs", "int"),
     ("context", "context", "int?"),
     ("max_steps", "max steps", "int?"),
@@ -50,6 +51,7 @@ FIELDS = [  # (name, label, kind) kind: int | int? | float | text
     ("sample_every", "sample every", "int0"),
     ("lora_rank", "LoRA rank", "int0"),
     ("out", "output name", "name"),
+    ("extra", "more flags", "flags"),  # any other CLI flags, checked by the CLI's own parser
 ]
 
 
@@ -74,6 +76,12 @@ class TrainForm:
                 if text and ("/" in text or text.startswith(".") or " " in text):
                     errors[name] = "a plain name: no '/', spaces or leading dot"
                 continue
+            if kind == "flags":
+                try:
+                    shlex.split(text)
+                except ValueError as e:
+                    errors[name] = str(e)
+                continue
             try:
                 number = float(text) if kind == "float" else int(text)
             except ValueError:
@@ -92,6 +100,11 @@ class TrainForm:
         if (self.task == "pretrain" and "lora_rank" not in errors
                 and self.values.get("lora_rank", "0").strip() not in ("", "0")):
             errors["lora_rank"] = "LoRA is for fine-tuning; use 0 to pretrain"
+        if not errors and self.values.get("extra", "").strip():
+            from chatgpt_scratch.cli import argument_error
+
+            if problem := argument_error(self.args("check", Path("checkpoints"))):
+                errors["extra"] = problem
         return errors
 
     def _start_error(self) -> str | None:
@@ -133,7 +146,7 @@ class TrainForm:
         if self.task != "pretrain" and v.get("lora_rank", "0") not in ("", "0"):
             args += ["--lora-rank", v["lora_rank"]]
         args += ["--device", self.device, "--out", str(checkpoints / f"{name}.safetensors")]
-        return args
+        return args + shlex.split(v.get("extra", ""))  # last: they override the fields above
 
 
 @dataclass
@@ -259,6 +272,8 @@ class TrainScreen(MainScreen):
                         placeholder = "default: task-date-time" if name == "out" else ""
                         if name == "max_steps":
                             placeholder = "blank: use epochs"
+                        if name == "extra":
+                            placeholder = "e.g. --warmup 100 --compile --dtype bfloat16"
                         yield from self._row(name, label, Input(value, placeholder=placeholder, id=f"f-{name}",
                                                                   compact=True))
                     yield from self._row("device", "device", Select([(d, d) for d in DEVICES], value="auto",
