@@ -31,8 +31,8 @@ def text_file(tmp_path) -> Path:
     return path
 
 
-TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--drop-rate", "0.1",
-        "--eval-batches", "2", "--seed", "3"]
+TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--dtype", "float32",
+        "--drop-rate", "0.1", "--eval-batches", "2", "--seed", "3"]
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:

@@ -87,7 +87,8 @@ def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     g.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
                    help="where to train: auto picks cuda, then mps, then cpu (default: auto)")
     g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                   help="auto: bf16 autocast on CUDA, float32 on CPU (weights and optimizer stay float32)")
+                   help="auto: bf16 autocast on CUDA and on CPUs that do bf16 in hardware (AVX512-BF16, AMX), "
+                   "float32 elsewhere; weights and optimizer stay float32 (default: auto)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (faster on GPUs after a warm-up)")
     g.add_argument("--peak-tflops", type=float, default=None, metavar="TFLOPS",
                    help="GPU peak (dense bf16 TFLOP/s) for the MFU in step events "
@@ -241,12 +242,13 @@ class ProgressBar:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "start":
+            amp = event.get("amp_dtype", "float32")
+            self._line(f"start {event['task']}: {event['total_steps']} steps from step {event['step']}, "
+                       f"{event['params']:,} trainable params on {event['device']}"
+                       f"{f' ({amp} autocast)' if amp != 'float32' else ''}, run {event['run_dir']}")
             if self.live:
                 self.bar = self._tqdm(total=event["total_steps"], initial=event["step"], unit="step",
                                       file=sys.stderr, dynamic_ncols=True, desc=event["task"])
-            else:
-                self._line(f"start {event['task']}: {event['total_steps']} steps from step {event['step']}, "
-                           f"{event['params']:,} trainable params on {event['device']}, run {event['run_dir']}")
         elif kind == "step" and self.bar is not None:
             self.bar.update(event["step"] - self.bar.n)
             post = {"loss": f"{event['train_loss']:.3f}" if event.get("train_loss") is not None else "nan"}

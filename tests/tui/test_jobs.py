@@ -127,6 +127,8 @@ def test_monitor_eta_and_best_metrics():
     assert m.eta_s() == 40.0
     assert (m.best_val, m.best_acc) == (4.0, 0.8)
     assert "MFU" not in m.render()  # CPU runs have no mfu field
+    m.add({"type": "start", "device": "cuda:0", "amp_dtype": "bfloat16"})
+    assert "[b]device[/b] cuda:0, bfloat16 autocast" in m.render()
     m.add({"type": "step", "step": 21, "mfu": 0.4237})  # CUDA runs: the Trainer's step events carry it
     assert "[b]MFU[/b]    42.4%" in m.render()
 

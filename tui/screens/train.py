@@ -173,7 +173,8 @@ class Monitor:
         if kind == "start":
             self.total_steps = e.get("total_steps") or self.total_steps
             self.start_step = int(e.get("step") or 0)
-            self.device = e.get("device")
+            amp = e.get("amp_dtype")
+            self.device = f"{e.get('device')}, {amp} autocast" if amp and amp != "float32" else e.get("device")
             self.state = "running"
         elif kind == "step":
             for key in ("step", "epoch", "lr", "tokens_per_s", "elapsed_s", "train_loss", "mfu"):
