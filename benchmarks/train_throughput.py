@@ -1,7 +1,8 @@
 """Training throughput: our GPTModel vs transformers.GPT2LMHeadModel (sdpa attention), same run.
 
 Both get the same random token batches, the same AdamW (our decay groups, fused on CUDA), the same
-autocast (bf16 on CUDA, float32 on CPU) and the same torch.compile setting. Dropout is off in both.
+autocast (bf16 on CUDA, float32 on CPU unless --dtype bfloat16) and the same torch.compile setting.
+Dropout is off in both.
 The loss is each model's own training path (--loss inside, the default): ours `model(x, targets=y)`,
 transformers `model(input_ids=x, labels=x)` (it shifts the labels itself, so it scores 1023 of the
 1024 positions); both compute float32 cross-entropy inside the (compiled) forward. --loss outside
@@ -52,6 +53,10 @@ def loss_of(impl: str, model, x: torch.Tensor, y: torch.Tensor, inside: bool) ->
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
 
+def uses_autocast(args, device: torch.device) -> bool:
+    return args.dtype == "bfloat16" or (device.type == "cuda" and args.dtype == "auto")
+
+
 def flops_per_token(model: torch.nn.Module, preset: str, context: int) -> float:
     cfg = get_preset(preset)
     if isinstance(model, GPTModel):  # without its padded vocabulary rows
@@ -67,7 +72,7 @@ def measure(impl: str, args, device: torch.device) -> dict:
     model.train()
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1)
     step_model = torch.compile(model) if args.compile else model
-    amp = device.type == "cuda" and args.dtype != "float32"
+    amp = uses_autocast(args, device)
     g = torch.Generator().manual_seed(1)
     data = torch.randint(0, 50257, (args.batch, args.context + 1), generator=g).to(device)
     x, y = data[:, :-1], data[:, 1:]
@@ -116,7 +121,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32"), help="auto: bf16 autocast on CUDA")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="auto: bf16 autocast on CUDA, float32 on CPU; bfloat16: bf16 autocast on any device")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile both models (default: on for CUDA, off for CPU)")
     p.add_argument("--loss", default="inside", choices=("inside", "outside"),
@@ -140,7 +146,7 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; preset {args.preset}, context {args.context}, batch "
           f"{args.batch}, {args.steps} timed steps after {args.warmup} warm-up; compile={args.compile}; loss {args.loss}; "
           f"vocab multiple (ours) {args.vocab_multiple}; "
-          f"autocast={'bf16' if device.type == 'cuda' and args.dtype != 'float32' else 'off (float32)'}")
+          f"autocast={'bf16' if uses_autocast(args, device) else 'off (float32)'}")
     results = [measure(impl, args, device) for impl in args.impls.split(",")]
     print(f"\n| model | tokens/s | ms/step | MFU | warm-up s | params |")
     print("|---|---:|---:|---:|---:|---:|")
