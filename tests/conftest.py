@@ -47,3 +47,15 @@ def _isolated_app_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATGPT_SCRATCH_DATASETS", str(tmp_path / "datasets"))
     monkeypatch.setenv("CHATGPT_SCRATCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CHATGPT_SCRATCH_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run many small steps: one thread avoids cross-thread sync on a busy 2-core box.
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

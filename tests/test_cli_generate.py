@@ -14,13 +14,7 @@ from chatgpt_scratch.generation import SamplingConfig, generate_text
 from chatgpt_scratch.model import GPTModel, quantize_int8, to_classifier
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids cross-thread sync on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, decode, encode
 CONTEXT = PRESETS["test-tiny"].context_length  # 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run hundreds of small steps: one thread avoids cross-thread sync on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

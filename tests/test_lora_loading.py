@@ -26,13 +26,7 @@ IDS = torch.tensor([[5, 17, 300, 2, 9, 44]])
 MESSAGES = ["WINNER!! Claim your free prize now", "see you at lunch", "ok"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids cross-thread sync on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_adapters(model: torch.nn.Module, seed: int = 1, scale: float = 0.5) -> None:
