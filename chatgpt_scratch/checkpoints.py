@@ -380,7 +380,8 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
     info.config = cfg
     info.preset = preset_name(cfg)
     info.n_params = sum(math.prod(t["shape"]) for t in header.tensors.values())
-    emb = header.tensors.get("tok_emb.weight")
+    # The embedding's dtype; an adapter has none, so its first tensor's.
+    emb = header.tensors.get("tok_emb.weight") or next(iter(header.tensors.values()), None)
     info.dtype = emb["dtype"] if emb else None
     info.created = metadata.get("created") or datetime.fromtimestamp(
         path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")

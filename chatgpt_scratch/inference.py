@@ -40,6 +40,14 @@ def adapted_kind(metadata: dict[str, Any]) -> str | None:
         return None
 
 
+def kind_label(metadata: dict[str, Any]) -> str:
+    """How listings show a checkpoint's kind: its `kind`, an adapter by what it makes ("lora→instruct")."""
+    kind = metadata.get("kind")
+    if kind != "lora-adapter":
+        return kind or "?"
+    return f"lora→{adapted_kind(metadata) or '?'}"
+
+
 def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
                        kind: str | tuple[str, ...] | None = None) -> tuple[Any, dict[str, Any]]:
     """load_checkpoint for full models; for a lora-adapter, its base with the adapter merged in.

@@ -57,6 +57,22 @@ def test_info(folder, capsys):
     assert json.loads(capsys.readouterr().out)["metric_value"] == 0.96
 
 
+def test_an_adapter_is_listed_by_the_kind_it_makes(folder, capsys):
+    from chatgpt_scratch.lora import inject_lora, save_lora_adapter
+
+    base = folder / "pretrained.safetensors"
+    model, _ = load_checkpoint(base)
+    inject_lora(model, rank=2, alpha=4.0)
+    save_lora_adapter(folder / "chat.lora.safetensors", model, base, model_kind="instruct", template="alpaca")
+    assert main(["checkpoints", "list"]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("chat.lora"))
+    assert row[1] == "lora→instruct"
+    assert main(["checkpoints", "info", str(folder / "chat.lora.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert f"kind         lora-adapter of {base.resolve()} (merged, it makes an 'instruct' model)" in out
+    assert "stored as F32" in out
+
+
 def test_info_on_a_corrupt_file_prints_one_error_line(folder, capsys):
     assert main(["checkpoints", "info", str(folder / "broken.safetensors")]) == 1
     captured = capsys.readouterr()

@@ -53,6 +53,7 @@ def _metric(info) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     from chatgpt_scratch.checkpoints import list_checkpoints
+    from chatgpt_scratch.inference import kind_label
     from chatgpt_scratch.model import format_params
     from chatgpt_scratch.paths import checkpoints_dir
 
@@ -74,7 +75,7 @@ def run_list(args: argparse.Namespace) -> int:
             arch += f" +{i.config.n_classes}-class head"
         created = (i.created or "-").replace("T", " ")[:16]
         parent = (i.parent or "-").rsplit("/", 1)[-1].removesuffix(".safetensors")
-        rows.append((i.name, i.kind or "?", arch, format_params(i.n_params), _human_bytes(i.file_size),
+        rows.append((i.name, kind_label(i.metadata), arch, format_params(i.n_params), _human_bytes(i.file_size),
                      created, parent, _metric(i)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
@@ -86,8 +87,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.checkpoints import checkpoint_info
+    from chatgpt_scratch.checkpoints import a_kind, checkpoint_info
     from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.inference import adapted_kind
     from chatgpt_scratch.model import format_params
 
     info = checkpoint_info(args.path)
@@ -98,7 +100,9 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     cfg = info.config
     print(f"{info.path}")
-    print(f"  kind         {info.kind}")
+    print(f"  kind         {info.kind}" + (f" of {info.metadata.get('base')} (merged, it makes "
+                                              f"{a_kind(adapted_kind(info.metadata))} model)"
+                                              if info.kind == "lora-adapter" else ""))
     print(f"  architecture {info.preset or 'custom'}: {cfg.n_layers} layers, width {cfg.emb_dim}, {cfg.n_heads} heads, "
           f"context {cfg.context_length}, vocab {cfg.vocab_size}"
           + (f" (padded to {cfg.padded_vocab_size} rows)" if cfg.padded_vocab_size != cfg.vocab_size else "")

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
+from chatgpt_scratch.inference import kind_label
 from tui import jobs
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ChoicePrompt, ConfirmDialog, TextPrompt
@@ -58,7 +59,7 @@ def row_for(info: Any) -> tuple[str, ...]:
         return (info.name, "BROKEN", "-", "-", human_size(info.file_size), "-", "-", "-")
     created = (info.created or "-")[:16].replace("T", " ")
     preset = info.preset or info.metadata.get("preset") or "custom"  # pretraining may shrink the context
-    return (info.name, info.kind or "?", preset, human_count(info.n_params),
+    return (info.name, kind_label(info.metadata), preset, human_count(info.n_params),
             human_size(info.file_size), created, Path(info.parent).name if info.parent else "-", metric_text(info))
 
 
