@@ -19,7 +19,7 @@ from chatgpt_scratch.training.trainer import Trainer
 
 CFG = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
 SETTINGS = dict(max_steps=4, lr=3e-3, grad_accum=2, warmup_steps=1, min_lr=1e-4, eval_every=2, eval_batches=None,
-                save_every=2, device="cpu", dtype="float32", seed=5)
+                save_every=2, device="cpu", seed=5)
 
 
 def _task(batch_size: int) -> LMTask:

@@ -19,7 +19,6 @@ from chatgpt_scratch.training.events import read_events
 from chatgpt_scratch.training.lm_task import LMTask
 from chatgpt_scratch.training.mfu import flops_per_token, mfu, peak_flops
 from chatgpt_scratch.training.optim import lr_at, param_groups
-from chatgpt_scratch.training import trainer as trainer_module
 from chatgpt_scratch.training.trainer import Trainer, TrainingDiverged
 
 SMALL = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.1)
@@ -54,10 +53,7 @@ def make_model(seed=0, cfg=SMALL) -> GPTModel:
 
 def cfg(**kw) -> TrainConfig:
     base = dict(max_steps=8, lr=3e-3, eval_every=4, eval_batches=2, device="cpu", seed=11)
-    merged = {**base, **kw}
-    # float32 on any CPU (auto picks bf16 where the CPU has it), so the exact comparisons hold everywhere
-    merged.setdefault("dtype", "float32" if merged["device"] == "cpu" else "auto")
-    return TrainConfig(**merged)
+    return TrainConfig(**{**base, **kw})
 
 
 # --- schedule and optimizer groups ------------------------------------------------------------------
@@ -307,15 +303,6 @@ def test_mfu_by_hand():
     assert peak_flops("NVIDIA H200") == 989e12
     assert peak_flops("NVIDIA A100-SXM4-40GB") == 312e12
     assert peak_flops("NVIDIA GeForce RTX 3090") is None
-
-
-@pytest.mark.parametrize("native_bf16, dtype, expected", [
-    (True, "auto", torch.bfloat16), (False, "auto", None), (False, "bfloat16", torch.bfloat16),
-    (True, "float32", None)])
-def test_auto_dtype_on_a_cpu_is_bf16_only_where_the_cpu_does_bf16(tmp_path, monkeypatch, native_bf16, dtype, expected):
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native_bf16)
-    trainer = Trainer(make_task(), make_model(), cfg(dtype=dtype), tmp_path / "run")
-    assert trainer.amp_dtype == expected
 
 
 def test_trainer_mfu_terms_on_a_cuda_device(tmp_path, monkeypatch):

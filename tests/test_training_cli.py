@@ -31,8 +31,8 @@ def text_file(tmp_path) -> Path:
     return path
 
 
-TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--dtype", "float32",
-        "--drop-rate", "0.1", "--eval-batches", "2", "--seed", "3"]
+TINY = ["--preset", "test-tiny", "--context", "16", "--batch-size", "2", "--device", "cpu", "--drop-rate", "0.1",
+        "--eval-batches", "2", "--seed", "3"]
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:
@@ -65,6 +65,21 @@ def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path,
                "--batch-size", "2", "--device", "cpu", "--max-steps", "1", "--out", str(tmp_path / "ck" / "child")])
     assert rc == 0
     assert read_metadata(tmp_path / "ck" / "child.safetensors")["parent"] == str(out.with_suffix(".safetensors"))
+
+
+@pytest.mark.parametrize("native_bf16, dtype, amp, hint", [
+    (True, "auto", "float32", True), (False, "auto", "float32", False), (True, "bfloat16", "bfloat16", False)])
+def test_cpu_dtype_auto_is_float32_with_a_hint_where_bf16_is_native(tmp_path, text_file, capsys, monkeypatch,
+                                                                    native_bf16, dtype, amp, hint):
+    import chatgpt_scratch.device
+
+    monkeypatch.setattr(chatgpt_scratch.device, "cpu_has_native_bf16", lambda: native_bf16)
+    assert main(["pretrain", "--data", str(text_file), *TINY, "--max-steps", "1", "--dtype", dtype,
+                 "--events", "-", "--out", str(tmp_path / "m")]) == 0
+    captured = capsys.readouterr()
+    start = json.loads(captured.out.splitlines()[0])
+    assert start["type"] == "start" and start["amp_dtype"] == amp
+    assert ("hint: this CPU does bfloat16 in hardware; --dtype bfloat16" in captured.err) is hint
 
 
 def test_pretrain_with_a_padded_vocabulary(tmp_path, text_file):

@@ -29,7 +29,7 @@ class TrainConfig:
     save_every: int = 0               # steps between checkpoints (0 = only at the end and on stop)
     seed: int = 123
     device: str = "auto"
-    dtype: str = "auto"               # auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32
+    dtype: str = "auto"               # auto: bf16 autocast on CUDA, float32 elsewhere
     compile: bool = False             # torch.compile the model for the training steps
     log_every: int = 1                # steps between `step` events
     peak_tflops: float | None = None  # GPU peak for MFU; None = look it up from the CUDA device name

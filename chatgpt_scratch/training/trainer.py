@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from chatgpt_scratch.checkpoints import model_tensors, save_checkpoint
-from chatgpt_scratch.device import cpu_has_native_bf16, resolve_device
+from chatgpt_scratch.device import resolve_device
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.training import distributed, state
 from chatgpt_scratch.training.config import TrainConfig
@@ -381,12 +381,10 @@ class Trainer:
         return flops_per_token(n, mcfg.n_layers, mcfg.emb_dim, mcfg.context_length), peak * self.dist.world_size
 
     def _amp_dtype(self) -> torch.dtype | None:
-        """bf16 autocast where the hardware does bf16 math (CUDA; a CPU with AVX512-BF16/AMX), else None."""
+        """bf16 autocast when asked for, or by default on a CUDA GPU that has bf16; else None (float32)."""
         if self.cfg.dtype == "bfloat16":
             return torch.bfloat16
-        if self.cfg.dtype == "auto" and (
-                (self.device.type == "cuda" and torch.cuda.is_bf16_supported())
-                or (self.device.type == "cpu" and cpu_has_native_bf16())):
+        if self.cfg.dtype == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
 
