@@ -156,6 +156,15 @@ class GPTModel(nn.Module):
             positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, -n_tokens:]
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 
+    def set_drop_rate(self, p: float) -> None:
+        """Change the dropout of every layer (e.g. to continue training a checkpoint with another rate)."""
+        self.cfg = self.cfg.with_(drop_rate=p)  # validates p
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif isinstance(module, MultiHeadAttention):
+                module.dropout = p
+
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
         p = self.tok_emb.weight
         return KVCache(self.cfg.n_layers, batch, self.cfg.n_heads, max_len or self.cfg.context_length,

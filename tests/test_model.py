@@ -173,6 +173,20 @@ def test_padded_vocabulary_computes_the_same_and_never_predicts_its_extra_rows()
     assert GPTModel(tied).num_flop_parameters() == GPTModel(tied.with_(vocab_multiple=1)).num_flop_parameters()
 
 
+def test_set_drop_rate_reaches_every_dropout():
+    torch.manual_seed(0)
+    m = GPTModel(TINY)  # drop_rate 0: training-mode forwards are deterministic
+    idx = torch.randint(0, TINY.vocab_size, (1, 9))
+    m.train()
+    assert torch.equal(m(idx), m(idx))
+    m.set_drop_rate(0.5)
+    assert m.cfg.drop_rate == 0.5 and not torch.equal(m(idx), m(idx))
+    assert {mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)} == {0.5}
+    assert all(b.att.dropout == 0.5 for b in m.trf_blocks)
+    with pytest.raises(ScratchError, match="drop_rate must be in"):
+        m.set_drop_rate(1.5)
+
+
 def test_too_long_input_is_a_clear_error(model):
     with pytest.raises(ScratchError) as e:
         model(torch.zeros(1, TINY.context_length + 1, dtype=torch.long))

@@ -65,6 +65,16 @@ def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path,
                "--batch-size", "2", "--device", "cpu", "--max-steps", "1", "--out", str(tmp_path / "ck" / "child")])
     assert rc == 0
     assert read_metadata(tmp_path / "ck" / "child.safetensors")["parent"] == str(out.with_suffix(".safetensors"))
+    # --init keeps the checkpoint's shape: flags that would reshape it are refused; dropout may change
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(verdict), "--init", str(out.with_suffix(".safetensors")), "--untied",
+                 "--vocab-multiple", "64", "--out", str(tmp_path / "ck" / "x")]) == 1
+    assert capsys.readouterr().err == (f"error: --untied, --vocab-multiple shape a new model (--preset); --init "
+                                       f"{out.with_suffix('.safetensors')} continues a checkpoint as it is: drop them\n")
+    assert main(["pretrain", "--data", str(verdict), "--init", str(out.with_suffix(".safetensors")), "--context", "16",
+                 "--batch-size", "2", "--device", "cpu", "--max-steps", "1", "--drop-rate", "0.25",
+                 "--out", str(tmp_path / "ck" / "child2")]) == 0
+    assert json.loads(read_metadata(tmp_path / "ck" / "child2.safetensors")["config"])["drop_rate"] == 0.25
 
 
 @pytest.mark.parametrize("native_bf16, dtype, amp, hint", [

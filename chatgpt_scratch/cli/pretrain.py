@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the corpus held out for validation (default: %(default)s)")
     p.add_argument("--val-split", choices=("chunks", "tail"), default="chunks",
                    help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book) (default: %(default)s)")
-    p.add_argument("--drop-rate", type=float, default=None, help="dropout (default: the preset's)")
+    p.add_argument("--drop-rate", type=float, default=None,
+                   help="dropout (default: the preset's, or the checkpoint's with --init)")
     p.add_argument("--qkv-bias", choices=("on", "off"), default=None, help="bias in the q/k/v projections "
                    "(default: the preset's; the book's ch05 uses off)")
     p.add_argument("--untied", action="store_true", help="separate output head (the book's GPTModel) "
@@ -63,10 +64,19 @@ def _run(args: argparse.Namespace) -> int:
 def _build_model(args: argparse.Namespace):
     from chatgpt_scratch.checkpoints import load_checkpoint
     from chatgpt_scratch.config import get_preset
+    from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.model import GPTModel
 
     if args.init:
+        shaping = {"--qkv-bias": args.qkv_bias is not None, "--untied": args.untied,
+                   "--vocab-multiple": args.vocab_multiple is not None, "--init-style": args.init_style != "gpt2"}
+        if given := [flag for flag, used in shaping.items() if used]:
+            raise ScratchError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} a new model (--preset); "
+                               f"--init {args.init} continues a checkpoint as it is: drop "
+                               f"{'it' if len(given) == 1 else 'them'}")
         model, _ = load_checkpoint(args.init, kind="base")
+        if args.drop_rate is not None:
+            model.set_drop_rate(args.drop_rate)
         return model.float(), str(args.init)
     cfg = get_preset(args.preset)
     changes = {}
