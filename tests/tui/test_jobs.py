@@ -126,11 +126,14 @@ def test_monitor_eta_and_best_metrics():
         m.add(e)
     assert m.eta_s() == 40.0
     assert (m.best_val, m.best_acc) == (4.0, 0.8)
-    assert "MFU" not in m.render()  # CPU runs have no mfu field
+    assert "MFU" not in m.render().plain  # CPU runs have no mfu field
     m.add({"type": "start", "device": "cuda:0", "amp_dtype": "bfloat16"})
-    assert "[b]device[/b] cuda:0, bfloat16 autocast" in m.render()
+    assert "device cuda:0, bfloat16 autocast" in m.render().plain
     m.add({"type": "step", "step": 21, "mfu": 0.4237})  # CUDA runs: the Trainer's step events carry it
-    assert "[b]MFU[/b]    42.4%" in m.render()
+    assert "MFU    42.4%" in m.render().plain
+    # Messages come from the runs (tracebacks, paths): shown as written, never taken as markup
+    m.message = 'ValueError: bad [foo="bar [/b] C:\\runs\\'
+    assert m.render().plain.endswith(m.message)
 
 
 def _wait(condition, timeout: float, what: str):

@@ -103,8 +103,8 @@ async def test_checkpoints_screen_sends_an_adapter_to_the_screen_of_its_kind(tin
         table = screen.query_one("#ckpt-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 3, what="the table")
         table.focus()
-        names = [table.get_row_at(i)[0] for i in range(3)]
-        assert table.get_row_at(names.index("spam.lora"))[1] == "lora→classifier"  # the kind it makes
+        names = [str(table.get_row_at(i)[0]) for i in range(3)]
+        assert str(table.get_row_at(names.index("spam.lora"))[1]) == "lora→classifier"  # the kind it makes
         table.move_cursor(row=names.index("spam.lora"))
         await pilot.press("enter")  # chat with it: refused, this adapter makes a classifier
         await pilot.pause(0.2)

@@ -23,6 +23,9 @@ def set_greedy(screen, max_new_tokens: int) -> None:
     screen.query_one("#chat-input", Input).focus()
 
 
+PROMPT = 'Hello [/b] [x="y'  # markup-like text must stay text everywhere it is shown
+
+
 async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     from chatgpt_scratch.chat import ChatSession
     from chatgpt_scratch.chat_store import ChatStore
@@ -33,23 +36,26 @@ async def test_chat_streams_a_reply_and_stores_it(tiny_base):
         screen = app.screen
         await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
         set_greedy(screen, max_new_tokens=6)
-        await pilot.press(*"Hello", "enter")
+        screen.query_one("#chat-input", Input).value = PROMPT
+        await pilot.press("enter")
         await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id is not None, what="the reply")
         bubbles = list(screen.query("#chat-log .bubble").results(Markdown))
         shown = [b.source for b in bubbles]
         status = str(screen.query_one("#chat-status").render())
+        titles = [str(label.render()) for label in screen.query("#chat-convs Label")]
 
     # The same greedy reply the library gives for the same checkpoint and prompt.
     reference = ChatSession.from_checkpoint(tiny_base, device="cpu",
                                             sampling=SamplingConfig(temperature=0.0, max_new_tokens=6))
-    expected = "".join(reference.send("Hello"))
+    expected = "".join(reference.send(PROMPT))
     assert expected  # a base model continues the text
-    assert shown == ["Hello", expected]
+    assert shown == [PROMPT, expected]
+    assert titles == [PROMPT]  # the conversation list shows the text as typed, brackets and all
     assert "6 tokens" in status and "tok/s" in status
     store = ChatStore()
     [conversation] = store.list_conversations()
     messages = store.get_messages(conversation.id)
-    assert [(m.role, m.content) for m in messages] == [("user", "Hello"), ("assistant", expected)]
+    assert [(m.role, m.content) for m in messages] == [("user", PROMPT), ("assistant", expected)]
     assert messages[1].stats["new_tokens"] == 6
 
 
@@ -118,21 +124,22 @@ async def test_spam_screen_shows_the_label_the_classifier_gives(tiny_classifier)
     from chatgpt_scratch.classify import SpamClassifier
 
     message = "WINNER!! Claim your free prize now, call 09061701461"
-    expected = SpamClassifier.load(tiny_classifier, device="cpu").classify([message, "see you at lunch"])
+    other = 'see you at lunch [/b] [foo="bar'  # markup-like text stays text (it once crashed a table)
+    expected = SpamClassifier.load(tiny_classifier, device="cpu").classify([message, other])
     app = ScratchApp(start="spam", detect_device=False)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.classifier is not None, what="the classifier to load")
-        screen.query_one("#spam-input", TextArea).text = f"{message}\nsee you at lunch"
+        screen.query_one("#spam-input", TextArea).text = f"{message}\n{other}"
         await pilot.press("ctrl+j")
         await wait_until(pilot, lambda: screen.results, what="the prediction")
         label = str(screen.query_one("#spam-label").render())
         table = screen.query_one("#spam-table", DataTable)
-        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         header = app.sub_title
     first = expected[0]
     assert label.startswith(f"{first.label.upper()} {first.probability:.1%}")
-    assert rows == [[p.label, f"{p.probability:.1%}", t] for p, t in zip(expected, [message, "see you at lunch"])]
+    assert rows == [[p.label, f"{p.probability:.1%}", t] for p, t in zip(expected, [message, other])]
     assert "spam: tiny-spam" in header
 
 
@@ -156,9 +163,41 @@ async def test_delete_asks_first_and_only_deletes_on_yes(tiny_base, tiny_classif
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
         await pilot.click("#confirm-yes")
         await wait_until(pilot, lambda: table.row_count == 1, what="the row to go")
-        remaining = table.get_row_at(0)[0]
+        remaining = str(table.get_row_at(0)[0])
     assert not tiny_base.exists()
     assert tiny_classifier.exists() and remaining == "tiny-spam"
+
+
+async def test_header_values_that_look_like_markup_are_shown_as_written(checkpoints_folder):
+    # A pretraining header lists its files as JSON; the panel cuts it at 300 characters, leaving an
+    # open '[{"' that Textual's markup parser once read as a tag (crashing the screen).
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(0)
+    datasets = [{"path": f"/data/[set {i}]/book.txt", "sha256": "ab" * 32} for i in range(5)]
+    odd = 'odd [x="y'  # a file name is anyone's text too
+    save_checkpoint(checkpoints_folder / f"{odd}.safetensors", GPTModel(PRESETS["test-tiny"]), datasets=datasets,
+                    note='a [foo="bar [/b] C:\\x\\')
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 1, what="the table")
+        name = str(table.get_row_at(0)[0])
+        meta = screen.query_one("#ckpt-meta").render()
+        await pilot.press("f1")  # the chat screen's model picker lists it too
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.session is not None, what="the model to load")
+        picked = str(chat.query_one("#chat-model SelectCurrent #label").render())
+        alive = app.is_running
+    assert name == odd and alive
+    assert 'datasets: [{"path": "/data/[set 0]/book.txt"' in meta.plain
+    assert 'note: a [foo="bar [/b] C:\\x\\' in meta.plain and f"{odd}  (base" in meta.plain
+    assert picked.startswith(f"{odd} (base")
 
 
 async def test_broken_checkpoint_is_listed_and_using_it_notifies(checkpoints_folder, tiny_base):
@@ -170,7 +209,7 @@ async def test_broken_checkpoint_is_listed_and_using_it_notifies(checkpoints_fol
         table = screen.query_one("#ckpt-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 2, what="the table")
         table.focus()
-        assert table.get_row_at(0)[:2] == ["cut-short", "BROKEN"]
+        assert [str(c) for c in table.get_row_at(0)[:2]] == ["cut-short", "BROKEN"]
         await pilot.press("enter")  # use for chat
         await pilot.pause(0.2)
         messages = [n.message for n in app._notifications]
@@ -203,7 +242,7 @@ async def test_export_to_hugging_face_then_import_it_back(tiny_base, checkpoints
         await pilot.click("#choice-ok")
         imported = checkpoints_folder / "exported.safetensors"  # named after the folder of model.safetensors
         await wait_until(pilot, lambda: str(imported) in screen.infos, timeout=120, what="the imported row")
-        row = table.get_row(str(imported))
+        row = [str(c) for c in table.get_row(str(imported))]
     assert row[:3] == ["exported", "base", "test-tiny"]
     original, _ = load_checkpoint(tiny_base)
     back, _ = load_checkpoint(imported)
@@ -260,7 +299,7 @@ async def test_runs_started_elsewhere_are_listed_and_the_selection_survives_refr
         screen = app.screen
         table = screen.query_one("#train-runs", DataTable)
         await wait_until(pilot, lambda: table.row_count == 2, what="the runs")
-        rows = [table.get_row_at(i)[:4] for i in range(2)]
+        rows = [[str(c) for c in table.get_row_at(i)[:4]] for i in range(2)]
         screen.select_run(cli_run)
         refreshes = 0
 
@@ -316,7 +355,7 @@ async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, c
         out = checkpoints_folder / "tui-test.safetensors"
         await wait_until(pilot, lambda: str(out) in app.screen.infos, timeout=30, what="the checkpoint row")
         info = app.screen.infos[str(out)]
-        row = table.get_row(str(out))
+        row = [str(c) for c in table.get_row(str(out))]
     assert command.startswith("chatgpt-scratch pretrain --preset test-tiny --data ")
     assert f"--out {out}" in command
     assert info.kind == "base" and info.metadata["preset"] == "test-tiny"

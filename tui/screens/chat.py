@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
 from tui.screens.base import MainScreen
@@ -217,7 +217,7 @@ class ChatScreen(MainScreen):
         view = self.query_one("#chat-convs", ListView)
         view.clear()
         for conv in conversations:
-            item = ListItem(Label(escape(conv.title)), name=str(conv.id))
+            item = ListItem(Label(Content(conv.title)), name=str(conv.id))
             view.append(item)
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
@@ -248,7 +248,7 @@ class ChatScreen(MainScreen):
     # --- sending -------------------------------------------------------------------------------
 
     def set_status(self, text: str) -> None:
-        self.query_one("#chat-status", Label).update(escape(text))
+        self.query_one("#chat-status", Label).update(Content(text))
 
     def clear_log(self) -> None:
         log = self.query_one("#chat-log")
@@ -286,7 +286,7 @@ class ChatScreen(MainScreen):
 
     def show_field_error(self, name: str, message: str) -> None:
         label = self.query_one(f"#s-{name}-error", Label)
-        label.update(escape(message))
+        label.update(Content(message))
         label.set_class(bool(message), "-shown")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

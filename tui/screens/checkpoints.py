@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from chatgpt_scratch.inference import kind_label
@@ -145,14 +147,14 @@ class CheckpointsScreen(MainScreen):
         for info in infos:
             key = str(info.path)
             self.infos[key] = info
-            table.add_row(*row_for(info), key=key)
+            table.add_row(*map(Text, row_for(info)), key=key)  # Text: a str cell would be parsed as markup
         n_broken = sum(not i.ok for i in infos)
         label = f"{len(infos)} checkpoint(s) in {folder}"
         if n_broken:
             label += f" · {n_broken} broken"
         if not infos:
             label = (f"No checkpoints in {folder}. Press i to import GPT-2, or train one in the Train screen (3).")
-        self.query_one("#ckpt-folder", Label).update(label)
+        self.query_one("#ckpt-folder", Label).update(Content(label))
         want = str(select) if select else (str(current) if current else None)
         if want in self.infos:
             table.move_cursor(row=table.get_row_index(want))
@@ -189,18 +191,18 @@ class CheckpointsScreen(MainScreen):
             meta.update("")
             return
         if not info.ok:
-            meta.update(f"[b]{info.name}[/b]\n[red]{_escape(info.error)}[/red]")
+            meta.update(Content.from_markup("[b]$name[/b]\n[red]$error[/red]", name=info.name, error=info.error))
             plot.set_series({})
             return
-        lines = [f"[b]{_escape(info.name)}[/b]  ({info.kind}, {info.dtype or '-'})", f"file: {_escape(str(info.path))}"]
+        # Header values are anyone's text (a cut-off JSON list, a path): $variables, never parsed as markup.
+        lines = [Content.from_markup("[b]$name[/b]  ($kind, $dtype)\nfile: $path", name=info.name,
+                                     kind=info.kind, dtype=info.dtype or "-", path=str(info.path))]
         for key, value in sorted(info.metadata.items()):
-            if key == "config":
-                value = value if isinstance(value, str) else json.dumps(value)
             text = value if isinstance(value, str) else json.dumps(value)
             if len(text) > 300:
                 text = text[:300] + "…"
-            lines.append(f"[b]{_escape(key)}[/b]: {_escape(text)}")
-        meta.update("\n".join(lines))
+            lines.append(Content.from_markup("[b]$key[/b]: $text", key=key, text=text))
+        meta.update(Content("\n").join(lines))
         path = info.path
 
         def work():
@@ -307,7 +309,7 @@ class CheckpointsScreen(MainScreen):
                 model, metadata = load_checkpoint(info.path, "cpu", kind=("base", "instruct"))
                 return export_hf(model, folder, metadata=metadata)
 
-            self.notify(f"Exporting {info.name}…")
+            self.notify(f"Exporting {info.name}…", markup=False)
             self.app.run_worker_thread(work, lambda out: self.notify(f"Exported to {out}", markup=False),
                                        name="export-hf")
 
@@ -370,7 +372,7 @@ class CheckpointsScreen(MainScreen):
         args += ["--out", str(out)]
         row = self.query_one("#ckpt-progress-row")
         row.remove_class("hidden")
-        self.query_one("#ckpt-progress-label", Label).update(f"importing {source}… ")
+        self.query_one("#ckpt-progress-label", Label).update(Content(f"importing {source}… "))
         bar = self.query_one("#ckpt-progress", ProgressBar)
         bar.update(total=100, progress=0)
 
@@ -423,9 +425,3 @@ class _ProgressReader:
             if line.strip():
                 return line.strip().removeprefix("error: ")
         return ""
-
-
-def _escape(text: str | None) -> str:
-    from rich.markup import escape
-
-    return escape(text or "")

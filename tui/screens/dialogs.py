@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
@@ -30,7 +31,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question, id="confirm-question")
+            yield Label(Content(self.question), id="confirm-question")  # names: not markup
             with Horizontal():
                 yield Button("No", id="confirm-no")
                 yield Button(self.yes, id="confirm-yes", variant="error")
@@ -59,7 +60,7 @@ class TextPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(Content(self.question))
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
             with Horizontal():
                 yield Button("Cancel", id="prompt-cancel")
@@ -96,7 +97,7 @@ class ChoicePrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(Content(self.question))
             yield Select(self.options, value=self.options[0][1], allow_blank=False, id="choice-select")
             if self.path_hint:
                 yield Input(placeholder=self.path_hint, id="choice-path")

@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
 
 from tui.screens.base import MainScreen
@@ -81,7 +82,7 @@ class SpamScreen(MainScreen):
             self.load(Path(str(event.value)))
 
     def load(self, path: Path) -> None:
-        self.query_one("#spam-status", Label).update(f"loading {path.name}…")
+        self.query_one("#spam-status", Label).update(Content(f"loading {path.name}…"))
         self.query_one("#spam-result").loading = True
 
         def work():
@@ -96,8 +97,8 @@ class SpamScreen(MainScreen):
             self.classifier = classifier
             self.loaded_path = path
             self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
-            self.query_one("#spam-status", Label).update(
-                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6).")
+            self.query_one("#spam-status", Label).update(Content(
+                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6)."))
 
         self.app.run_worker_thread(work, loaded, name="load-classifier", group="spam-load", exclusive=True)
 
@@ -129,18 +130,19 @@ class SpamScreen(MainScreen):
         first = predictions[0]
         style = "bold red" if first.label.lower() == "spam" else "bold green"
         what = "" if len(texts) == 1 else f" (first of {len(texts)} lines)"
-        self.query_one("#spam-label", Static).update(
-            f"[{style}]{escape(first.label.upper())}[/] {first.probability:.1%}{what}")
+        self.query_one("#spam-label", Static).update(Content.assemble(
+            (first.label.upper(), style), f" {first.probability:.1%}{what}"))
         self.query_one("#spam-bar", ProgressBar).update(total=100, progress=round(first.probability * 100, 1))
-        self.query_one("#spam-status", Label).update(
+        self.query_one("#spam-status", Label).update(Content(
             f"{len(texts)} message{'s' if len(texts) > 1 else ''} classified in {seconds * 1000:.0f} ms "
-            f"with {self.loaded_path.name if self.loaded_path else 'the model'}")
+            f"with {self.loaded_path.name if self.loaded_path else 'the model'}"))
         table = self.query_one("#spam-table", DataTable)
         # Newest results on top; older ones stay below.
         self.results = [(p.label, p.probability, t) for t, p in zip(texts, predictions)] + self.results
         table.clear()
         for label, prob, text in self.results[:500]:
-            table.add_row(label, f"{prob:.1%}", text if len(text) <= 200 else text[:200] + "…")
+            # Text, not a str: a DataTable parses str cells as markup, and messages are anyone's text.
+            table.add_row(label, f"{prob:.1%}", Text(text if len(text) <= 200 else text[:200] + "…"))
 
     def action_clear(self) -> None:
         self.query_one("#spam-input", TextArea).clear()

@@ -13,10 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import (Button, DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane)
 
 from textual.widgets.select import InvalidSelectValueError
@@ -197,13 +198,14 @@ class Monitor:
             return None
         return (self.total_steps - self.step) * self.elapsed_s / done
 
-    def render(self) -> str:
+    def render(self) -> Content:
+        """The metrics panel. Run state, device and messages are $variables: shown as written, never as markup."""
         def fmt(v, spec="", none="-"):
             return none if v is None else format(v, spec)
 
         eta = self.eta_s()
         lines = [
-            f"[b]state[/b]  {escape(self.state or '-')}",
+            "[b]state[/b]  $state",
             f"[b]step[/b]   {fmt(self.step)}/{fmt(self.total_steps)}",
             f"[b]epoch[/b]  {fmt(self.epoch, '.2f')}",
             f"[b]loss[/b]   {fmt(self.train_loss, '.4f')}",
@@ -216,10 +218,11 @@ class Monitor:
         if self.mfu is not None:
             lines.append(f"[b]MFU[/b]    {self.mfu:.1%}")
         if self.device:
-            lines.append(f"[b]device[/b] {escape(self.device)}")
+            lines.append("[b]device[/b] $device")
         if self.message:
-            lines.append(f"[red]{escape(self.message)}[/red]")
-        return "\n".join(lines)
+            lines.append("[red]$message[/red]")
+        return Content.from_markup("\n".join(lines), state=self.state or "-", device=self.device or "",
+                                   message=self.message)
 
 
 def _duration(seconds: float) -> str:
@@ -329,7 +332,7 @@ class TrainScreen(MainScreen):
             options = [(f"preset {p} (new model)", f"preset:{p}") for p in PRESETS]
             # Pretraining continues a base model; fine-tuning starts from a base or instruct one.
             kinds = ("base",) if self.form.task == "pretrain" else ("base", "instruct")
-            options += [(f"{i.name} ({i.kind})", f"checkpoint:{i.path}") for i in infos
+            options += [(Content(f"{i.name} ({i.kind})"), f"checkpoint:{i.path}") for i in infos
                         if i.ok and i.kind in kinds]
             current = start.value
             with start.prevent(Select.Changed):
@@ -388,7 +391,7 @@ class TrainScreen(MainScreen):
         for name in [n for n, _, _ in FIELDS] + ["start", "data", "task", "device", "data-path"]:
             try:
                 label = self.query_one(f"#e-{name}", Label)
-                label.update(escape(errors.get(name, "")))
+                label.update(Content(errors.get(name, "")))
                 label.set_class(name in errors, "-shown")
             except Exception:  # noqa: BLE001 - a row this form does not have
                 pass
@@ -396,7 +399,7 @@ class TrainScreen(MainScreen):
         if errors:
             command.update("[dim](fix the fields marked in red)[/dim]")
         else:
-            command.update(escape(jobs.display_command(self.current_args())))
+            command.update(Content(jobs.display_command(self.current_args())))
         return errors
 
     def current_args(self) -> list[str]:
@@ -483,7 +486,7 @@ class TrainScreen(MainScreen):
         for r in runs:
             step = "-" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
             best = "-" if r.best_val is None else f"{r.best_val:.4f}"
-            table.add_row(r.name, r.task or "?", r.state, step, best, key=str(r.path))
+            table.add_row(Text(r.name), r.task or "?", r.state, step, best, key=str(r.path))  # Text: not markup
         if keep not in self.runs and self.selected is not None:
             # A job started here got its run folder: follow it there.
             linked = next((r for r in runs if r.path.name.startswith(f"{self.selected.name}-")
@@ -547,11 +550,11 @@ class TrainScreen(MainScreen):
         if summary is not None and summary.state not in ("running", "starting") and self.monitor.state in (
                 "", "running"):
             self.monitor.state = summary.state
-        text = self.monitor.render() if self.selected else "Select a run above."
+        text = self.monitor.render() if self.selected else Content("Select a run above.")
         if summary is not None and summary.state in ("interrupted", "failed", "error") and summary.log:
             log = jobs.tail_text(Path(summary.log), 600).strip().splitlines()
             if log:
-                text += f"\n[red]{escape(log[-1])}[/red]"
+                text += Content.from_markup("\n[red]$line[/red]", line=log[-1])
         self.query_one("#train-metrics", Static).update(text)
 
     def action_stop(self) -> None:

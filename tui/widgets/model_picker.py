@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.content import Content
 from textual.widgets import Select
 
 
@@ -32,7 +33,7 @@ class ModelPicker(Select[str]):
         def fill(infos) -> None:
             current = self.value if self.value != Select.BLANK else None
             self.paths = [i.path for i in infos]
-            options = [(option_label(i), str(i.path)) for i in infos]
+            options = [(Content(option_label(i)), str(i.path)) for i in infos]  # file names: not markup
             with self.prevent(Select.Changed):
                 self.set_options(options)
                 if current in {str(p) for p in self.paths}:
