@@ -24,6 +24,20 @@ def _write(path, *events, partial: str = ""):
         f.write(partial)
 
 
+def test_a_checkpoint_finds_the_run_that_wrote_it_not_an_older_one_to_the_same_path(tmp_path, monkeypatch):
+    from tui.screens.checkpoints import find_run_events
+
+    monkeypatch.setenv("CHATGPT_SCRATCH_RUNS", str(tmp_path / "runs"))
+    ckpt = tmp_path / "base.safetensors"
+    for name, step in [("base-20260101-000000", 13), ("base-20260102-000000", 1100)]:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        _write(tmp_path / "runs" / name / jobs.EVENTS_FILE, {"type": "checkpoint", "step": step, "path": str(ckpt)})
+    assert find_run_events(ckpt, {"steps": 13}).parent.name == "base-20260101-000000"
+    assert find_run_events(ckpt, {"steps": 1100}).parent.name == "base-20260102-000000"
+    assert find_run_events(ckpt, {"steps": 500}) is None  # no curve rather than another run's
+    assert find_run_events(ckpt, {}).parent.name == "base-20260102-000000"  # unknown: the newest
+
+
 def test_event_tail_returns_only_complete_new_lines(tmp_path):
     path = tmp_path / "events.jsonl"
     tail = jobs.EventTail(path)

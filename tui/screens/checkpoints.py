@@ -77,12 +77,14 @@ def find_run_events(checkpoint: Path, metadata: dict[str, Any]) -> Path | None:
     if not folder.is_dir():
         return None
     target = checkpoint.resolve()
-    for run in folder.iterdir():
+    steps = metadata.get("steps")  # several runs may have written to this path: the one that wrote this file
+    for run in sorted(folder.iterdir(), reverse=True):  # newest first (names end in the start time)
         events = run / jobs.EVENTS_FILE
         if not events.is_file():
             continue
         for e in jobs.read_events(events):
-            if e.get("type") == "checkpoint" and e.get("path") and Path(e["path"]).resolve() == target:
+            if (e.get("type") == "checkpoint" and e.get("path") and Path(e["path"]).resolve() == target
+                    and (steps is None or e.get("step") == steps)):
                 return events
     return None
 
