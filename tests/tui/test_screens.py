@@ -168,6 +168,24 @@ async def test_delete_asks_first_and_only_deletes_on_yes(tiny_base, tiny_classif
     assert tiny_classifier.exists() and remaining == "tiny-spam"
 
 
+async def test_spam_screen_opens_with_the_most_accurate_classifier(tiny_classifier, checkpoints_folder):
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(2)  # "a-..." sorts first but is less accurate than tiny-spam (0.875)
+    save_checkpoint(checkpoints_folder / "a-spam.safetensors", GPTModel(PRESETS["test-tiny"].with_(n_classes=2)),
+                    kind="classifier", labels=["ham", "spam"], val_acc=0.5)
+    app = ScratchApp(start="spam", detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.classifier is not None, what="a classifier to load")
+        loaded = screen.loaded_path
+    assert loaded == tiny_classifier
+
+
 async def test_header_values_that_look_like_markup_are_shown_as_written(checkpoints_folder):
     # A pretraining header lists its files as JSON; the panel cuts it at 300 characters, leaving an
     # open '[{"' that Textual's markup parser once read as a tag (crashing the screen).

@@ -20,7 +20,7 @@ from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ConfirmDialog, TextPrompt
-from tui.widgets.model_picker import ModelPicker
+from tui.widgets.model_picker import ModelPicker, best_checkpoint
 
 FLUSH_EVERY_S = 0.05
 
@@ -153,7 +153,7 @@ class ChatScreen(MainScreen):
             # A full instruct model first, then an instruct adapter (slower to load: base + merge).
             instruct = ([i for i in infos if i.kind == "instruct"]
                         or [i for i in infos if adapted_kind(i.metadata) == "instruct"])
-            wanted = (instruct or infos)[0].path
+            wanted = best_checkpoint(instruct or infos).path
         if wanted is not None and wanted != self.loaded_path:
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)

@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
 
 from tui.screens.base import MainScreen
-from tui.widgets.model_picker import ModelPicker
+from tui.widgets.model_picker import ModelPicker, best_checkpoint
 
 NO_CLASSIFIER = (
     "No classifier checkpoint yet. Make one in the Train screen (3): task 'spam fine-tune', "
@@ -70,9 +70,7 @@ class SpamScreen(MainScreen):
             status.update(NO_CLASSIFIER)
             return
         if self.classifier is None and wanted is None:
-            wanted = infos[-1].path if len(infos) == 1 else None
-            if wanted is None:
-                status.update("Pick a classifier above.")
+            wanted = best_checkpoint(infos).path  # the highest val accuracy; the picker switches
         if wanted is not None and wanted != self.loaded_path:
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)
