@@ -182,9 +182,9 @@ class GPTModel(nn.Module):
         """The N of MFU's 6·N FLOPs per token: the parameters used as matmul weights for every token,
         i.e. all but the position embedding (a lookup) and the rows of a padded vocabulary."""
         padding_rows = self.cfg.padded_vocab_size - self.cfg.vocab_size
-        heads_padded = 1 if self.cfg.tie_embeddings or self.cfg.n_classes is not None else 2
+        padded_matrices = 1 if self.cfg.tie_embeddings or self.cfg.n_classes is not None else 2  # emb (+ head)
         return (self.num_parameters() - self.pos_emb.weight.numel()
-                - padding_rows * self.cfg.emb_dim * heads_padded)
+                - padding_rows * self.cfg.emb_dim * padded_matrices)
 
     def memory_bytes(self, dtype: torch.dtype = torch.float32) -> int:
         """Bytes the weights take in the given dtype (not counting activations or caches)."""
