@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from chatgpt_scratch.classify import classifier_logits
 from chatgpt_scratch.config import get_preset
-from chatgpt_scratch.data.spam import PAD_ID, collate
+from chatgpt_scratch.data.spam import PAD_ID
 from chatgpt_scratch.model import GPTModel, to_classifier
 from chatgpt_scratch.training.spam_task import SpamTask, batches, prepare_spam_data, set_trainable
 

@@ -148,7 +148,7 @@ def main() -> None:
           f"vocab multiple (ours) {args.vocab_multiple}; "
           f"autocast={'bf16' if uses_autocast(args, device) else 'off (float32)'}")
     results = [measure(impl, args, device) for impl in args.impls.split(",")]
-    print(f"\n| model | tokens/s | ms/step | MFU | warm-up s | params |")
+    print("\n| model | tokens/s | ms/step | MFU | warm-up s | params |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         mfu = f"{100 * r['tokens_per_s'] * r['flops_per_token'] / peak:.1f}%" if peak else "n/a"

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import nn
 
 from chatgpt_scratch.data.instruct import InstructionExample
@@ -119,24 +118,12 @@ def rouge_l(references: Sequence[str], candidates: Sequence[str]) -> list[float]
 def response_loss(model: nn.Module, examples: Sequence[InstructionExample], template: PromptTemplate,
                   batch_size: int = 8, max_length: int | None = None) -> float:
     """Mean cross-entropy per token of the reference responses (and their end token) given the prompts."""
-    from chatgpt_scratch.data.instruct import IGNORE_INDEX, encode_examples, iterate_batches
-    from chatgpt_scratch.training.instruct_task import instruct_loss
+    from chatgpt_scratch.data.instruct import encode_examples, iterate_batches
+    from chatgpt_scratch.training.instruct_task import token_mean_loss
 
     max_length = max_length or model.cfg.context_length
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    try:
-        with torch.no_grad():
-            for inputs, targets in iterate_batches(encode_examples(examples, template), batch_size, max_length,
-                                                   mask_instructions=True):
-                inputs, targets = inputs.to(device), targets.to(device)
-                total += instruct_loss(model, inputs, targets, reduction="sum").item()
-                count += int((targets != IGNORE_INDEX).sum())
-    finally:
-        model.train(was_training)
-    return total / max(count, 1)
+    return token_mean_loss(model, iterate_batches(encode_examples(examples, template), batch_size, max_length,
+                                                  mask_instructions=True))
 
 
 # --- Ollama judge ---------------------------------------------------------------------------------

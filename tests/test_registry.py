@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from chatgpt_scratch import paths
-from chatgpt_scratch.data import registry
 from chatgpt_scratch.data.registry import REGISTRY, DatasetInfo, resolve_dataset
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.fileio import sha256_file
 
 TEXT = b"I HAD always thought Jack Gisburn rather a cheap genius\n" * 50
 
@@ -58,7 +58,7 @@ def test_registry_entries_match_sources(dataset):
     for name in ("the-verdict", "instruction-data"):
         info = REGISTRY[name]
         path = dataset(info.filename)
-        assert registry.sha256_file(path) == info.sha256
+        assert sha256_file(path) == info.sha256
         assert path.stat().st_size == info.size
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from chatgpt_scratch import paths
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import sha256_file
 
 
 @dataclass(frozen=True)

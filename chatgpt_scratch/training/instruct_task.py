@@ -16,7 +16,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,26 @@ def instruct_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     return F.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 
+def token_mean_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    max_batches: int | None = None) -> float:
+    """Loss per target token over (inputs, targets) batches (up to max_batches), in eval mode, no gradients."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        with torch.no_grad():
+            for i, (inputs, targets) in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                inputs, targets = inputs.to(device), targets.to(device)
+                total += instruct_loss(model, inputs, targets, reduction="sum").item()
+                count += int((targets != IGNORE_INDEX).sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
 class InstructTask:
     """Task protocol (training/task.py) for instruction fine-tuning."""
 
@@ -156,24 +176,9 @@ class InstructTask:
     def mean_loss(self, model: nn.Module, examples: Sequence[EncodedExample], max_batches: int | None = None,
                   mask_instructions: bool | None = None) -> float:
         """Token-weighted mean loss over (up to max_batches of) examples, in eval mode."""
-        wrapped = getattr(model, "module", model)
-        was_training = wrapped.training
-        wrapped.eval()
-        device = next(wrapped.parameters()).device
         mask = self.mask_instructions if mask_instructions is None else mask_instructions
-        total, count = 0.0, 0
-        try:
-            with torch.no_grad():
-                for i, (inputs, targets) in enumerate(iterate_batches(examples, self.batch_size,
-                                                                      self.max_length, mask)):
-                    if max_batches is not None and i >= max_batches:
-                        break
-                    inputs, targets = inputs.to(device), targets.to(device)
-                    total += instruct_loss(wrapped, inputs, targets, reduction="sum").item()
-                    count += int((targets != IGNORE_INDEX).sum())
-        finally:
-            wrapped.train(was_training)
-        return total / max(count, 1)
+        return token_mean_loss(getattr(model, "module", model),
+                               iterate_batches(examples, self.batch_size, self.max_length, mask), max_batches)
 
     def evaluate(self, model: nn.Module, max_batches: int | None) -> dict[str, float]:
         """val_loss (the Trainer adds val_ppl) and train_eval_loss on the first training batches, as the book prints.
