@@ -40,6 +40,21 @@ from chatgpt_scratch.errors import ScratchError
 # output projection, both feed-forward layers, and the output head (the book adapts all).
 DEFAULT_TARGETS: tuple[str, ...] = ("att.qkv", "att.out_proj", "ff.layers.0", "ff.layers.2", "out_head")
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
+# The short names `--lora-targets` takes, and the layers each stands for.
+TARGET_GROUPS: dict[str, tuple[str, ...]] = {
+    "qkv": ("att.qkv",), "out_proj": ("att.out_proj",), "ff": ("ff.layers.0", "ff.layers.2"), "head": ("out_head",),
+}
+
+
+def parse_targets(spec: str) -> tuple[str, ...]:
+    """"qkv,ff" -> ("att.qkv", "ff.layers.0", "ff.layers.2"); "all" -> DEFAULT_TARGETS."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["all"]:
+        return DEFAULT_TARGETS
+    unknown = [n for n in names if n not in TARGET_GROUPS]
+    if unknown or not names:
+        raise ScratchError(f"--lora-targets {spec!r}: use all, or a comma list of {', '.join(TARGET_GROUPS)}")
+    return tuple(layer for n in names for layer in TARGET_GROUPS[n])
 
 
 class LoRALinear(nn.Module):

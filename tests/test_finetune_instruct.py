@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, read_safetensors_header, save_checkpoint
 from chatgpt_scratch.cli import main
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.data.instruct import EncodedExample
@@ -76,6 +76,28 @@ def test_lora_run_saves_a_small_adapter_and_the_merged_model(tmp_path, base):
     original, _ = load_checkpoint(base)
     assert not torch.allclose(original(ids), merged(ids), atol=1e-3)  # training changed the model
     assert torch.equal(original.tok_emb.weight, merged.tok_emb.weight)  # only adapters trained
+
+
+def test_lora_targets_choose_the_layers_and_leaving_out_the_head_keeps_it_tied(tmp_path, base, capsys):
+    data = write_data(tmp_path / "data.json")
+    files = {}
+    for targets in ("all", "qkv,ff"):
+        out = tmp_path / "ck" / targets.replace(",", "-")
+        assert main(["finetune-instruct", "--data", str(data), "--init", str(base), "--out", str(out),
+                     "--lora-rank", "2", "--lora-targets", targets, "--no-eval", *COMMON, "--max-steps", "2"]) == 0
+        files[targets] = (out.with_suffix(".safetensors"), out.with_name(out.name + ".lora.safetensors"))
+    layers = read_metadata(files["qkv,ff"][1])["lora_layers"]
+    assert layers and all(name.endswith(("att.qkv", "ff.layers.0", "ff.layers.2")) for name in layers)
+    assert "out_head" in read_metadata(files["all"][1])["lora_layers"]
+    tensors = {t: read_safetensors_header(files[t][0]).tensors for t in files}
+    assert "out_head.weight" in tensors["all"]  # an adapted tied head is merged into a head of its own
+    assert "out_head.weight" not in tensors["qkv,ff"]  # still tied: the base's size
+    assert files["qkv,ff"][0].stat().st_size == pytest.approx(base.stat().st_size, rel=0.01)
+    capsys.readouterr()
+    assert main(["finetune-instruct", "--data", str(data), "--init", str(base), "--lora-rank", "2",
+                 "--lora-targets", "qkv,mlp", *COMMON]) == 1
+    assert capsys.readouterr().err == ("error: --lora-targets 'qkv,mlp': use all, or a comma list of qkv, "
+                                       "out_proj, ff, head\n")
 
 
 def test_bad_data_stops_before_training(tmp_path, base, capsys):

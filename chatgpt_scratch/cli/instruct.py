@@ -72,10 +72,14 @@ def _register_finetune(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only the first N entries (quick trials)")
     lora = p.add_argument_group("LoRA")
     lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
-                      help="train rank-R adapters on every linear layer (attention, feed-forward, output head) "
-                      "instead of all weights")
+                      help="train rank-R adapters instead of all weights, on every linear layer (attention, "
+                      "feed-forward, output head) or those --lora-targets names")
     lora.add_argument("--lora-alpha", type=float, default=None, metavar="A",
                       help="adapter updates are scaled by A/R (default: A = 2R)")
+    lora.add_argument("--lora-targets", default="all", metavar="LIST",
+                      help="layers that get adapters: all, or a comma list of qkv, out_proj, ff, head "
+                      "(default: all). A model whose head shares the token embedding (GPT-2's) gets its own head "
+                      "matrix when an adapted head is merged; leave out head to keep the merged file its base's size")
     ev = p.add_argument_group("evaluation after training")
     _add_eval_args(ev)
     ev.add_argument("--no-eval", action="store_true", help="skip the test-split responses and scores")
@@ -113,6 +117,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         raise ScratchError(f"--lora-rank must be at least 1, got {args.lora_rank}")
     if args.lora_rank is not None and not args.init:
         raise ScratchError("--lora-rank needs --init CHECKPOINT: an adapter is saved relative to its base file")
+    if args.lora_rank:
+        from chatgpt_scratch.lora import parse_targets
+
+        lora_targets = parse_targets(args.lora_targets)  # a typo fails here, before any work
     template = get_template(args.template)
     data_path = resolve_dataset(args.data)
     data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit)
@@ -135,8 +143,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         from chatgpt_scratch.lora import inject_lora
 
         alpha = args.lora_alpha if args.lora_alpha is not None else 2.0 * args.lora_rank
-        inject_lora(model, args.lora_rank, alpha)
-        what = f"LoRA rank {args.lora_rank}, alpha {alpha:g}"
+        inject_lora(model, args.lora_rank, alpha, targets=lora_targets)
+        what = f"LoRA rank {args.lora_rank}, alpha {alpha:g}, on {args.lora_targets}"
     else:
         what = "all weights"
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
