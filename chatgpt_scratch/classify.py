@@ -77,8 +77,8 @@ def classifier_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor
         x = model.embed(ids)  # (B, T, emb_dim)
         for block in model.trf_blocks[:max(n_frozen - 1, 0)]:
             x = block(x)
-    for block in model.trf_blocks[max(n_frozen - 1, 0):]:
-        x = block(x)
+    for layer in range(max(n_frozen - 1, 0), len(model.trf_blocks)):
+        x = model.run_block(layer, x)
     pooled = pool_hidden(model.final_norm(x), lengths, pool)  # (B, emb_dim)
     # Pooling before the head equals pooling the per-token logits (the head is linear), at 1/T the cost.
     return model.head(pooled)

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from chatgpt_scratch.attention import KVCache, MultiHeadAttention
 from chatgpt_scratch.config import GPTConfig
@@ -99,6 +100,7 @@ class GPTModel(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
+        self.activation_checkpointing = False  # trade compute for training memory: see run_block
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -134,11 +136,21 @@ class GPTModel(nn.Module):
         """The final-norm output (batch, n_tokens, emb_dim), before the head."""
         x = self.embed(idx, cache, attention_mask)
         key_is_real = attention_mask.bool() if attention_mask is not None else None
-        for layer, block in enumerate(self.trf_blocks):
-            x = block(x, cache, layer, key_is_real)
+        for layer in range(len(self.trf_blocks)):
+            x = self.run_block(layer, x, cache, key_is_real)
         if cache is not None:
             cache.length += idx.shape[1]
         return self.final_norm(x)
+
+    def run_block(self, layer: int, x: torch.Tensor, cache: KVCache | None = None,
+                  key_is_real: torch.Tensor | None = None) -> torch.Tensor:
+        """Transformer block `layer` on x (batch, n_tokens, emb_dim). With activation checkpointing
+        (training only) just the block's input is kept, and backward runs the block again, with
+        the same dropout masks: the same gradients for far less memory."""
+        block = self.trf_blocks[layer]
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
+            return checkpoint(block, x, None, layer, key_is_real, use_reentrant=False)
+        return block(x, cache, layer, key_is_real)
 
     def embed(self, idx: torch.Tensor, cache: KVCache | None = None,
               attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -187,6 +187,34 @@ def test_set_drop_rate_reaches_every_dropout():
         m.set_drop_rate(1.5)
 
 
+def test_activation_checkpointing_gives_the_same_gradients_for_far_less_saved_memory():
+    cfg = TINY.with_(drop_rate=0.1, n_layers=4)  # dropout on: the recomputed blocks must reuse its masks
+    idx = torch.randint(0, cfg.vocab_size, (2, 24), generator=torch.Generator().manual_seed(3))
+    results = {}
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        m = GPTModel(cfg).train()
+        m.activation_checkpointing = recompute
+        weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
+        kept = {}  # the distinct storages autograd keeps for the backward pass
+
+        def remember(t: torch.Tensor) -> torch.Tensor:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(remember, lambda t: t):
+            torch.manual_seed(1)
+            loss = m(idx, targets=idx)
+        loss.backward()
+        saved = sum(n for ptr, n in kept.items() if ptr not in weights)
+        results[recompute] = (loss.detach(), {n: p.grad for n, p in m.named_parameters()}, saved)
+    (loss_a, grads_a, mem_a), (loss_b, grads_b, mem_b) = results[False], results[True]
+    torch.testing.assert_close(loss_b, loss_a, rtol=0, atol=0)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=0, atol=1e-6)
+    assert mem_b < 0.5 * mem_a
+
+
 def test_too_long_input_is_a_clear_error(model):
     with pytest.raises(ScratchError) as e:
         model(torch.zeros(1, TINY.context_length + 1, dtype=torch.long))

@@ -145,6 +145,13 @@ def test_grad_accumulation_equals_a_bigger_batch(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=0, atol=1e-5)
 
 
+def test_activation_checkpointing_trains_exactly_as_without(tmp_path):
+    # Dropout on: the recomputed blocks must draw the same masks as the forward did.
+    runs = [Trainer(make_task(), make_model(), cfg(max_steps=4, activation_checkpointing=c), tmp_path / str(c)).run()
+            for c in (False, True)]
+    np.testing.assert_allclose(runs[1].train_losses, runs[0].train_losses, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_compiled_training_matches_eager(tmp_path, device):
     # --compile: torch.compile over the whole forward, the loss included (model(x, targets=y)).

@@ -160,7 +160,8 @@ def test_pretrain_needs_data_and_a_start(tmp_path, capsys):
     assert "--preset NAME (fresh weights) or --init CHECKPOINT" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--max-steps", "--grad-accum", "--save-every", "--events", "--resume", "--compile"])
+@pytest.mark.parametrize("flag", ["--max-steps", "--grad-accum", "--save-every", "--events", "--resume", "--compile",
+                                  "--activation-checkpointing"])
 def test_help_lists_the_trainer_flags(flag, capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])

@@ -31,6 +31,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"               # auto: bf16 autocast on CUDA, float32 elsewhere
     compile: bool = False             # torch.compile the model for the training steps
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
     log_every: int = 1                # steps between `step` events
     peak_tflops: float | None = None  # GPU peak for MFU; None = look it up from the CUDA device name
 

@@ -80,6 +80,8 @@ class Trainer:
         if device.type == "cuda":  # float32 matmuls outside autocast (--dtype float32, the loss) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(device)
+        if hasattr(self.model, "activation_checkpointing"):
+            self.model.activation_checkpointing = cfg.activation_checkpointing
         self.checkpoint_path, self.best_path = checkpoint_paths(out if out is not None else self.run_dir / "model")
         self.metadata = dict(metadata or {})
         self.resume = resume
