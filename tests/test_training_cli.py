@@ -92,6 +92,25 @@ def test_cpu_dtype_auto_is_float32_with_a_hint_where_bf16_is_native(tmp_path, te
     assert ("hint: this CPU does bfloat16 in hardware; --dtype bfloat16" in captured.err) is hint
 
 
+def test_pretrain_validates_on_a_held_out_file_of_your_own(tmp_path, text_file, capsys):
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text("A different text to validate on, short but long enough. " * 20, encoding="utf-8")
+    out = tmp_path / "m"
+    assert main(["pretrain", "--data", str(text_file), "--val-data", str(held_out), *TINY, "--max-steps", "2",
+                 "--eval-every", "1", "--events", "-", "--out", str(out)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    meta = read_metadata(out.with_suffix(".safetensors"))
+    assert meta["val_datasets"] == [{"path": str(held_out), "sha256": sha256_file(held_out)}]
+    assert meta["datasets"] == [{"path": str(text_file), "sha256": sha256_file(text_file)}]
+    assert meta["val_windows"] == (meta["val_tokens"] - 1) // 16  # every window from the held-out text
+    assert [e["step"] for e in events if e["type"] == "eval"] == [1, 2]
+    # The same text on both sides says nothing about generalisation: refused before any work.
+    assert main(["pretrain", "--data", str(text_file), "--val-data", str(text_file), *TINY,
+                 "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err == (f"error: --val-data {text_file} is also in --data: a validation set "
+                                       "must be text the model does not train on\n")
+
+
 def test_pretrain_with_a_padded_vocabulary(tmp_path, text_file):
     out = tmp_path / "padded"
     assert main(["pretrain", "--data", str(text_file), *TINY, "--max-steps", "2", "--vocab-multiple", "64",

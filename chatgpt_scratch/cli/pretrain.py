@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--context", type=int, default=256, help="tokens per training window (<= the model's context; default: %(default)s)")
     p.add_argument("--stride", type=int, default=None, help="step between window starts (default: --context)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the corpus held out for validation (default: %(default)s)")
+    p.add_argument("--val-data", nargs="+", metavar="PATH", default=None,
+                   help="validate on these files or folders instead of a share of --data (all of --data then trains)")
     p.add_argument("--val-split", choices=("chunks", "tail"), default="chunks",
                    help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book) (default: %(default)s)")
     p.add_argument("--drop-rate", type=float, default=None,
@@ -111,8 +113,23 @@ def _build_task(args: argparse.Namespace, model_context: int):
         raise ScratchError(f"--context {args.context} is longer than the model's context of {model_context}; "
                            "lower --context")
     corpus = load_corpus(args.data)
-    train, val = split_runs(corpus.n_tokens, args.val_fraction, args.seed, chunk_tokens=16 * args.context,
-                            mode=args.val_split)
-    meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split}
-    return LMTask(corpus.ids, train, val, context=args.context, stride=args.stride or args.context,
+    if getattr(args, "val_data", None):
+        # A held-out set of your own: appended after the training tokens, each side one run.
+        import numpy as np
+
+        held_out = load_corpus(args.val_data)
+        shared = [str(f) for f, h in zip(held_out.files, held_out.sha256) if h in set(corpus.sha256)]
+        if shared:
+            raise ScratchError(f"--val-data {shared[0]} is also in --data: a validation set must be text "
+                               "the model does not train on")
+        ids = np.concatenate([corpus.ids, held_out.ids])
+        train, val = [(0, corpus.n_tokens)], [(corpus.n_tokens, len(ids))]
+        meta = {**corpus.metadata(), "val_datasets": held_out.metadata()["datasets"],
+                "val_tokens": held_out.n_tokens}
+    else:
+        ids = corpus.ids
+        train, val = split_runs(corpus.n_tokens, args.val_fraction, args.seed, chunk_tokens=16 * args.context,
+                                mode=args.val_split)
+        meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split}
+    return LMTask(ids, train, val, context=args.context, stride=args.stride or args.context,
                   batch_size=args.batch_size, seed=args.seed, metadata=meta)
