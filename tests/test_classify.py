@@ -135,6 +135,23 @@ def test_frozen_prefix_runs_without_autograd_and_gives_the_same_gradients():
             assert p.grad is None
 
 
+def test_activation_checkpointing_in_the_classifier_gives_the_same_gradients():
+    # The trainable blocks go through GPTModel.run_block, which recomputes them in backward.
+    model = tiny_classifier(n_layers=3).train()
+    set_trainable(model, "last-2")
+    checkpointed = copy.deepcopy(model)
+    checkpointed.activation_checkpointing = True
+    batch = next(_task().train_batches(0))
+    losses = [_task().loss(m, batch) for m in (model, checkpointed)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=0)
+    for (name, p), q in zip(model.named_parameters(), checkpointed.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=1e-7)
+
+
 def test_train_layers_errors():
     assert parse_train_layers("last-3", 12) == 3
     with pytest.raises(ScratchError, match="the model has 2 blocks; use last-1 .. last-2"):
