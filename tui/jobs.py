@@ -211,16 +211,18 @@ def jobs_dir(runs_folder: Path) -> Path:
     return runs_folder / JOBS_SUBDIR
 
 
-def link_jobs(runs_folder: Path) -> None:
+def link_jobs(runs_folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Tie each job started here to the run folder its CLI made (`NAME-TIMESTAMP`), once it exists.
 
     The CLI picks the folder name; the TUI gives every new job a unique output NAME, so the
-    folder that starts with NAME- and was made after the launch is its run.
+    folder that starts with NAME- and was made after the launch is its run. Returns the job
+    records (path, record) still without a run folder.
     """
     folder = jobs_dir(runs_folder)
     if not folder.is_dir():
-        return
-    for record_path in folder.glob("*.json"):
+        return []
+    unlinked = []
+    for record_path in sorted(folder.glob("*.json")):
         record = _read_json(record_path)
         if not record or record.get("run_dir"):
             continue
@@ -234,18 +236,15 @@ def link_jobs(runs_folder: Path) -> None:
             (d / JOB_FILE).write_text(json.dumps(record))
             record_path.write_text(json.dumps(record))
             break
+        else:
+            unlinked.append((record_path, record))
+    return unlinked
 
 
-def pending_jobs(runs_folder: Path) -> list[RunSummary]:
+def pending_jobs(unlinked: list[tuple[Path, dict[str, Any]]]) -> list[RunSummary]:
     """Jobs started here whose run folder does not exist (yet): starting, or failed before training."""
     out = []
-    folder = jobs_dir(runs_folder)
-    if not folder.is_dir():
-        return out
-    for record_path in sorted(folder.glob("*.json")):
-        record = _read_json(record_path)
-        if not record or record.get("run_dir"):
-            continue
+    for record_path, record in unlinked:
         pid = _int(record.get("pid"))
         alive = pid_alive(pid)
         out.append(RunSummary(name=str(record.get("name", record_path.stem)), path=record_path.with_suffix(""),
@@ -265,26 +264,21 @@ def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    link_jobs(folder)
+    pending = pending_jobs(link_jobs(folder))
     dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
             and any((d / f).exists() for f in (EVENTS_FILE, JOB_FILE, RUN_FILE))]
-    runs = pending_jobs(folder) + [summarize_run(d) for d in dirs]
-    runs.sort(key=lambda r: _mtime(r.path) if r.path.is_dir() else _mtime_file(r.path.with_suffix(".json")),
-              reverse=True)
+    runs = pending + [summarize_run(d) for d in dirs]
+    # A run folder by its newest file; a pending job (RUNS/.tui-jobs/NAME) by its record NAME.json.
+    runs.sort(key=lambda r: _mtime(r.path, (EVENTS_FILE, RUN_FILE, JOB_FILE)) if r.path.is_dir()
+              else _mtime(r.path.parent, (r.path.name + ".json",)), reverse=True)
     return runs
 
 
-def _mtime_file(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _mtime(d: Path) -> float:
-    for name in (EVENTS_FILE, RUN_FILE, JOB_FILE):
+def _mtime(folder: Path, names: tuple[str, ...]) -> float:
+    """The modification time of the first of `names` that exists in `folder` (0 if none does)."""
+    for name in names:
         try:
-            return (d / name).stat().st_mtime
+            return (folder / name).stat().st_mtime
         except OSError:
             continue
     return 0.0

@@ -445,7 +445,7 @@ class ChatScreen(MainScreen):
 
     def action_copy_message(self) -> None:
         """Copy the selected message, or the last reply when none is selected."""
-        if self.selected_bubble is not None and self.selected_bubble in self.bubbles():
+        if self.selected_bubble is not None and self.selected_bubble.is_attached:  # not removed by /clear or regenerate
             self.app.copy_to_clipboard(self.selected_bubble.source)
             self.notify("Message copied to the clipboard.")
             return

@@ -475,8 +475,8 @@ class TrainScreen(MainScreen):
         table = self.query_one("#train-runs", DataTable)
         self.runs = {str(r.path): r for r in runs}
         for r in runs:  # a job started in this session that died: say so once, with its last words
-            if r.state in ("failed", "interrupted") and r.log and str(r.path) not in self.announced and any(
-                    Path(r.log).stem == name for name in self.procs_started):
+            if (r.state in ("failed", "interrupted") and r.log and str(r.path) not in self.announced
+                    and Path(r.log).stem in self.procs_started):
                 self.announced.add(str(r.path))
                 last = jobs.tail_text(Path(r.log), 600).strip().splitlines()
                 self.notify(f"{r.name} {r.state}: {last[-1] if last else 'no output'}", severity="error",
@@ -487,10 +487,9 @@ class TrainScreen(MainScreen):
             step = "-" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
             best = "-" if r.best_val is None else f"{r.best_val:.4f}"
             table.add_row(Text(r.name), r.task or "?", r.state, step, best, key=str(r.path))  # Text: not markup
-        if keep not in self.runs and self.selected is not None:
-            # A job started here got its run folder: follow it there.
-            linked = next((r for r in runs if r.path.name.startswith(f"{self.selected.name}-")
-                           and self.selected.parent.name == jobs.JOBS_SUBDIR), None)
+        if keep not in self.runs and self.selected is not None and self.selected.parent.name == jobs.JOBS_SUBDIR:
+            # A job started here got its run folder (its log is still the job's NAME.log): follow it there.
+            linked = next((r for r in runs if r.log and Path(r.log).stem == self.selected.name), None)
             if linked is not None:
                 self.select_run(linked.path)
                 keep = str(linked.path)
@@ -587,17 +586,10 @@ class TrainScreen(MainScreen):
             self.notify(f"{summary.name} is {summary.state}; only a stopped run can be resumed.",
                         severity="warning", markup=False)
             return
-        if summary.path.parent.name == jobs.JOBS_SUBDIR:
-            self.notify("This job failed before training began; fix the form and start it again.",
-                        severity="warning")
-            return
         task = summary.task or (summary.command[0] if summary.command else "")
         if task not in {v for _, v in TASKS}:
             self.notify("Cannot tell which command made this run (no run.json); resume it from a shell "
                         "with --resume.", severity="warning")
-            return
-        if summary.pid and jobs.pid_alive(summary.pid):
-            self.notify(f"{summary.name} is still running.", severity="warning", markup=False)
             return
         # The CLI reloads the run's own flags from its run.json; --resume is all it needs.
         name = f"{summary.name}-resume-{datetime.now().strftime('%H%M%S')}"
