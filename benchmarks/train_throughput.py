@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 from chatgpt_scratch.config import get_preset
 from chatgpt_scratch.model import GPTModel
+from chatgpt_scratch.training.mfu import flops_per_token, peak_flops
 from chatgpt_scratch.training.optim import build_optimizer
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def build(impl: str, preset: str, context: int, device: torch.device, vocab_multiple: int = 1) -> torch.nn.Module:
@@ -57,13 +57,13 @@ def uses_autocast(args, device: torch.device) -> bool:
     return args.dtype == "bfloat16" or (device.type == "cuda" and args.dtype == "auto")
 
 
-def flops_per_token(model: torch.nn.Module, preset: str, context: int) -> float:
+def model_flops_per_token(model: torch.nn.Module, preset: str, context: int) -> float:
     cfg = get_preset(preset)
     if isinstance(model, GPTModel):  # without its padded vocabulary rows
         n_params = model.num_flop_parameters()
     else:
         n_params = sum(p.numel() for p in model.parameters()) - context * cfg.emb_dim  # minus position embedding
-    return 6 * n_params + 12 * cfg.n_layers * cfg.emb_dim * context
+    return flops_per_token(n_params, cfg.n_layers, cfg.emb_dim, context)
 
 
 def measure(impl: str, args, device: torch.device) -> dict:
@@ -102,7 +102,7 @@ def measure(impl: str, args, device: torch.device) -> dict:
     tokens_per_s = args.batch * args.context * args.steps / seconds
     result = {"impl": impl, "tokens_per_s": tokens_per_s, "step_ms": 1000 * seconds / args.steps,
               "warmup_s": warm_s, "params": sum(p.numel() for p in model.parameters()),
-              "flops_per_token": flops_per_token(model, args.preset, args.context)}
+              "flops_per_token": model_flops_per_token(model, args.preset, args.context)}
     if device.type == "cuda":
         result["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
         torch.cuda.reset_peak_memory_stats()
@@ -139,8 +139,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         name = torch.cuda.get_device_name()
-        peak = args.peak_tflops * 1e12 if args.peak_tflops else next(
-            (v for k, v in PEAK_BF16.items() if k in name), None)
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(name)
     else:
         name, peak = f"CPU ({torch.get_num_threads()} threads)", None
     print(f"device: {name}; torch {torch.__version__}; preset {args.preset}, context {args.context}, batch "

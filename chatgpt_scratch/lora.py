@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,14 @@ from torch import nn
 
 from chatgpt_scratch.errors import ScratchError
 
-# Every linear layer of the GPT: the fused query/key/value projection, the attention
-# output projection, both feed-forward layers, and the output head (the book adapts all).
-DEFAULT_TARGETS: tuple[str, ...] = ("att.qkv", "att.out_proj", "ff.layers.0", "ff.layers.2", "out_head")
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
 TARGET_GROUPS: dict[str, tuple[str, ...]] = {
     "qkv": ("att.qkv",), "out_proj": ("att.out_proj",), "ff": ("ff.layers.0", "ff.layers.2"), "head": ("out_head",),
 }
+# Every linear layer of the GPT: the fused query/key/value projection, the attention
+# output projection, both feed-forward layers, and the output head (the book adapts all).
+DEFAULT_TARGETS: tuple[str, ...] = tuple(layer for group in TARGET_GROUPS.values() for layer in group)
 
 
 def parse_targets(spec: str) -> tuple[str, ...]:
@@ -209,7 +210,6 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     provenance (model_kind="instruct", template=..., dataset, val_loss, ...).
     """
     from chatgpt_scratch.checkpoints import FORMAT, atomic_save_tensors, encode_metadata
-    from chatgpt_scratch.fileio import sha256_file
 
     layers = lora_layers(model)
     if not layers:
@@ -225,7 +225,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
         "tokenizer": "gpt2",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "base": str(base.resolve()),
-        "base_sha256": sha256_file(base),
+        "base_sha256": _base_digest(str(base.resolve()), *_identity(base)),
         "parent": str(base.resolve()),
         "lora_rank": first.rank,
         "lora_alpha": first.alpha,
@@ -235,6 +235,33 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     tensors = {**lora_tensors(model), **_non_base_tensors(model)}
     atomic_save_tensors(path, tensors, encode_metadata(meta))
     return Path(path)
+
+
+def save_merged_and_adapter(path: str | Path, model: nn.Module, kind: str, base_checkpoint: str | Path,
+                            merged_only: dict[str, Any] | None = None, **metadata: Any) -> Path:
+    """A LoRA fine-tune's save: the adapter alone at NAME.lora.safetensors, then the merged model at
+    `path` (a plain `kind` checkpoint that names its adapter; `merged_only` adds keys to it alone).
+    The model being trained keeps its adapters: a copy is merged."""
+    import copy
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+
+    adapter = save_lora_adapter(adapter_path(path), model, base_checkpoint, model_kind=kind, **metadata)
+    merged = merge_lora(copy.deepcopy(model))
+    return save_checkpoint(path, merged, kind, lora_adapter=str(adapter.resolve()), **metadata, **(merged_only or {}))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@lru_cache(maxsize=8)
+def _base_digest(resolved_path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a base file, hashed once per version of it: a fine-tune saves many times against one base."""
+    from chatgpt_scratch.fileio import sha256_file
+
+    return sha256_file(resolved_path)
 
 
 def find_base(adapter: Path, recorded: str) -> Path:

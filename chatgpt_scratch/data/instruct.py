@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.model import IGNORE_INDEX  # noqa: F401 (re-exported: the targets the loss skips)
+from chatgpt_scratch.model import IGNORE_INDEX
 from chatgpt_scratch.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 

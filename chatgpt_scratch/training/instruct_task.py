@@ -12,7 +12,6 @@ instruct checkpoint anyone can load) and the adapter alone beside it (NAME.lora.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,9 +221,6 @@ class InstructTask:
         if self.lora_base is None:
             save_checkpoint(path, model, "instruct", **metadata)
             return
-        from chatgpt_scratch.lora import adapter_path, merge_lora, save_lora_adapter
+        from chatgpt_scratch.lora import save_merged_and_adapter
 
-        adapter = adapter_path(path)
-        save_lora_adapter(adapter, model, self.lora_base, model_kind="instruct", **metadata)
-        merged = merge_lora(copy.deepcopy(model))  # the training model keeps its adapters
-        save_checkpoint(path, merged, "instruct", lora_adapter=str(adapter.resolve()), **metadata)
+        save_merged_and_adapter(path, model, "instruct", self.lora_base, **metadata)

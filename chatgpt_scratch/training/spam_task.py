@@ -250,18 +250,18 @@ class SpamTask:
         (W + scaling·A·B), so the file loads like any classifier and runs at full speed; with a base
         file (--init) the adapter alone is written beside it too, as NAME.lora.safetensors."""
         from chatgpt_scratch.checkpoints import save_checkpoint
-        from chatgpt_scratch.lora import adapter_path, has_lora, lora_layers, merge_lora, save_lora_adapter
+        from chatgpt_scratch.lora import has_lora, lora_layers, merge_lora, save_merged_and_adapter
 
         model = getattr(model, "module", model)
-        if has_lora(model):
-            first = next(iter(lora_layers(model).values()))
-            metadata = {**metadata, "lora_rank": first.rank, "lora_alpha": first.alpha, "lora_merged": True}
-            if self.lora_base is not None:
-                adapter = save_lora_adapter(adapter_path(path), model, self.lora_base, model_kind="classifier",
-                                            **metadata)
-                metadata["lora_adapter"] = str(adapter.resolve())
-            model = merge_lora(copy.deepcopy(model))
-        save_checkpoint(path, model, self.checkpoint_kind, **metadata)
+        if not has_lora(model):
+            save_checkpoint(path, model, self.checkpoint_kind, **metadata)
+            return
+        first = next(iter(lora_layers(model).values()))
+        merged_only = {"lora_rank": first.rank, "lora_alpha": first.alpha, "lora_merged": True}
+        if self.lora_base is not None:
+            save_merged_and_adapter(path, model, self.checkpoint_kind, self.lora_base, merged_only, **metadata)
+        else:
+            save_checkpoint(path, merge_lora(copy.deepcopy(model)), self.checkpoint_kind, **metadata, **merged_only)
 
     def metadata(self) -> dict[str, Any]:
         return {

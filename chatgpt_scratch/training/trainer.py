@@ -380,7 +380,9 @@ class Trainer:
             return 0.0, None
         n = self.model.num_flop_parameters()
         # tokens_per_s counts every rank's tokens, so the peak is every rank's too.
-        return flops_per_token(n, mcfg.n_layers, mcfg.emb_dim, mcfg.context_length), peak * self.dist.world_size
+        # Attention's 12·L·d·T counts the sequences trained on, which may be shorter than the model's context.
+        seq_len = getattr(self.task, "context", None) or mcfg.context_length
+        return flops_per_token(n, mcfg.n_layers, mcfg.emb_dim, seq_len), peak * self.dist.world_size
 
     def _amp_dtype(self) -> torch.dtype | None:
         """bf16 autocast when asked for, or by default on a CUDA GPU that has bf16; else None (float32)."""
