@@ -220,7 +220,7 @@ class XrayScreen(MainScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "xr-text":
-            self.retokenize()
+            self.retokenize(force=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"xr-step-top": lambda: self.action_step("top"), "xr-step-sample": lambda: self.action_step("sample"),
@@ -228,10 +228,16 @@ class XrayScreen(MainScreen):
         if event.button.id in actions:
             actions[event.button.id]()
 
-    def retokenize(self) -> None:
-        """The text changed: tokenize it afresh and run the model."""
+    def retokenize(self, force: bool = False) -> None:
+        """The text changed: tokenize it afresh and run the model.
+
+        A typing pause whose text is what the screen already shows (the box's first value, say) does
+        nothing: recomputing would overtake a step (F6/F7) still in flight and drop it. Enter forces it.
+        """
+        from chatgpt_scratch.tokenizer import decode  # tiktoken only
+
         text = self.query_one("#xr-text", Input).value
-        if self.model is None:
+        if self.model is None or (not force and self.views is not None and text == decode(self.ids)):
             return
         if not text:
             self.ids = []
