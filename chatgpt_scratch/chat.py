@@ -57,7 +57,9 @@ class ReplyStats:
     prompt_limit: int = 0  # most prompt tokens allowed (context minus room kept for the reply)
     context_length: int = 0
     dropped_turns: int = 0  # earlier turns left out of the prompt to make it fit
-    finish: str = ""  # "end" (end token), "stop_string", "max_tokens" or "stopped" (stop() / interrupted)
+    # "end" (end token), "stop_string", "max_tokens", "stopped" (stop() / interrupted), or "empty": the
+    # model ended its reply before writing any visible text (an undertrained model often does)
+    finish: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -72,11 +74,17 @@ class ReplyStats:
                 f"prompt {self.prompt_tokens}/{self.context_length} tokens")
         if self.dropped_turns:
             text += f", {self.dropped_turns} oldest turn{'s' if self.dropped_turns > 1 else ''} left out"
-        if self.finish == "stopped":
+        if self.finish == "empty":
+            text += ", " + EMPTY_REPLY_NOTE
+        elif self.finish == "stopped":
             text += ", stopped early"
         elif self.finish == "max_tokens":
             text += ", hit the token limit"
         return text
+
+
+EMPTY_REPLY_NOTE = ("the model wrote no text (it ended its reply at once); it may need more training, "
+                    "or try a higher temperature")
 
 
 @dataclass
@@ -281,6 +289,8 @@ class ChatSession:
             tokens.close()
             stats.seconds = time.perf_counter() - start
             reply = "".join(written)
+            if not reply.strip() and stats.finish != "stopped":
+                stats.finish = "empty"
             self.turns.append(Turn(message, reply.rstrip() if trim else reply, stats))
             self.stats = stats
             self._stop.clear()

@@ -89,6 +89,9 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
 
 def _write_atomically(target: Path, write: Callable[[str], None]) -> None:
     """write(tmp) fills a temp file beside target; only a complete, fsynced file replaces target."""
+    from chatgpt_scratch.builtin import refuse_builtin
+
+    refuse_builtin(target, "overwrite")
     tmp = _new_temp(target)
     try:
         write(tmp)
@@ -154,6 +157,29 @@ def save_checkpoint(path: str | Path, model: GPTModel, kind: str = "base", **met
     }
     atomic_save_tensors(path, model_tensors(model), encode_metadata(meta))
     return Path(path)
+
+
+def update_metadata(path: str | Path, **extra: Any) -> Path:
+    """Rewrite a checkpoint with more (or changed) header keys; a value of None leaves a key as it is.
+    Atomic: a crash leaves the old file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = {**read_metadata(path), **{k: v for k, v in extra.items() if v is not None}}
+    atomic_save_tensors(path, load_file(str(path)), encode_metadata(meta))
+    return path
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype, **extra: Any) -> Path:
+    """Write `src` to `dst` with every floating-point tensor cast to `dtype` (e.g. bfloat16 for a file half
+    the size), header kept (plus `extra` keys). Works for models and adapters alike."""
+    from safetensors.torch import load_file
+
+    src = Path(src)
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(src)).items()}
+    meta = {**read_metadata(src), **{k: v for k, v in extra.items() if v is not None}}
+    atomic_save_tensors(dst, tensors, encode_metadata(meta))
+    return Path(dst)
 
 
 # --- reading headers ------------------------------------------------------------------------------
@@ -329,6 +355,7 @@ class CheckpointInfo:
     metric_value: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    builtin: bool = False          # a default model shipped with the app (read-only; see builtin.py)
 
     @property
     def ok(self) -> bool:
@@ -365,9 +392,11 @@ def best_metric(metadata: dict[str, Any]) -> tuple[str, float] | tuple[None, Non
 
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """Everything the header says about one checkpoint; never raises for a broken file (see `.error`)."""
+    from chatgpt_scratch.builtin import is_builtin
+
     path = Path(path)
     size = path.stat().st_size if path.is_file() else 0
-    info = CheckpointInfo(path=path, name=path.name.removesuffix(SUFFIX), file_size=size)
+    info = CheckpointInfo(path=path, name=path.name.removesuffix(SUFFIX), file_size=size, builtin=is_builtin(path))
     try:
         header = read_safetensors_header(path)
         info.metadata = dict(header.metadata)  # raw strings, in case they do not decode
@@ -392,17 +421,32 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 
 
 def list_checkpoints(folder: str | Path | None = None) -> list[CheckpointInfo]:
-    """Every `*.safetensors` file directly in `folder` (default: the checkpoints folder), sorted by name.
+    """Every `*.safetensors` file directly in `folder`, sorted by name; with no folder, the user's
+    checkpoints folder and then the built-in models shipped with the app (each file once).
 
     Reads headers only. Broken files are listed with `.error` set. Hidden files (temp files of a
     save in progress) are skipped, as are chatgpt-scratch files that are not models
     (a `format` such as "chatgpt-scratch-state/1", e.g. resumable training state).
     """
-    if folder is None:
-        from chatgpt_scratch.paths import checkpoints_dir
+    if folder is not None:
+        return _list_folder(Path(folder))
+    from chatgpt_scratch.builtin import builtin_paths
+    from chatgpt_scratch.paths import checkpoints_dir
 
-        folder = checkpoints_dir()
-    folder = Path(folder)
+    infos = _list_folder(checkpoints_dir())
+    seen = {_resolved(i.path) for i in infos}
+    infos += [checkpoint_info(p) for p in builtin_paths() if _resolved(p) not in seen]
+    return infos
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
+def _list_folder(folder: Path) -> list[CheckpointInfo]:
     if not folder.exists():
         return []
     if not folder.is_dir():
@@ -416,6 +460,40 @@ def list_checkpoints(folder: str | Path | None = None) -> list[CheckpointInfo]:
             continue
         infos.append(info)
     return infos
+
+
+def rank_for_default(info: CheckpointInfo) -> tuple[int, float]:
+    """Sort key of the default pick among models of one kind: the best recorded validation metric
+    (highest accuracy, else lowest loss); a file without one last."""
+    if info.metric_name == "val_acc":
+        return 0, -float(info.metric_value)
+    if info.metric_name == "val_loss":
+        return 1, float(info.metric_value)
+    return 2, 0.0
+
+
+def pick_default(infos: list[CheckpointInfo], kinds: tuple[str, ...]) -> CheckpointInfo | None:
+    """The model the app and the CLI use when none is named: of the wanted kinds (in that order of
+    preference; a LoRA adapter counts as the kind it makes), a full model before an adapter, then the
+    best recorded validation metric. A user's own model wins over a built-in one when it is at least as
+    good, so a fine-tune of the default takes over once it is better."""
+    from chatgpt_scratch.inference import adapted_kind
+
+    candidates = [i for i in infos if i.ok and adapted_kind(i.metadata) in kinds]
+    if not candidates:
+        return None
+
+    def key(info: CheckpointInfo):
+        kind_rank = kinds.index(adapted_kind(info.metadata))
+        metric_rank = rank_for_default(info)
+        return (kind_rank, info.kind == "lora-adapter" and not info.builtin, metric_rank, info.builtin, info.name)
+
+    return min(candidates, key=key)
+
+
+def default_checkpoint(kinds: tuple[str, ...]) -> CheckpointInfo | None:
+    """pick_default over the user's checkpoints folder and the built-in models."""
+    return pick_default(list_checkpoints(), kinds)
 
 
 # --- file management (the TUI's rename / duplicate / delete) -------------------------------------
@@ -439,7 +517,10 @@ def _existing(path: str | Path) -> Path:
 
 def rename_checkpoint(path: str | Path, new_name: str) -> Path:
     """Rename within the same folder ("new-name" or "new-name.safetensors"); never overwrites."""
+    from chatgpt_scratch.builtin import refuse_builtin
+
     path = _existing(path)
+    refuse_builtin(path, "rename")
     target = _sibling(path, new_name)
     if target.resolve() == path.resolve():
         return path
@@ -452,15 +533,21 @@ def rename_checkpoint(path: str | Path, new_name: str) -> Path:
 
 def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
     """Copy byte for byte beside the original (default name: NAME-copy, NAME-copy2, ...); never overwrites."""
+    from chatgpt_scratch.builtin import is_builtin
+    from chatgpt_scratch.paths import checkpoints_dir
+
     path = _existing(path)
+    # A copy of a built-in model is the user's own: it goes to their checkpoints folder.
+    folder = checkpoints_dir() if is_builtin(path) else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
     if new_name is None:
         stem = path.name.removesuffix(SUFFIX)
-        target, n = path.parent / f"{stem}-copy{SUFFIX}", 1
+        target, n = folder / f"{stem}-copy{SUFFIX}", 1
         while target.exists():
             n += 1
-            target = path.parent / f"{stem}-copy{n}{SUFFIX}"
+            target = folder / f"{stem}-copy{n}{SUFFIX}"
     else:
-        target = _sibling(path, new_name)
+        target = folder / _sibling(path, new_name).name
         if target.exists():
             raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
     _write_atomically(target, lambda tmp: shutil.copyfile(path, tmp))
@@ -469,7 +556,10 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
 
 def delete_checkpoint(path: str | Path) -> None:
     """Delete one checkpoint file (broken ones too)."""
+    from chatgpt_scratch.builtin import refuse_builtin
+
     path = Path(path)
+    refuse_builtin(path, "delete")
     if path.is_dir():
         raise ScratchError(f"{path} is a folder; delete_checkpoint removes single checkpoint files only")
     if not path.is_file():

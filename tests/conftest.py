@@ -47,6 +47,17 @@ def _isolated_app_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATGPT_SCRATCH_DATASETS", str(tmp_path / "datasets"))
     monkeypatch.setenv("CHATGPT_SCRATCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CHATGPT_SCRATCH_HOME", str(tmp_path / "home"))
+    # The shipped models and datasets stay out of the way unless a test asks for them (`bundled` below).
+    monkeypatch.setenv("CHATGPT_SCRATCH_BUNDLED", "off")
+
+
+@pytest.fixture
+def bundled(monkeypatch):
+    """The real shipped models and datasets of this checkout (builtin.py), as a fresh install sees them."""
+    monkeypatch.delenv("CHATGPT_SCRATCH_BUNDLED", raising=False)
+    from chatgpt_scratch.builtin import bundled_root
+
+    return bundled_root()
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
 from chatgpt_scratch.errors import ScratchError
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
+                   "default: your best instruct model, else the built-in one")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default); higher = more random")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
@@ -364,9 +366,9 @@ def run(args: argparse.Namespace) -> int:
     if args.db:
         print(default_db_path())
         return 0
-    if not args.checkpoint:
-        raise ScratchError("chat needs --checkpoint PATH (a base or instruct .safetensors file); "
-                           "`chatgpt-scratch checkpoints list` shows yours")
+    from chatgpt_scratch.cli.common import checkpoint_or_default
+
+    args.checkpoint = checkpoint_or_default(args.checkpoint, "chat")
     from chatgpt_scratch.generation import SamplingConfig
 
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -404,7 +406,10 @@ def run_piped(controller: ChatController, stdin: TextIO, stdout: TextIO, stderr:
                 for piece in controller.send(prompt):
                     stdout.write(piece)
                     stdout.flush()
-                stdout.write("\n")
+                stdout.write("\n")  # one line per prompt, even an empty reply (the note says why)
+            stats = controller.session.stats
+            if stats is not None and stats.finish == "empty":
+                print(f"note: no reply to {prompt[:40]!r}: {EMPTY_REPLY_NOTE}", file=stderr)
         except ScratchError as e:
             failed += 1
             print(f"error: {e}", file=stderr)

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         epilog="example: chatgpt-scratch checkpoints list --json | jq '.[].name'",
     )
     ls.add_argument("folder", nargs="?", default=None, metavar="FOLDER",
-                    help="folder to list (default: ./checkpoints or $CHATGPT_SCRATCH_CHECKPOINTS)")
+                    help="folder to list (default: ./checkpoints or $CHATGPT_SCRATCH_CHECKPOINTS, then the built-in models)")
     ls.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     ls.set_defaults(func=run_list)
 
@@ -58,7 +58,7 @@ def run_list(args: argparse.Namespace) -> int:
     from chatgpt_scratch.paths import checkpoints_dir
 
     folder = args.folder or checkpoints_dir()
-    infos = list_checkpoints(folder)
+    infos = list_checkpoints(args.folder)  # no FOLDER: yours, then the built-in models
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
         return 0
@@ -75,7 +75,8 @@ def run_list(args: argparse.Namespace) -> int:
             arch += f" +{i.config.n_classes}-class head"
         created = (i.created or "-").replace("T", " ")[:16]
         parent = (i.parent or "-").rsplit("/", 1)[-1].removesuffix(".safetensors")
-        rows.append((i.name, kind_label(i.metadata), arch, format_params(i.n_params), _human_bytes(i.file_size),
+        name = f"{i.name} (built-in)" if i.builtin else i.name
+        rows.append((name, kind_label(i.metadata), arch, format_params(i.n_params), _human_bytes(i.file_size),
                      created, parent, _metric(i)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:

@@ -8,3 +8,34 @@ import argparse
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
                         help="where to run: auto picks cuda, then mps, then cpu (default: auto; cuda:N also works)")
+
+
+# What each command needs when --checkpoint is left out, in order of preference.
+DEFAULT_KINDS = {
+    "chat": ("instruct", "base"),
+    "evaluate-instruct": ("instruct",),
+    "generate": ("base", "instruct"),
+    "xray": ("base", "instruct"),
+    "classify": ("classifier",),
+}
+
+
+def checkpoint_or_default(checkpoint: str | None, command: str) -> str:
+    """--checkpoint as given, else the default model for `command` (the user's own best first, then the
+    built-in one), named in one line on stderr so the user knows which model answered."""
+    import sys
+
+    if checkpoint:
+        return checkpoint
+    from chatgpt_scratch.checkpoints import default_checkpoint
+    from chatgpt_scratch.errors import ScratchError
+
+    kinds = DEFAULT_KINDS[command]
+    info = default_checkpoint(kinds)
+    if info is None:
+        raise ScratchError(f"{command}: no {' or '.join(kinds)} model found in the checkpoints folder and no "
+                           "built-in one; pass --checkpoint PATH (`chatgpt-scratch checkpoints list` shows yours)")
+    origin = "built-in default" if info.builtin else "your best"
+    print(f"using {info.path} ({origin} {info.kind if info.kind != 'lora-adapter' else kinds[0]} model; "
+          "--checkpoint PATH picks another)", file=sys.stderr)
+    return str(info.path)

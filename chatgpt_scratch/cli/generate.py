@@ -21,8 +21,9 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"',
     )
     p.add_argument("prompt", help='the prompt text; "-" reads it from stdin')
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
+                   "default: your best base model, else the built-in one")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens, seed=args.seed,
     )
+    from chatgpt_scratch.cli.common import checkpoint_or_default
+
+    args.checkpoint = checkpoint_or_default(args.checkpoint, "generate")
     model, _ = load_model_for_inference(args.checkpoint, args.device, args.dtype, args.quantize)
     out = sys.stdout
     for piece in stream_text(model, encode(prompt), sampling, stop_strings=args.stop):

@@ -70,6 +70,11 @@ def _register_finetune(subparsers) -> None:
     p.add_argument("--split-seed", type=int, default=None, metavar="N",
                    help="shuffle with this seed before the 85/5/10 split (default: file order, the book's split)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only the first N entries (quick trials)")
+    p.add_argument("--add-train", metavar="PATH|NAME",
+                   help="more instruction data for the training split only (e.g. alpaca): val and test stay those "
+                   "of --data, and an entry that repeats a val or test question is left out")
+    p.add_argument("--add-train-limit", type=int, default=None, metavar="N",
+                   help="use only the first N entries of --add-train")
     lora = p.add_argument_group("LoRA")
     lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
                       help="train rank-R adapters instead of all weights, on every linear layer (attention, "
@@ -123,7 +128,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         lora_targets = parse_targets(args.lora_targets)  # a typo fails here, before any work
     template = get_template(args.template)
     data_path = resolve_dataset(args.data)
-    data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit)
+    extra_path = resolve_dataset(args.add_train) if args.add_train else None
+    data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit,
+                                 extra_train=extra_path, extra_limit=args.add_train_limit)
     model, parent, init_meta = _build_model(args)
     context = model.cfg.context_length
     max_length = args.max_length or context
@@ -160,6 +167,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     train_s = time.perf_counter() - started
     if result.status != "done" or result.checkpoint is None:
         return 0  # stopped (run_training said how to resume), or a DDP rank other than 0
+    from chatgpt_scratch.checkpoints import update_metadata
+
     chosen = result.best_checkpoint or result.checkpoint
     summary = {"val_loss_before": val_before, "val_loss_after": result.metrics.get("val_loss"),
                "train_seconds": round(train_s, 1), "steps": result.step, "checkpoint": str(chosen)}
@@ -169,7 +178,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         evaluation = _evaluate_checkpoint(chosen, data.test, template, args, device)
         summary |= {"evaluation": evaluation.to_dict()}
         summary["evaluation"].pop("per_entry_rouge_l", None)
-        _add_metadata(chosen, test_rouge_l=evaluation.rouge_l, test_response_ppl=evaluation.test_response_ppl,
+        update_metadata(chosen, test_rouge_l=evaluation.rouge_l, test_response_ppl=evaluation.test_response_ppl,
                       judge_score=evaluation.judge_score, judge_model=evaluation.judge_model)
     _write_summary(chosen, summary)
     print(f"best checkpoint (lowest val loss): {chosen}", file=sys.stderr)
@@ -216,16 +225,6 @@ def _write_summary(checkpoint: Path, summary: dict) -> None:
     print(f"summary: {path}", file=sys.stderr)
 
 
-def _add_metadata(path: Path, **extra) -> None:
-    """Rewrite a checkpoint with more metadata (atomic: a crash leaves the old file)."""
-    from safetensors.torch import load_file
-
-    from chatgpt_scratch.checkpoints import atomic_save_tensors, encode_metadata, read_metadata
-
-    meta = {**read_metadata(path), **{k: v for k, v in extra.items() if v is not None}}
-    atomic_save_tensors(path, load_file(str(path)), encode_metadata(meta))
-
-
 def _device(args: argparse.Namespace) -> str:
     from chatgpt_scratch.device import resolve_device
 
@@ -249,9 +248,10 @@ def _register_evaluate(subparsers) -> None:
         "  chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="PATH",
-                     help="an instruct checkpoint, or a lora-adapter of one (merged on load)")
+                     help="an instruct checkpoint, or a lora-adapter of one (merged on load); default: your best "
+                     "instruct model, else the built-in one")
     src.add_argument("--score", metavar="FILE", help="score this responses file instead of generating")
     p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
                    help="instruction data whose test split is answered (default: instruction-data)")
@@ -296,8 +296,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           f"({len(valid)} of {len(judged)} scored)")
         return 0
 
+    from chatgpt_scratch.cli.common import checkpoint_or_default
     from chatgpt_scratch.inference import load_for_inference
 
+    args.checkpoint = checkpoint_or_default(args.checkpoint, "evaluate-instruct")
     model, meta = load_for_inference(args.checkpoint, device=_device(args), kind=("instruct", "base"))
     template = get_template(meta["template"]) if meta.get("template") else ALPACA
     data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)

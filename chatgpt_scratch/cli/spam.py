@@ -136,9 +136,11 @@ def run_finetune(args: argparse.Namespace) -> int:
         return 0  # stopped (run_training said how to resume), or a DDP rank other than 0
     # Test metrics of the best checkpoint by val accuracy (the one to use), printed and written into
     # its header. The test split is looked at once, for the model that was chosen without it.
+    from chatgpt_scratch.checkpoints import update_metadata
+
     best = result.best_checkpoint or result.checkpoint
     metrics = task.test_metrics(SpamClassifier.load(best, device=task_device(args)).model)
-    _add_metadata(best, test_metrics=metrics.to_dict(), test_acc=metrics.accuracy)
+    update_metadata(best, test_metrics=metrics.to_dict(), test_acc=metrics.accuracy)
     print(f"test split, {best}:\n{metrics.format()}")
     return 0
 
@@ -147,16 +149,6 @@ def task_device(args: argparse.Namespace) -> str:
     from chatgpt_scratch.device import resolve_device
 
     return str(resolve_device(args.device))
-
-
-def _add_metadata(path: Path, **extra) -> None:
-    """Rewrite a checkpoint with more metadata (atomic: a crash leaves the old file)."""
-    from safetensors.torch import load_file
-
-    from chatgpt_scratch.checkpoints import atomic_save_tensors, encode_metadata, read_metadata
-
-    meta = {**read_metadata(path), **extra}
-    atomic_save_tensors(path, load_file(str(path)), encode_metadata(meta))
 
 
 # --- classify -----------------------------------------------------------------------------------------
@@ -175,8 +167,9 @@ def _register_classify(subparsers) -> None:
         "  cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a classifier checkpoint (.safetensors), or a lora-adapter of one (merged on load)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a classifier checkpoint (.safetensors), or a lora-adapter of one (merged on load); "
+                   "default: your best classifier, else the built-in one")
     p.add_argument("texts", nargs="+", metavar="TEXT|-|FILE", help="messages, or - for stdin, or a file")
     p.add_argument("--json", action="store_true", help="print one JSON object per message")
     p.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default: 32)")
@@ -207,6 +200,9 @@ def run_classify(args: argparse.Namespace) -> int:
     texts, as_table = _read_texts(args)
     if not texts:
         raise ScratchError("no messages to classify (the input was empty)")
+    from chatgpt_scratch.cli.common import checkpoint_or_default
+
+    args.checkpoint = checkpoint_or_default(args.checkpoint, "classify")
     classifier = SpamClassifier.load(args.checkpoint, device=args.device)
     predictions = classifier.classify(texts, batch_size=args.batch_size)
     if args.json:

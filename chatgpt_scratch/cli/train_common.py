@@ -209,8 +209,13 @@ def new_run_dir(out: str | Path | None, task_name: str) -> Path:
 
 def default_out(args: argparse.Namespace, task_name: str) -> Path:
     from chatgpt_scratch import paths
+    from chatgpt_scratch.builtin import refuse_builtin
 
-    return Path(args.out) if args.out else paths.checkpoints_dir() / task_name
+    out = Path(args.out) if args.out else paths.checkpoints_dir() / task_name
+    stem = out.name.removesuffix(".safetensors")
+    for name in (f"{stem}.safetensors", f"{stem}.best.safetensors"):  # checked before any training
+        refuse_builtin(out.with_name(name), "overwrite")
+    return out
 
 
 @contextmanager

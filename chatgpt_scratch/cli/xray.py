@@ -29,8 +29,9 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 "Every effort moves you"',
     )
     p.add_argument("text", help='the text to x-ray; "-" reads it from stdin')
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
+                   "default: your best base model, else the built-in one")
     p.add_argument("--view", choices=(*VIEWS, "all"), default="all", help="which view to print (default: all)")
     p.add_argument("--layer", type=int, default=None, metavar="L",
                    help="attention layer, 0-based (default: the last layer)")
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               repetition_penalty=args.repetition_penalty)
     text = sys.stdin.read() if args.text == "-" else args.text
+    from chatgpt_scratch.cli.common import checkpoint_or_default
+
+    args.checkpoint = checkpoint_or_default(args.checkpoint, "xray")
     model, metadata = load_for_inference(args.checkpoint, device=resolve_device(args.device),
                                          kind=("base", "instruct"))
     if args.as_instruction:

@@ -3,9 +3,10 @@
 `resolve_dataset(name_or_path)` is what every `--data` flag goes through:
 
 - an existing path is used as it is (so `--data PATH` always works, offline too);
-- a registry name ("sms-spam", "instruction-data", "alpaca", "the-verdict") is looked up
-  in `paths.datasets_dir()`; if the file is not there it is downloaded from its canonical
-  URL with a progress bar, checked against its sha256, and written atomically;
+- a registry name ("sms-spam", "instruction-data", "alpaca", "the-verdict", "pretrain-compact", ...) is
+  looked up in `paths.datasets_dir()`, then among the datasets shipped with the app (builtin.py); only
+  if it is in neither is it downloaded from its canonical URL with a progress bar, checked against its
+  sha256, and written atomically;
 - with no network, one ScratchError names the URL and says to pass `--data PATH`.
 
 Only the standard library's urllib is used; nothing is downloaded without saying so on stderr.
@@ -32,7 +33,7 @@ from chatgpt_scratch.errors import ScratchError
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    url: str
+    url: str | None           # None: shipped with the app only (no single canonical download)
     filename: str             # the local file name in datasets_dir()
     sha256: str | None        # of the local file (for a zip download: of the unzipped member); None = unknown
     size: int | None          # bytes of the local file, when known
@@ -83,6 +84,26 @@ REGISTRY: dict[str, DatasetInfo] = {
         description="Edith Wharton, The Verdict (1908): the book's ch02/ch05 pretraining text",
         license="public domain",
     ),
+    "instruction-preference": DatasetInfo(
+        name="instruction-preference",
+        url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/04_preference-tuning-with-dpo/"
+            "instruction-data-with-preference.json",
+        filename="instruction-data-with-preference.json",
+        sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+        size=386_968,
+        description="the book's 1,100 instructions with a chosen and a rejected response each (DPO)",
+        license="Apache-2.0",
+    ),
+    "pretrain-compact": DatasetInfo(
+        name="pretrain-compact",
+        url=None,
+        filename="pretrain",  # a folder of .txt files
+        sha256=None,
+        size=None,
+        description="a compact pretraining corpus: 12 public-domain books (Project Gutenberg) and the first "
+                    "~1.1k TinyStories, 4.9 MB (see datasets/README.md)",
+        license="public domain (books); CDLA-Sharing-1.0 (TinyStories)",
+    ),
 }
 
 
@@ -98,6 +119,14 @@ def resolve_dataset(name_or_path: str | Path, download: bool = True) -> Path:
     local = paths.datasets_dir() / info.filename
     if local.exists():
         return local
+    from chatgpt_scratch.builtin import bundled_datasets_dir
+
+    bundled = bundled_datasets_dir()
+    if bundled is not None and (bundled / info.filename).exists():
+        return bundled / info.filename
+    if info.url is None:
+        raise ScratchError(f"dataset {info.name!r} ships with the app but is not in {local.parent} "
+                           f"or {bundled}; reinstall from the repository or pass --data PATH")
     if not download:
         raise ScratchError(f"dataset {info.name!r} is not in {local.parent}; download it from {info.url} "
                            "or pass --data PATH")

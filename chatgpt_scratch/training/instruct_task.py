@@ -47,10 +47,14 @@ class InstructData:
 
 def prepare_instruct_data(path: str | Path, template: PromptTemplate,
                           fractions: tuple[float, float, float] = BOOK_FRACTIONS, split_seed: int | None = None,
-                          limit: int | None = None) -> InstructData:
+                          limit: int | None = None, extra_train: str | Path | None = None,
+                          extra_limit: int | None = None) -> InstructData:
     """Load + validate the whole file (errors before any training), split, and encode every split once.
 
     limit: keep only the first N entries (quick trials, tests).
+    extra_train: another instruction file whose entries (the first extra_limit of them) join the
+    training split only, so val and test stay those of `path` (e.g. the book's split plus Alpaca).
+    An extra entry whose instruction and input equal a val or test entry's is left out.
     """
     from chatgpt_scratch.fileio import sha256_file
 
@@ -59,8 +63,20 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     if limit is not None:
         examples = examples[:limit]
     splits = split_examples(examples, fractions, split_seed)
-    data = InstructData(splits.train, splits.val, splits.test, template,
-                        encode_examples(splits.train, template), encode_examples(splits.val, template),
+    train = list(splits.train)
+    extra_info: dict[str, Any] = {}
+    if extra_train is not None:
+        extra_path = Path(extra_train)
+        extra = load_instruction_data(extra_path)
+        if extra_limit is not None:
+            extra = extra[:extra_limit]
+        held_out = {_entry_key(e) for e in (*splits.val, *splits.test)}
+        kept = [e for e in extra if _entry_key(e) not in held_out]
+        train += kept
+        extra_info = {"extra_train": str(extra_path.resolve()), "extra_train_sha256": sha256_file(extra_path),
+                      "extra_train_entries": len(kept), "extra_train_dropped_as_held_out": len(extra) - len(kept)}
+    data = InstructData(train, splits.val, splits.test, template,
+                        encode_examples(train, template), encode_examples(splits.val, template),
                         encode_examples(splits.test, template))
     data.info = {
         "dataset": str(path.resolve()),
@@ -69,8 +85,14 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
         "split_seed": split_seed,  # None: the file's order (the book's split)
         "split_fractions": list(fractions),
         "split_sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        **extra_info,
     }
     return data
+
+
+def _entry_key(example: InstructionExample) -> tuple[str, str]:
+    """What makes two entries the same question: instruction and input, whitespace- and case-folded."""
+    return (" ".join(example.instruction.split()).lower(), " ".join(example.input.split()).lower())
 
 
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -20,7 +20,7 @@ from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ConfirmDialog, TextPrompt
-from tui.widgets.model_picker import ModelPicker, best_checkpoint
+from tui.widgets.model_picker import ModelPicker
 
 FLUSH_EVERY_S = 0.05
 
@@ -148,12 +148,11 @@ class ChatScreen(MainScreen):
             empty.display = False
         wanted = self.app.chat_checkpoint
         if wanted is None and self.session is None:
-            from chatgpt_scratch.inference import adapted_kind
+            from chatgpt_scratch.checkpoints import pick_default
 
-            # A full instruct model first, then an instruct adapter (slower to load: base + merge).
-            instruct = ([i for i in infos if i.kind == "instruct"]
-                        or [i for i in infos if adapted_kind(i.metadata) == "instruct"])
-            wanted = best_checkpoint(instruct or infos).path
+            # The library's rule (the CLI's too): instruct before base, a full model before an adapter,
+            # then the best recorded val metric; the user's own before a built-in one.
+            wanted = pick_default(infos, ("instruct", "base")).path
         if wanted is not None and wanted != self.loaded_path:
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)
@@ -367,6 +366,12 @@ class ChatScreen(MainScreen):
         self.conversation_id = conv_id
         self.last_reply_id = reply_id
         self.set_status(stats.summary() if stats else "stopped")
+        if stats is not None and stats.finish == "empty" and self.reply_widget is not None:
+            from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
+
+            # Never a blank bubble: say what happened, in the bubble itself (not stored as the reply).
+            self.reply_widget.add_class("empty-reply")
+            self.reply_widget.update(f"*({EMPTY_REPLY_NOTE})*")
         if new_conversation:
             self.refresh_conversations()
 

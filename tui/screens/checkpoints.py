@@ -61,7 +61,8 @@ def row_for(info: Any) -> tuple[str, ...]:
         return (info.name, "BROKEN", "-", "-", human_size(info.file_size), "-", "-", "-")
     created = (info.created or "-")[:16].replace("T", " ")
     preset = info.preset or info.metadata.get("preset") or "custom"  # pretraining may shrink the context
-    return (info.name, kind_label(info.metadata), preset, human_count(info.n_params),
+    name = f"{info.name} (built-in)" if info.builtin else info.name
+    return (name, kind_label(info.metadata), preset, human_count(info.n_params),
             human_size(info.file_size), created, Path(info.parent).name if info.parent else "-", metric_text(info))
 
 
@@ -136,7 +137,7 @@ class CheckpointsScreen(MainScreen):
             from chatgpt_scratch.checkpoints import list_checkpoints
             from chatgpt_scratch.paths import checkpoints_dir
 
-            return checkpoints_dir(), list_checkpoints(checkpoints_dir())
+            return checkpoints_dir(), list_checkpoints()  # the user's folder, then the built-in models
 
         self.app.run_worker_thread(work, lambda result: self.show_list(*result, select=select),
                                    name="list-checkpoints", group="ckpt-list", exclusive=True)
@@ -151,7 +152,10 @@ class CheckpointsScreen(MainScreen):
             self.infos[key] = info
             table.add_row(*map(Text, row_for(info)), key=key)  # Text: a str cell would be parsed as markup
         n_broken = sum(not i.ok for i in infos)
-        label = f"{len(infos)} checkpoint(s) in {folder}"
+        n_builtin = sum(i.builtin for i in infos)
+        label = f"{len(infos) - n_builtin} checkpoint(s) in {folder}"
+        if n_builtin:
+            label += f" · {n_builtin} built-in (read-only; d duplicates one)"
         if n_broken:
             label += f" · {n_broken} broken"
         if not infos:
@@ -241,9 +245,18 @@ class CheckpointsScreen(MainScreen):
             return
         self.app.use_checkpoint(role, info.path)
 
+    def _refuse_builtin(self, info: Any, action: str) -> bool:
+        """A built-in model cannot be renamed or deleted: say so at once, before any dialog."""
+        if not info.builtin:
+            return False
+        from chatgpt_scratch.builtin import builtin_message
+
+        self.notify(builtin_message(info.path, action), severity="warning", markup=False)
+        return True
+
     def action_rename(self) -> None:
         info = self._need_selection()
-        if info is None:
+        if info is None or self._refuse_builtin(info, "rename"):
             return
 
         def answer(name: str | None) -> None:
@@ -273,7 +286,7 @@ class CheckpointsScreen(MainScreen):
 
     def action_delete(self) -> None:
         info = self._need_selection()
-        if info is None:
+        if info is None or self._refuse_builtin(info, "delete"):
             return
 
         def answer(yes: bool | None) -> None:

@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
 
 from tui.screens.base import MainScreen
-from tui.widgets.model_picker import ModelPicker, best_checkpoint
+from tui.widgets.model_picker import ModelPicker
 
 NO_CLASSIFIER = (
     "No classifier checkpoint yet. Make one in the Train screen (3): task 'spam fine-tune', "
@@ -70,7 +70,9 @@ class SpamScreen(MainScreen):
             status.update(NO_CLASSIFIER)
             return
         if self.classifier is None and wanted is None:
-            wanted = best_checkpoint(infos).path  # the highest val accuracy; the picker switches
+            from chatgpt_scratch.checkpoints import pick_default
+
+            wanted = pick_default(infos, ("classifier",)).path  # the library's rule; the picker switches
         if wanted is not None and wanted != self.loaded_path:
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)

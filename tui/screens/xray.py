@@ -167,7 +167,9 @@ class XrayScreen(MainScreen):
         paths = [i.path for i in infos]
         wanted = self.loaded_path or self.app.chat_checkpoint
         if wanted not in paths:
-            wanted = paths[0] if len(paths) == 1 else None
+            from chatgpt_scratch.checkpoints import pick_default
+
+            wanted = pick_default(infos, ("base", "instruct")).path  # the base model first, as `xray` does
         if wanted is None:
             self.set_status("Pick a model above.")
         elif wanted != self.loaded_path:

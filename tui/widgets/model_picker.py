@@ -7,8 +7,6 @@ labelled "name (lora → kind, preset)": the screens load them like full models 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from textual.content import Content
 from textual.widgets import Select
 
@@ -57,17 +55,5 @@ def option_label(info) -> str:
     from chatgpt_scratch.inference import adapted_kind
 
     kind = info.kind if info.kind != "lora-adapter" else f"lora → {adapted_kind(info.metadata)}"
-    return f"{info.name} ({kind}, {info.preset or 'custom'})"
-
-
-def best_checkpoint(infos: list[Any]) -> Any:
-    """The default pick: the best recorded validation metric (highest accuracy, else lowest loss),
-    so a folder of runs opens with its best model, not the first name; the first when none has one."""
-    def rank(info) -> tuple[int, float]:
-        if info.metric_name == "val_acc":
-            return 0, -info.metric_value
-        if info.metric_name == "val_loss":
-            return 1, info.metric_value
-        return 2, 0.0
-
-    return min(infos, key=rank)
+    builtin = ", built-in" if getattr(info, "builtin", False) else ""
+    return f"{info.name} ({kind}, {info.preset or 'custom'}{builtin})"

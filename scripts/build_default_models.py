@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Rebuild the default models shipped in checkpoints/ from the shipped data, seeded and reproducible.
+
+    python scripts/build_default_models.py [--device auto] [--alpaca PATH] [--build DIR] [--stages ...]
+
+Stages (all by default, in this order; each one reads the files the stages before it wrote in --build):
+
+  base             pretrain cpu-deep on the compact corpus shipped in datasets/pretrain   (~28 CPU min)
+  instruct-alpaca  instruction-tune it on the book's 935 training entries + Alpaca           (~45 CPU min)
+  instruct         then on the book's 935 entries alone, for their short-answer style;
+                   answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
+  spam             a LoRA classifier on the base, on the SMS Spam Collection                (~10 CPU min)
+  install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
+  cards            measure (test metrics of the installed files, chat speed) and write checkpoints/README.md
+
+Every training stage is the `chatgpt-scratch` command a user would type, printed before it runs, and
+recorded in the shipped file's header (`recipe`). Alpaca (CC BY-NC, never shipped) is read from
+--alpaca (default: the `alpaca` dataset name: ./datasets, else a download). The book's val and test
+entries never train: `--add-train` drops any Alpaca entry that repeats one of them.
+
+--device cuda (a GPU) runs the same recipe faster; --scale N multiplies the pretraining steps and the
+Alpaca share for a bigger budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STAGES = ("base", "instruct-alpaca", "instruct", "spam", "install", "cards")
+SEED = "123"
+
+
+def recipe(build: Path, device: str, alpaca: str, scale: float) -> dict[str, list[str]]:
+    """The training commands, stage -> argv after `chatgpt-scratch` (one home: the cards quote these)."""
+    steps = str(int(800 * scale))
+    alpaca_limit = [] if scale >= 1 else ["--add-train-limit", str(int(51502 * scale))]
+    common = ["--device", device, "--dtype", "bfloat16", "--seed", SEED]
+    return {
+        "base": ["pretrain", "--data", "pretrain-compact", "--preset", "cpu-deep", "--context", "256",
+                 "--batch-size", "16", "--lr", "1e-3", "--warmup", "50", "--min-lr", "1e-4", "--max-steps", steps,
+                 "--val-fraction", "0.05", "--eval-every", "100", "--eval-batches", "20", "--save-every", "200",
+                 *common, "--out", str(build / "base")],
+        "instruct-alpaca": ["finetune-instruct", "--init", str(build / "default-base.safetensors"),
+                            "--data", "instruction-data", "--add-train", alpaca, *alpaca_limit,
+                            "--mask-instructions", "--group-by-length", "--max-length", "256", "--epochs", "1",
+                            "--batch-size", "16", "--lr", "5e-4", "--warmup", "50", "--min-lr", "5e-5",
+                            "--eval-every", "500", "--no-eval", *common, "--out", str(build / "instruct-alpaca")],
+        "instruct": ["finetune-instruct", "--init", str(build / "instruct-alpaca.best.safetensors"),
+                     "--data", "instruction-data", "--mask-instructions", "--epochs", "3", "--batch-size", "8",
+                     "--lr", "1e-4", "--min-lr", "1e-5", "--eval-every", "50", *common,
+                     "--out", str(build / "instruct")],
+        "spam": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
+                 "--lora-rank", "16", "--lora-alpha", "32", "--epochs", "3", "--batch-size", "16", "--lr", "5e-4",
+                 "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "100", *common, "--out", str(build / "spam")],
+    }
+
+
+def shown(argv: list[str]) -> str:
+    return "chatgpt-scratch " + shlex.join(argv)
+
+
+def run_cli(argv: list[str], log: Path) -> float:
+    """Run one CLI command (a real subprocess, as a user would), teeing its output to `log`; -> seconds."""
+    print(f"\n$ {shown(argv)}", flush=True)
+    started = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "chatgpt_scratch", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            f.write(line)
+        if proc.wait():
+            sys.exit(f"stage failed (exit {proc.returncode}): {shown(argv)}; see {log}")
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    parser.add_argument("--alpaca", default="alpaca", help="Alpaca JSON (default: the `alpaca` dataset name)")
+    parser.add_argument("--build", default=str(REPO / "build" / "defaults"), help="working folder")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--scale", type=float, default=1.0, help="pretraining steps and Alpaca share x N")
+    args = parser.parse_args()
+    build = Path(args.build)
+    build.mkdir(parents=True, exist_ok=True)
+    commands = recipe(build, args.device, args.alpaca, args.scale)
+    timings_file = build / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+
+    from chatgpt_scratch.checkpoints import convert_checkpoint
+    import torch
+
+    for stage in args.stages:
+        if stage in commands:
+            seconds = run_cli(commands[stage], build / f"{stage}.log")
+            timings[stage] = {"seconds": round(seconds, 1), "command": shown(commands[stage]),
+                              "device": args.device}
+            timings_file.write_text(json.dumps(timings, indent=2))
+        if stage == "base":  # the stages after it train on the bf16 file that ships, header final
+            convert_checkpoint(build / "base.best.safetensors", build / "default-base.safetensors",
+                               torch.bfloat16, **provenance(timings, "base"))
+        if stage == "install":
+            install(build, timings)
+        if stage == "cards":
+            from scripts.model_cards import write_cards
+
+            write_cards(REPO / "checkpoints", build, timings)
+    return 0
+
+
+def provenance(timings: dict, *stages: str) -> dict:
+    """Header keys saying how a shipped file was made: the commands, their wall time and device."""
+    return {"recipe": [timings[s]["command"] for s in stages if s in timings],
+            "train_seconds": {s: timings[s]["seconds"] for s in stages if s in timings},
+            "train_device": timings.get(stages[-1], {}).get("device"),
+            "built_by": "scripts/build_default_models.py"}
+
+
+def install(build: Path, timings: dict) -> None:
+    """bf16 copies of the chosen files into checkpoints/, each header carrying its recipe and compute."""
+    import torch
+
+    from chatgpt_scratch.checkpoints import convert_checkpoint, read_metadata
+    from chatgpt_scratch.lora import adapter_path
+
+    target = REPO / "checkpoints"
+    os.environ["CHATGPT_SCRATCH_BUNDLED"] = "off"  # the build writes the built-in files; users cannot
+
+    base = build / "default-base.safetensors"
+    shutil.copyfile(base, target / "default-base.safetensors")
+    convert_checkpoint(build / "instruct.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
+                       parent="default-base.safetensors", **provenance(timings, "base", "instruct-alpaca", "instruct"))
+    spam_adapter = adapter_path(build / "spam.best.safetensors")
+    spam_meta = read_metadata(build / "spam.best.safetensors")
+    convert_checkpoint(spam_adapter, target / "default-spam.safetensors", torch.bfloat16,
+                       base="default-base.safetensors", parent="default-base.safetensors",
+                       test_metrics=spam_meta.get("test_metrics"), test_acc=spam_meta.get("test_acc"),
+                       val_acc=spam_meta.get("val_acc"), **provenance(timings, "base", "spam"))
+    print(f"installed into {target}:", *(p.name for p in sorted(target.glob("default-*.safetensors"))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Measure the installed default models and write their cards (checkpoints/README.md).
+
+Called by `scripts/build_default_models.py --stages cards` (or `python scripts/model_cards.py`).
+Every number in a card is measured here on the *installed* file (bf16, as shipped) and written
+into that file's header first; the card is then rendered from the headers alone, with
+`chatgpt_scratch.builtin.card_metrics`, so header and card cannot disagree (a test checks it).
+The base model's header is never rewritten: the spam adapter records its sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def measure(folder: Path, build: Path) -> dict:
+    """Test metrics of the installed instruct and spam files, written into their headers."""
+    import torch
+
+    from chatgpt_scratch.builtin import BUILTIN_SPAM_SEED
+    from chatgpt_scratch.chat import template_from_metadata
+    from chatgpt_scratch.checkpoints import update_metadata
+    from chatgpt_scratch.classify import SpamClassifier
+    from chatgpt_scratch.data.registry import resolve_dataset
+    from chatgpt_scratch.evaluate_instruct import evaluate_instruct
+    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.training.instruct_task import prepare_instruct_data
+    from chatgpt_scratch.training.spam_task import SpamTask, prepare_spam_data
+
+    extra: dict = {}
+    instruct = folder / "default-instruct.safetensors"
+    model, meta = load_for_inference(instruct, kind="instruct")
+    template = template_from_metadata(meta, instruct)
+    data = prepare_instruct_data(resolve_dataset("instruction-data"), template)
+    responses = build / "default-instruct.responses.json"
+    ev = evaluate_instruct(model, data.test, template, responses_path=responses, val_loss=meta.get("val_loss"),
+                           max_new_tokens=256, batch_size=8)
+    answers = json.loads(responses.read_text())
+    empty = sum(not str(a.get("model_response", "")).strip() for a in answers)
+    update_metadata(instruct, test_rouge_l=round(ev.rouge_l, 4), test_response_loss=round(ev.test_response_loss, 4),
+                    test_response_ppl=round(ev.test_response_ppl, 3), test_entries=ev.n_test,
+                    test_empty_answers=empty, eval_dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
+    extra["instruct_answers"] = answers
+
+    spam = folder / "default-spam.safetensors"
+    classifier = SpamClassifier.load(spam)
+    spam_data = prepare_spam_data(resolve_dataset("sms-spam"), classifier.model.cfg.context_length, "none",
+                                  BUILTIN_SPAM_SEED)
+    metrics = SpamTask(spam_data, seed=BUILTIN_SPAM_SEED).test_metrics(classifier.model)
+    update_metadata(spam, test_metrics=metrics.to_dict(), test_acc=round(metrics.accuracy, 4),
+                    test_spam_recall=round(metrics.recall, 4), test_spam_precision=round(metrics.precision, 4))
+    del torch
+    return extra
+
+
+def greedy_sample(path: Path, prompt: str, n: int = 40) -> str:
+    from chatgpt_scratch.generation import SamplingConfig, generate
+    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.tokenizer import get_tokenizer
+
+    model, _ = load_for_inference(path, kind="base")
+    tok = get_tokenizer()
+    ids = list(generate(model, tok.encode(prompt), SamplingConfig(temperature=0.0, max_new_tokens=n)))
+    return prompt + tok.decode(ids)
+
+
+def _md(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def render(folder: Path, build: Path, extra: dict) -> str:
+    from chatgpt_scratch.builtin import BUILTIN_MODELS, card_metrics
+    from chatgpt_scratch.checkpoints import checkpoint_info
+
+    infos = {stem: checkpoint_info(folder / f"{stem}.safetensors") for stem in BUILTIN_MODELS}
+    total = sum(i.file_size for i in infos.values())
+    notes = {}
+    for name in ("ablations.md", "spam_baselines.md", "fidelity.md"):
+        path = build / name
+        notes[name] = path.read_text().strip() if path.exists() else "(not measured in this build)"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    out = [
+        "# Built-in models",
+        "",
+        "Trained by `scripts/build_default_models.py` from the data in `datasets/` (plus Alpaca, read from",
+        "`--alpaca`, never shipped) and measured by `scripts/model_cards.py` on the files exactly as shipped",
+        "(bf16). Every number below is also in the file's own header (`chatgpt-scratch checkpoints info FILE`);",
+        "a test checks that they agree. The app and every command use them when you have no model of your own",
+        "(`checkpoints list` marks them `built-in`); they cannot be renamed, deleted or overwritten, but can be",
+        "duplicated. Your own checkpoints go in this folder too (git-ignored).",
+        "",
+        f"Together: {total / 1e6:.1f} MB. Built on: {machine}.",
+        "",
+        "| file | what | metrics |",
+        "|---|---|---|",
+    ]
+    for stem, info in infos.items():
+        m = card_metrics(info.metadata)
+        out.append(f"| `{stem}.safetensors` ({info.file_size / 1e6:.1f} MB) | {BUILTIN_MODELS[stem]}, "
+                   f"{info.preset or 'custom'} | " + ", ".join(f"{k} {v}" for k, v in m.items()) + " |")
+    for stem, info in infos.items():
+        meta = info.metadata
+        cfg = info.config
+        out += ["", f"## {stem}", ""]
+        out.append(f"- **What**: {BUILTIN_MODELS[stem]} model, preset `{info.preset}` ({cfg.n_layers} layers, width "
+                   f"{cfg.emb_dim}, {cfg.n_heads} heads, context {cfg.context_length}, GPT-2 BPE vocabulary, tied "
+                   f"embeddings), {info.n_params:,} parameters in this file, stored as {info.dtype}.")
+        out.append("- **Metrics** (in the header): " + ", ".join(f"{k} = {v}" for k, v in card_metrics(meta).items()))
+        seconds = meta.get("train_seconds") or {}
+        out.append(f"- **Compute**: {meta.get('train_device') or 'cpu'} ({machine}); wall time "
+                   + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+                   + f"; tokens seen in its last stage {meta.get('tokens_seen', '?'):,}, steps {meta.get('steps')}.")
+        out.append("- **Made by** (in order):")
+        out += ["", "```bash", *meta.get("recipe", []), "```", ""]
+        if stem == "default-base":
+            out.append("- **Data**: `datasets/pretrain` (the `pretrain-compact` dataset: 12 public-domain books and "
+                       "1.1k TinyStories, about 1.2M tokens), 5% held out for validation (`--val-fraction 0.05`).")
+            out.append(f"- **Greedy sample**: *{_md(greedy_sample(info.path, 'Once upon a time'))}*")
+            out.append("- **Cannot**: follow instructions, know facts; it continues text in the style of "
+                       "19th-century novels and children's stories, and loses the thread after a few sentences.")
+        if stem == "default-instruct":
+            out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json` plus Stanford "
+                       "Alpaca (51,502 entries, less any that repeat a book val/test question), then the 935 book "
+                       "entries alone; the book's 55 val and 110 test entries never train.")
+            out.append("- **What each ingredient buys** (ROUGE-L F1 on the book's 110 test entries, greedy):")
+            out += ["", notes["ablations.md"], ""]
+            out.append("- **10 test answers** (greedy, as shipped):")
+            out += ["", "| instruction | input | reference | model |", "|---|---|---|---|"]
+            for a in extra.get("instruct_answers", [])[:10]:
+                out.append(f"| {_md(a['instruction'])} | {_md(a.get('input', ''))} | {_md(a['output'])} | "
+                           f"{_md(a.get('model_response', ''))} |")
+            out += ["", "- **Speed and precision** (`benchmarks/quantize_fidelity.py` on this file):", "",
+                    notes["fidelity.md"], ""]
+            out.append("- **Cannot**: be trusted on facts (it is 26M parameters trained for an hour on a CPU); it "
+                       "answers in the book's short style, is best at rewriting a given input (grammar, voice, "
+                       "synonyms, plural forms), and often invents content for open questions.")
+        if stem == "default-spam":
+            out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
+                       f"seed {meta.get('seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} messages.")
+            out.append("- **Form**: a LoRA adapter (rank 16) plus a 2-class head on `default-base.safetensors`, merged "
+                       "when loaded; the base is checked by sha256.")
+            out.append("- **Against classical baselines** (`benchmarks/spam_baselines.py`, same test split):")
+            out += ["", notes["spam_baselines.md"], ""]
+            out.append("- **Cannot**: judge languages other than English or message styles far from 2010-era UK "
+                       "SMS; it reads the first 512 tokens only.")
+    return "\n".join(out) + "\n"
+
+
+def write_cards(folder: Path, build: Path, timings: dict | None = None) -> Path:
+    os.environ["CHATGPT_SCRATCH_BUNDLED"] = "off"  # the build may rewrite the headers of the built-in files
+    started = time.perf_counter()
+    extra = measure(folder, build)
+    text = render(folder, build, extra)
+    (folder / "README.md").write_text(text)
+    print(f"wrote {folder / 'README.md'} in {time.perf_counter() - started:.0f} s")
+    return folder / "README.md"
+
+
+if __name__ == "__main__":
+    build = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "build" / "defaults"
+    write_cards(REPO / "checkpoints", build)
