@@ -101,9 +101,11 @@ def test_a_classifier_checkpoint_is_a_one_line_error(tmp_path, capsys):
         f"error: {path} is a 'classifier' checkpoint, but this needs an 'instruct' or 'base' one\n")
 
 
-def test_missing_checkpoint_flag_is_explained(capsys):
-    assert main(["chat"]) == 1
-    assert "chat needs --checkpoint PATH" in capsys.readouterr().err
+def test_no_model_anywhere_is_explained(capsys):
+    assert main(["chat"]) == 1  # no --checkpoint, none of the user's own, built-ins off (conftest)
+    assert capsys.readouterr().err == (
+        "error: chat: no instruct or base model found in the checkpoints folder and no built-in one; "
+        "pass --checkpoint PATH (`chatgpt-scratch checkpoints list` shows yours)\n")
 
 
 # -- slash commands ---------------------------------------------------------------------------
