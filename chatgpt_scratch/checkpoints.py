@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from chatgpt_scratch.config import PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.fileio import fsync_dir, remove_stale_temps, write_atomically
 from chatgpt_scratch.model import GPTModel
 
 FORMAT = "chatgpt-scratch/1"
@@ -58,81 +58,23 @@ def decode_metadata(header: dict[str, str]) -> dict[str, Any]:
     return {k: (json.loads(v) if k in json_keys else v) for k, v in header.items() if k != "json_keys"}
 
 
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
-
-
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Delete temp files a killed save of `path` left behind (`.NAME.*.tmp` beside it)."""
-    path = Path(path)
-    removed = []
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f"{_temp_prefix(path)}*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
-    """Write a safetensors file so that a crash at any moment leaves the old file (if any) intact.
-
-    Write to a temp file in the same folder, fsync it, then rename over the target
-    (rename is atomic on POSIX and Windows); fsync the folder so the rename survives power loss.
-    A temp file left by a process that was killed mid-write is removed on the next save.
-    """
+    """Write a safetensors file so that a crash at any moment leaves the old file (if any) intact
+    (fileio.write_atomically). A temp file left by a process that was killed mid-write is removed
+    on the next save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     cpu_tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _write_atomically(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header))
+    _write_checkpoint_file(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header))
 
 
-def _write_atomically(target: Path, write: Callable[[str], None]) -> None:
-    """write(tmp) fills a temp file beside target; only a complete, fsynced file replaces target."""
+def _write_checkpoint_file(target: Path, write: Callable[[str], None]) -> None:
+    """write_atomically, refused for a built-in model (shipped read-only)."""
     from chatgpt_scratch.builtin import refuse_builtin
 
     refuse_builtin(target, "overwrite")
-    tmp = _new_temp(target)
-    try:
-        write(tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _new_temp(target: Path) -> str:
-    """An empty temp file beside target."""
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return tmp
-
-
-def _read_umask() -> int:
-    umask = os.umask(0)  # the only way to read it is to set it; done once, at import
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def _fsync_file(path: str | Path) -> None:
-    """Flush to disk, and give the file the permissions of any new file (temp files start as 0600)."""
-    os.chmod(path, 0o666 & ~_UMASK)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(folder, os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomically(target, write)
 
 
 def model_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
@@ -527,7 +469,7 @@ def rename_checkpoint(path: str | Path, new_name: str) -> Path:
     if target.exists():
         raise ScratchError(f"cannot rename {path.name}: {target} already exists; choose another name or delete it first")
     os.rename(path, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
@@ -550,7 +492,7 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
         target = folder / _sibling(path, new_name).name
         if target.exists():
             raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
-    _write_atomically(target, lambda tmp: shutil.copyfile(path, tmp))
+    _write_checkpoint_file(target, lambda tmp: shutil.copyfile(path, tmp))
     return target
 
 

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from torch import nn
 
 from chatgpt_scratch.data.instruct import InstructionExample
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.fileio import write_text_atomic
 from chatgpt_scratch.templates import ALPACA, PromptTemplate
 
 DEFAULT_JUDGE_MODEL = "llama3"  # the book's choice (8B)
@@ -70,18 +70,7 @@ def with_responses(examples: Sequence[InstructionExample], responses: Sequence[s
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON via a temp file + rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=4, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=4, ensure_ascii=False) + "\n")
 
 
 def read_responses(path: str | Path, key: str = "model_response") -> tuple[list[InstructionExample], list[str]]:

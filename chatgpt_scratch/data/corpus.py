@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +24,7 @@ import numpy as np
 
 from chatgpt_scratch import paths
 from chatgpt_scratch.data.registry import resolve_dataset
-from chatgpt_scratch.fileio import sha256_file
+from chatgpt_scratch.fileio import sha256_file, write_atomically
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
@@ -103,17 +102,11 @@ def _build_cache(files: list[Path], cache_path: Path) -> None:
             joined.append(ENDOFTEXT_ID)
         joined.extend(doc)
     ids = np.asarray(joined, dtype=np.uint16)  # GPT-2's 50,257 ids fit in 16 bits
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{cache_path.name}.", suffix=".tmp", dir=cache_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             np.save(fh, ids)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, cache_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomically(cache_path, write)
 
 
 def split_runs(n_tokens: int, val_fraction: float, seed: int, chunk_tokens: int,

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,6 +25,7 @@ from pathlib import Path
 
 from chatgpt_scratch import paths
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.fileio import write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -168,16 +166,6 @@ def download_dataset(info: DatasetInfo, target: Path, timeout: float = 30.0) -> 
                            "nothing was saved: try again later or pass --data PATH")
     if info.sha256 is None:
         print(f"note: {info.name} has no known sha256 to check against; got {digest}", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.move(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, data)
     print(f"saved {target} ({len(data):,} bytes, sha256 {digest[:12]}…)", file=sys.stderr)
     return target
