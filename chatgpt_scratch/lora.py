@@ -322,3 +322,42 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
         merge_lora(model)
     model.eval()
     return model.to(device), metadata
+
+
+# Header keys of an adapter that describe the adapter file itself, not the model it makes.
+_ADAPTER_ONLY_KEYS = frozenset({"format", "kind", "config", "tokenizer", "created", "base", "base_sha256",
+                                "lora_layers", "model_kind", "parent"})
+
+
+def merged_kind(metadata: dict[str, Any], model: nn.Module) -> str:
+    """The kind of model an adapter makes once merged: its recorded `model_kind`, else classifier for a
+    model with a class head, else base."""
+    from chatgpt_scratch.checkpoints import KINDS
+
+    recorded = metadata.get("model_kind")
+    if recorded in KINDS and recorded != "lora-adapter":
+        return recorded
+    return "classifier" if getattr(model.cfg, "n_classes", None) else "base"
+
+
+def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, str]:
+    """Fold a `lora-adapter` checkpoint into its base and save an ordinary checkpoint at `out`
+    (".safetensors" added): `lora merge` in the CLI and M on the TUI's Checkpoints screen.
+
+    The merged file records `parent` = the base model it derives from (as a fine-tune's merged
+    model does) and `merged_from` = the adapter; the adapter's provenance (dataset, template,
+    labels, metrics, ...) is kept. -> (path written, its kind).
+    """
+    from chatgpt_scratch.checkpoints import SUFFIX, save_checkpoint
+
+    adapter, out = Path(adapter), Path(out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not overwrite:
+        raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
+    model, meta = load_lora_adapter(adapter, merge=True)
+    kind = merged_kind(meta, model)
+    provenance = {k: v for k, v in meta.items() if k not in _ADAPTER_ONLY_KEYS}
+    path = save_checkpoint(out, model, kind, **{**provenance, "parent": meta.get("base"),
+                                                "merged_from": str(adapter.resolve())})
+    return path, kind

@@ -200,3 +200,26 @@ def test_cli_lora_merge_writes_an_ordinary_checkpoint_of_the_adapters_kind(tmp_p
     torch.testing.assert_close(merged(IDS), expected, rtol=1e-5, atol=1e-5)
     assert main(["lora", "merge", str(adapter_path), "--out", str(tmp_path / "merged")]) == 1
     assert "merged.safetensors already exists" in capsys.readouterr().err
+
+
+def test_merge_adapter_file_names_base_as_parent_and_knows_a_classifier_without_model_kind(tmp_path):
+    """An adapter header without model_kind (older files) still merges into a classifier when the model has a
+    class head; the merged header names the base as parent and the adapter as merged_from."""
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.lora import merge_adapter_file
+
+    model = make_model()
+    base_path = save_checkpoint(tmp_path / "base.safetensors", model, kind="base")
+    to_classifier(model, 2)
+    inject_lora(model, rank=2, alpha=4, train_also=("out_head",))
+    randomize_adapters(model)
+    expected = model(IDS)
+    adapter = save_lora_adapter(tmp_path / "spam.lora.safetensors", model, base_path, labels=["ham", "spam"])
+    out, kind = merge_adapter_file(adapter, tmp_path / "spam-merged")
+    merged, meta = load_checkpoint(out, kind="classifier")
+    assert kind == "classifier" and out.name == "spam-merged.safetensors"
+    assert meta["parent"] == str(base_path.resolve()) and meta["merged_from"] == str(adapter.resolve())
+    assert meta["labels"] == ["ham", "spam"] and "base_sha256" not in meta and "lora_layers" not in meta
+    torch.testing.assert_close(merged(IDS), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ScratchError, match="already exists"):
+        merge_adapter_file(adapter, out)

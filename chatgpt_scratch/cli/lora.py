@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -33,20 +32,8 @@ def register(subparsers) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.checkpoints import KINDS, save_checkpoint
-    from chatgpt_scratch.errors import ScratchError
-    from chatgpt_scratch.lora import load_lora_adapter
+    from chatgpt_scratch.lora import merge_adapter_file
 
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        out = out.with_name(out.name + ".safetensors")
-    if out.exists() and not args.force:
-        raise ScratchError(f"{out} already exists; choose another --out or add --force")
-    model, meta = load_lora_adapter(args.adapter, merge=True)
-    kind = meta.get("model_kind") if meta.get("model_kind") in KINDS else "base"
-    skip = {"format", "kind", "config", "tokenizer", "created", "base", "base_sha256", "lora_layers", "model_kind"}
-    extra = {k: v for k, v in meta.items() if k not in skip}
-    save_checkpoint(out, model, kind, merged_from=str(Path(args.adapter).resolve()), **{
-        **extra, "parent": meta.get("base")})
-    print(f"merged {args.adapter} into its base {meta.get('base')}: {out} ({kind})", file=sys.stderr)
+    out, kind = merge_adapter_file(args.adapter, args.out, overwrite=args.force)
+    print(f"merged {args.adapter} into its base: {out} ({kind})", file=sys.stderr)
     return 0

@@ -116,3 +116,37 @@ async def test_checkpoints_screen_sends_an_adapter_to_the_screen_of_its_kind(tin
         loaded = spam.loaded_path
     assert stayed and "spam.lora is a LoRA adapter of a 'classifier' model; chat needs base or instruct." in refused
     assert loaded == adapters["classifier"]
+
+
+async def test_checkpoints_screen_merges_an_adapter_exactly_as_the_cli_does(tiny_base, checkpoints_folder, tmp_path):
+    """M on the Checkpoints screen and `lora merge` call one library function: same weights, same header
+    (parent = the base, merged_from = the adapter, kind = the one the adapter makes)."""
+    from textual.widgets import DataTable, Input
+
+    from chatgpt_scratch.checkpoints import load_checkpoint
+    from chatgpt_scratch.cli import main
+    from tui.screens.dialogs import TextPrompt
+
+    adapters = _adapters(tiny_base, checkpoints_folder)
+    assert main(["lora", "merge", str(adapters["classifier"]), "--out", str(tmp_path / "by-cli")]) == 0
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="the table")
+        table.focus()
+        names = [str(table.get_row_at(i)[0]) for i in range(3)]
+        table.move_cursor(row=names.index("spam.lora"))
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), what="the merge prompt")
+        app.screen.query_one("#prompt-input", Input).value = "by-tui"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any("Merged" in n.message for n in app._notifications), what="the merge")
+    by_tui, tui_meta = load_checkpoint(checkpoints_folder / "by-tui.safetensors")
+    by_cli, cli_meta = load_checkpoint(tmp_path / "by-cli.safetensors")
+    assert tui_meta["kind"] == cli_meta["kind"] == "classifier"
+    assert tui_meta["parent"] == cli_meta["parent"] == str(tiny_base.resolve())
+    assert tui_meta["merged_from"] == cli_meta["merged_from"] == str(adapters["classifier"].resolve())
+    assert {k: v for k, v in tui_meta.items() if k != "created"} == {k: v for k, v in cli_meta.items() if k != "created"}
+    ids = torch.tensor([[464, 3290, 318, 257, 1332]])
+    with torch.no_grad():
+        assert torch.equal(by_tui(ids), by_cli(ids))

@@ -342,21 +342,14 @@ class CheckpointsScreen(MainScreen):
         def answer(name: str | None) -> None:
             if not name:
                 return
-            out = info.path.parent / (name if name.endswith(".safetensors") else name + ".safetensors")
+            out = info.path.parent / name
 
             def work():
-                from chatgpt_scratch.checkpoints import save_checkpoint
-                from chatgpt_scratch.lora import load_lora_adapter
+                from chatgpt_scratch.lora import merge_adapter_file
 
-                model, meta = load_lora_adapter(info.path, "cpu", merge=True)
-                kind = meta.get("model_kind") or ("classifier" if model.cfg.n_classes else "base")
-                keep = {k: v for k, v in meta.items() if k not in (
-                    "format", "kind", "config", "tokenizer", "created", "base", "base_sha256",
-                    "lora_layers", "model_kind", "parent")}
-                return save_checkpoint(out, model, kind=kind, parent=str(info.path.resolve()),
-                                       merged_from=meta.get("base"), **keep)
+                return merge_adapter_file(info.path, out)[0]
 
-            self.app.run_worker_thread(work, lambda _: self._done(f"Merged into {out.name}", out), name="merge")
+            self.app.run_worker_thread(work, lambda path: self._done(f"Merged into {path.name}", path), name="merge")
 
         self.app.push_screen(TextPrompt(f"Merge {info.name} into its base; save the result as:", default), answer)
 
