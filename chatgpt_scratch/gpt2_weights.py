@@ -434,6 +434,15 @@ def export_hf(model: GPTModel, out_dir: str | Path, metadata: dict[str, Any] | N
     return out_dir
 
 
+def export_checkpoint_hf(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """A base or instruct checkpoint file -> the Hugging Face layout in out_dir (`export-hf` in the CLI,
+    e on the TUI's Checkpoints screen). Its header goes to chatgpt_scratch.json, with `exported_from`."""
+    from chatgpt_scratch.checkpoints import load_checkpoint
+
+    model, metadata = load_checkpoint(checkpoint, kind=("base", "instruct"))
+    return export_hf(model, out_dir, metadata={"exported_from": str(checkpoint), **metadata})
+
+
 def _write_tokenizer_files(out_dir: Path, max_length: int) -> None:
     """GPT2Tokenizer's vocab.json / merges.txt are OpenAI's encoder.json / vocab.bpe under other names."""
     try:

@@ -10,6 +10,13 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
                         help="where to run: auto picks cuda, then mps, then cpu (default: auto; cuda:N also works)")
 
 
+def args_device(args: argparse.Namespace) -> str:
+    """The device --device names, resolved (auto -> cuda, mps or cpu)."""
+    from chatgpt_scratch.device import resolve_device
+
+    return str(resolve_device(args.device))
+
+
 # What each command needs when --checkpoint is left out, in order of preference.
 DEFAULT_KINDS = {
     "chat": ("instruct", "base"),

@@ -70,11 +70,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.checkpoints import load_checkpoint
-    from chatgpt_scratch.gpt2_weights import export_hf
+    from chatgpt_scratch.gpt2_weights import export_checkpoint_hf
 
-    model, metadata = load_checkpoint(args.checkpoint, kind=("base", "instruct"))
-    out = export_hf(model, args.out_dir, metadata={"exported_from": str(args.checkpoint), **metadata})
+    out = export_checkpoint_hf(args.checkpoint, args.out_dir)
     print(f"wrote {out}/model.safetensors and config.json; load it with "
           f"transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})")
     return 0

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.cli.common import add_device_arg, args_device
 
 _TEMPLATES = ("alpaca", "phi3")
 
@@ -141,7 +141,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                         mask_instructions=args.mask_instructions, group_by_length=args.group_by_length,
                         seed=args.seed, lora_base=args.init if args.lora_rank else None)
     sizes = data.info["split_sizes"]
-    device = _device(args)
+    device = args_device(args)
     val_before = None
     if not args.resume:
         model.to(device)
@@ -225,12 +225,6 @@ def _write_summary(checkpoint: Path, summary: dict) -> None:
     print(f"summary: {path}", file=sys.stderr)
 
 
-def _device(args: argparse.Namespace) -> str:
-    from chatgpt_scratch.device import resolve_device
-
-    return str(resolve_device(args.device))
-
-
 # --- evaluate-instruct ------------------------------------------------------------------------------
 
 
@@ -300,7 +294,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chatgpt_scratch.inference import load_for_inference
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "evaluate-instruct")
-    model, meta = load_for_inference(args.checkpoint, device=_device(args), kind=("instruct", "base"))
+    model, meta = load_for_inference(args.checkpoint, device=args_device(args), kind=("instruct", "base"))
     template = get_template(meta["template"]) if meta.get("template") else ALPACA
     data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)
     examples = getattr(data, args.split)[: args.limit]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.cli.common import add_device_arg, args_device
 
 _BALANCE = ("none", "undersample", "weight")
 _POOL = ("last-token", "mean")
@@ -139,16 +139,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     from chatgpt_scratch.checkpoints import update_metadata
 
     best = result.best_checkpoint or result.checkpoint
-    metrics = task.test_metrics(SpamClassifier.load(best, device=task_device(args)).model)
+    metrics = task.test_metrics(SpamClassifier.load(best, device=args_device(args)).model)
     update_metadata(best, test_metrics=metrics.to_dict(), test_acc=metrics.accuracy)
     print(f"test split, {best}:\n{metrics.format()}")
     return 0
-
-
-def task_device(args: argparse.Namespace) -> str:
-    from chatgpt_scratch.device import resolve_device
-
-    return str(resolve_device(args.device))
 
 
 # --- classify -----------------------------------------------------------------------------------------

@@ -262,6 +262,15 @@ async def test_export_to_hugging_face_then_import_it_back(tiny_base, checkpoints
         await wait_until(pilot, lambda: str(imported) in screen.infos, timeout=120, what="the imported row")
         row = [str(c) for c in table.get_row(str(imported))]
     assert row[:3] == ["exported", "base", "test-tiny"]
+    # The same header file `chatgpt-scratch export-hf` writes (one library function behind both).
+    import json
+
+    from chatgpt_scratch.cli import main
+
+    assert main(["export-hf", str(tiny_base), str(tmp_path / "by-cli")]) == 0
+    by_tui = json.loads((export_dir / "chatgpt_scratch.json").read_text())
+    by_cli = json.loads((tmp_path / "by-cli" / "chatgpt_scratch.json").read_text())
+    assert by_tui == by_cli and by_tui["exported_from"] == str(tiny_base)
     original, _ = load_checkpoint(tiny_base)
     back, _ = load_checkpoint(imported)
     ids = torch.tensor([[464, 3290, 318, 257, 1332]])

@@ -318,11 +318,9 @@ class CheckpointsScreen(MainScreen):
                 return
 
             def work():
-                from chatgpt_scratch.checkpoints import load_checkpoint
-                from chatgpt_scratch.gpt2_weights import export_hf
+                from chatgpt_scratch.gpt2_weights import export_checkpoint_hf
 
-                model, metadata = load_checkpoint(info.path, "cpu", kind=("base", "instruct"))
-                return export_hf(model, folder, metadata=metadata)
+                return export_checkpoint_hf(info.path, folder)
 
             self.notify(f"Exporting {info.name}…", markup=False)
             self.app.run_worker_thread(work, lambda out: self.notify(f"Exported to {out}", markup=False),
