@@ -329,17 +329,6 @@ _ADAPTER_ONLY_KEYS = frozenset({"format", "kind", "config", "tokenizer", "create
                                 "lora_layers", "model_kind", "parent"})
 
 
-def merged_kind(metadata: dict[str, Any], model: nn.Module) -> str:
-    """The kind of model an adapter makes once merged: its recorded `model_kind`, else classifier for a
-    model with a class head, else base."""
-    from chatgpt_scratch.checkpoints import KINDS
-
-    recorded = metadata.get("model_kind")
-    if recorded in KINDS and recorded != "lora-adapter":
-        return recorded
-    return "classifier" if getattr(model.cfg, "n_classes", None) else "base"
-
-
 def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, str]:
     """Fold a `lora-adapter` checkpoint into its base and save an ordinary checkpoint at `out`
     (".safetensors" added): `lora merge` in the CLI and M on the TUI's Checkpoints screen.
@@ -355,8 +344,13 @@ def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = F
         out = out.with_name(out.name + SUFFIX)
     if out.exists() and not overwrite:
         raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
+    from chatgpt_scratch.inference import adapted_kind
+
     model, meta = load_lora_adapter(adapter, merge=True)
-    kind = merged_kind(meta, model)
+    kind = adapted_kind(meta)  # the one rule for what an adapter makes (listings and pickers use it too)
+    if kind is None:
+        raise ScratchError(f"{adapter}: the adapter header's model_kind {meta.get('model_kind')!r} is not a model "
+                           "kind; the file was edited or is damaged")
     provenance = {k: v for k, v in meta.items() if k not in _ADAPTER_ONLY_KEYS}
     path = save_checkpoint(out, model, kind, **{**provenance, "parent": meta.get("base"),
                                                 "merged_from": str(adapter.resolve())})
