@@ -150,8 +150,15 @@ def _jsonable(v: Any) -> bool:
         return False
 
 
+def check_out(args: argparse.Namespace) -> None:
+    """--out is checked before any data is read or model built: a built-in model is never overwritten."""
+    if getattr(args, "out", None) and not getattr(args, "resume", None):
+        default_out(args, "")
+
+
 def prepare_resume(args: argparse.Namespace) -> argparse.Namespace:
     """With --resume RUN: the flags saved in RUN/run.json, except the few that may safely change."""
+    check_out(args)
     if not getattr(args, "resume", None):
         return args
     run_dir = Path(args.resume)

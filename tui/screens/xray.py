@@ -165,7 +165,7 @@ class XrayScreen(MainScreen):
             self.set_status(NO_MODEL)
             return
         paths = [i.path for i in infos]
-        wanted = self.loaded_path or self.app.chat_checkpoint
+        wanted = self.loaded_path  # X-ray opens with the base model (the default rule), not the chat's
         if wanted not in paths:
             from chatgpt_scratch.checkpoints import pick_default
 
