@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVENTS_FILE = "events.jsonl"
+from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
+
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
-RUN_FILE = "run.json"  # written by the CLI: the command and flags (what --resume reuses)
 JOBS_SUBDIR = ".tui-jobs"  # RUNS/.tui-jobs/NAME.json + NAME.log: jobs the TUI started
-TERMINAL_EVENTS = ("done", "stopped", "error")
 # A run with no terminal event whose events file has not changed for this long (and whose process
 # we cannot see) is reported as "interrupted" rather than "running".
 STALE_AFTER_S = 120.0

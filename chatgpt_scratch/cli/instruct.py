@@ -90,7 +90,7 @@ def _register_finetune(subparsers) -> None:
     ev.add_argument("--no-eval", action="store_true", help="skip the test-split responses and scores")
     # The book's ch07 settings: batch 8, 2 epochs, AdamW lr 5e-5, weight decay 0.1; val loss on the whole
     # validation split at every eval.
-    add_trainer_args(p, batch_size=8, epochs=2, lr=5e-5, weight_decay=0.1, eval_every=50, eval_batches=None)
+    add_trainer_args(p, "finetune-instruct")
     p.set_defaults(func=run_finetune)
 
 

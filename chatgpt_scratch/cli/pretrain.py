@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--init-style", choices=("gpt2", "book"), default="gpt2",
                    help="fresh weights: gpt2 = N(0, 0.02), residual projections scaled by 1/sqrt(2 x layers) "
                    "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel (default: %(default)s)")
-    add_trainer_args(p, lr=4e-4, batch_size=2, epochs=1, weight_decay=0.1, eval_every=100, eval_batches=20)
+    add_trainer_args(p, "pretrain")
     p.set_defaults(func=_run)
 
 

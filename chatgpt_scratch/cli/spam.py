@@ -72,7 +72,7 @@ def _register_finetune(subparsers) -> None:
                    help="use a stratified subset of N messages (quick trials)")
     # The book's ch06 settings: batch 8, 5 epochs at lr 5e-5, weight decay 0.1; evals on the whole
     # validation split (eval_batches None), so val accuracy is exact and comparable between evals.
-    add_trainer_args(p, batch_size=8, epochs=5, lr=5e-5, weight_decay=0.1, eval_every=50, eval_batches=None)
+    add_trainer_args(p, "finetune-spam")
     p.set_defaults(func=run_finetune)
 
 

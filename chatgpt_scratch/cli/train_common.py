@@ -5,7 +5,7 @@ A training subcommand (pretrain, finetune-spam, finetune-instruct) does three th
     def register(subparsers):
         p = subparsers.add_parser("my-train", help=...)
         ...task flags (--data, --init, ...)...
-        add_trainer_args(p, lr=5e-5, epochs=3, batch_size=8)   # per-command defaults
+        add_trainer_args(p, "my-train")   # defaults: training/config.COMMAND_DEFAULTS
         p.set_defaults(func=_run)
 
     def _run(args):
@@ -34,28 +34,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
 
 if TYPE_CHECKING:
     from chatgpt_scratch.training.trainer import RunResult, Trainer
 
-RUN_FILE = "run.json"
 # Flags that may change when resuming without breaking exactness of what was already done.
 RESUMABLE_OVERRIDES = ("epochs", "max_steps", "eval_every", "eval_batches", "sample_every", "sample_prompt",
                        "save_every", "events", "device", "peak_tflops")
-_DEFAULTS = dict(epochs=1, max_steps=None, lr=4e-4, warmup=0, min_lr=None, weight_decay=0.1, grad_clip=1.0,
-                 grad_accum=1, batch_size=8, eval_every=100, eval_batches=20, sample_every=0,
-                 sample_prompt="Every effort moves you", save_every=0, seed=123)
+def add_trainer_args(parser: argparse.ArgumentParser, command: str | None = None, **defaults: Any) -> None:
+    """Add the shared training flags with the defaults of `command` (training/config.COMMAND_DEFAULTS, the
+    one place they are written); keyword arguments change them further (out=..., a test's lr=...)."""
+    from chatgpt_scratch.training.config import DTYPES, trainer_defaults
 
-
-def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """Add the shared training flags; keyword arguments change their defaults (lr=5e-5, epochs=3, ...)."""
-    unknown = set(defaults) - set(_DEFAULTS) - {"out"}
+    d = trainer_defaults(command)
+    unknown = set(defaults) - set(d) - {"out"}
     if unknown:
         raise ValueError(f"no trainer flag for {sorted(unknown)}")
-    d = {**_DEFAULTS, **defaults}
-    g = _SkipExisting(parser, parser.add_argument_group("training"))
-    length = g if {"--epochs", "--max-steps"} & set(parser._option_string_actions) else \
-        _SkipExisting(parser, g.group.add_mutually_exclusive_group())
+    d.update(defaults)
+    g = parser.add_argument_group("training")
+    length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training data (default: %(default)s)")
     length.add_argument("--max-steps", type=int, default=d["max_steps"], metavar="N",
                         help="stop after N optimizer steps instead of counting epochs")
@@ -84,9 +82,9 @@ def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     g.add_argument("--save-every", type=int, default=d["save_every"], metavar="STEPS",
                    help="checkpoint + resumable state every N steps (0 = only at the end and on stop; default: %(default)s)")
     g.add_argument("--seed", type=int, default=d["seed"], help="seed for init, data order and dropout (default: %(default)s)")
-    g.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
+    g.add_argument("--device", default=d["device"], metavar="{auto,cpu,cuda,mps}",
                    help="where to train: auto picks cuda, then mps, then cpu (default: auto)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+    g.add_argument("--dtype", default=d["dtype"], choices=DTYPES,
                    help="auto: bf16 autocast on CUDA, float32 elsewhere; bfloat16: bf16 autocast on any device "
                    "(on a CPU with AVX512-BF16 or AMX about 1.4x faster); weights and optimizer stay float32 "
                    "(default: auto)")
@@ -105,19 +103,6 @@ def add_trainer_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     g.add_argument("--out", default=defaults.get("out"), metavar="PATH",
                    help="checkpoint to write (PATH.safetensors; the best one is PATH.best.safetensors)")
     parser.set_defaults(_trainer_defaults={a.dest: a.default for a in parser._actions if a.dest != "help"})
-
-
-class _SkipExisting:
-    """Adds arguments to a group, skipping any flag the command already defines itself
-    (e.g. its own --batch-size with other help text): the command's own definition wins."""
-
-    def __init__(self, parser: argparse.ArgumentParser, group) -> None:
-        self.parser, self.group = parser, group
-
-    def add_argument(self, *flags: str, **kw: Any) -> None:
-        if any(f in self.parser._option_string_actions for f in flags):
-            return
-        self.group.add_argument(*flags, **kw)
 
 
 def train_config(args: argparse.Namespace):
@@ -285,7 +270,7 @@ class ProgressBar:
             self._line(f"step {event['step']} sample: {event['prompt']}{event['text']!r}")
         elif kind == "checkpoint" and not self.live:
             self._line(f"step {event['step']} saved {event['path']} ({event['reason']})")
-        elif kind in ("done", "stopped", "error"):
+        elif kind in TERMINAL_EVENTS:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
@@ -324,7 +309,7 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
         if not args.resume:
             run_doc = {"command": getattr(args, "command", task.name), "args": args_to_json(args)}
             (run_dir / RUN_FILE).write_text(json.dumps(run_doc, indent=2), encoding="utf-8")
-        events = EventLog(run_dir / "events.jsonl", stream=sys.stdout if args.events == "-" else None,
+        events = EventLog(run_dir / EVENTS_FILE, stream=sys.stdout if args.events == "-" else None,
                           listeners=[bar])
     meta = {**(metadata or {}), "train_args": args_to_json(args)}
     trainer = Trainer(task, model, cfg, run_dir, out=out, events=events, metadata=meta, resume=bool(args.resume))
@@ -367,7 +352,7 @@ def _plot(run_dir: Path, checkpoint: Path) -> None:
     from chatgpt_scratch.plots import plot_run
 
     try:
-        png = plot_run(run_dir / "events.jsonl", loss_plot_path(checkpoint))
+        png = plot_run(run_dir / EVENTS_FILE, loss_plot_path(checkpoint))
     except Exception as e:  # a plot must never cost the user the run
         print(f"note: no loss plot ({type(e).__name__}: {e})", file=sys.stderr)
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from chatgpt_scratch.errors import ScratchError
@@ -66,3 +66,22 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+# What each training command changes from TrainConfig's defaults (plus its batch size, which belongs to
+# the task). The CLI's flags (cli/train_common.add_trainer_args) and the TUI's New-run form read these:
+# a default is written here once. The book's values: ch05 pretraining 4e-4, ch06/ch07 fine-tuning 5e-5.
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pretrain": dict(lr=4e-4, batch_size=2, epochs=1, eval_every=100, eval_batches=20),
+    "finetune-spam": dict(lr=5e-5, batch_size=8, epochs=5, eval_every=50, eval_batches=None),
+    "finetune-instruct": dict(lr=5e-5, batch_size=8, epochs=2, eval_every=50, eval_batches=None),
+}
+DEFAULT_BATCH_SIZE = 8
+
+
+def trainer_defaults(command: str | None = None) -> dict[str, Any]:
+    """The training flags' defaults by flag name (warmup, not warmup_steps): TrainConfig's, then the command's."""
+    base = {f.name: f.default for f in fields(TrainConfig)}
+    base["warmup"] = base.pop("warmup_steps")
+    base["batch_size"] = DEFAULT_BATCH_SIZE
+    return {**base, **(COMMAND_DEFAULTS[command] if command is not None else {})}

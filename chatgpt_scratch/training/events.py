@@ -16,7 +16,10 @@ from typing import Any, Callable, Iterator, TextIO
 from chatgpt_scratch.errors import ScratchError
 
 EVENT_TYPES = ("start", "step", "eval", "sample", "checkpoint", "done", "stopped", "error")
+# The files of a run folder (runs/NAME-TIME/): what happened, and the command + flags that --resume reuses.
 EVENTS_FILE = "events.jsonl"
+RUN_FILE = "run.json"
+TERMINAL_EVENTS = ("done", "stopped", "error")  # the last event of a run
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -32,7 +32,7 @@ from chatgpt_scratch.device import resolve_device
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.training import distributed, state
 from chatgpt_scratch.training.config import TrainConfig
-from chatgpt_scratch.training.events import EventLog
+from chatgpt_scratch.training.events import EVENTS_FILE, EventLog
 from chatgpt_scratch.training.mfu import flops_per_token, mfu, peak_flops
 from chatgpt_scratch.training.optim import build_optimizer, lr_at
 from chatgpt_scratch.training.task import Task
@@ -87,7 +87,7 @@ class Trainer:
         self.resume = resume
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.events = events if events is not None else EventLog(self.run_dir / "events.jsonl")
+            self.events = events if events is not None else EventLog(self.run_dir / EVENTS_FILE)
         else:
             self.events = EventLog(None)
         self.amp_dtype = self._amp_dtype()

@@ -33,14 +33,34 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 POLL_S = 0.25  # events are read (and the plot redrawn) at most 4 times a second
 RUNS_REFRESH_S = 2.0
 
-# Sensible defaults per task: (data, epochs, max_steps, batch_size, lr, eval_every, sample_every, lora_rank, extra)
+
+
+def _flag_text(value: Any) -> str:
+    """A default as the form shows it: 4e-4 (as typed on a command line), 8, or blank for None."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and 0 < abs(value) < 1e-3:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _form_defaults(command: str, data: str, **watching: str) -> dict[str, str]:
+    """The form's starting values: the command's own defaults (training/config.COMMAND_DEFAULTS, shared with
+    the CLI), then `watching`: what the form changes for a run one watches live (more epochs of a small
+    corpus, evals and samples often enough to see the curve move)."""
+    from chatgpt_scratch.training.config import trainer_defaults
+
+    d = trainer_defaults(command)
+    values = {name: _flag_text(d[name]) for name in ("epochs", "max_steps", "batch_size", "lr", "eval_every",
+                                                     "sample_every")}
+    return {"data": data, "context": "", "lora_rank": "0", "extra": "", **values, **watching}
+
+
 DEFAULTS: dict[str, dict[str, str]] = {
-    "pretrain": dict(data="the-verdict", epochs="10", context="", max_steps="", batch_size="2", lr="4e-4",
-                     eval_every="5", sample_every="20", lora_rank="0", extra=""),
-    "finetune-spam": dict(data="sms-spam", epochs="5", context="", max_steps="", batch_size="8", lr="5e-5",
-                          eval_every="50", sample_every="0", lora_rank="0", extra=""),
-    "finetune-instruct": dict(data="instruction-data", epochs="2", context="", max_steps="", batch_size="8", lr="5e-5",
-                              eval_every="50", sample_every="50", lora_rank="0", extra=""),
+    "pretrain": _form_defaults("pretrain", "the-verdict", epochs="10", eval_every="5", sample_every="20"),
+    "finetune-spam": _form_defaults("finetune-spam", "sms-spam"),
+    "finetune-instruct": _form_defaults("finetune-instruct", "instruction-data", sample_every="50"),
 }
 FIELDS = [  # (name, label, kind) kind: int | int? | int0 | float | name | flags
     ("epochs", "epochs", "int"),
