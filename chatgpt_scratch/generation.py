@@ -29,56 +29,19 @@ yielded either: token ids cannot be split).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.sampling import SamplingConfig  # noqa: F401 (public here too: the API names generation.SamplingConfig)
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, StreamDecoder, encode
 
 # ----------------------------------------------------------------------------------------------
 # Sampling settings
 
 
-@dataclass
-class SamplingConfig:
-    """How to pick each next token. The defaults are greedy decoding of up to 256 tokens."""
-
-    temperature: float = 0.0  # 0 = greedy (argmax); higher = flatter, more random
-    top_k: int | None = None  # keep only the k most likely tokens (when sampling)
-    top_p: float | None = None  # keep the smallest set of most likely tokens whose mass reaches p (when sampling)
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in prompt or output (CTRL-style)
-    max_new_tokens: int = 256
-    seed: int | None = None  # same seed, same model, same prompt => same text
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
-            raise ScratchError(f"temperature must be a number >= 0 (0 means greedy), got {self.temperature!r}")
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
-            raise ScratchError(f"top_k must be a whole number >= 1 (or unset), got {self.top_k!r}")
-        if self.top_p is not None and (not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0):
-            raise ScratchError(f"top_p must be in (0, 1] (or unset), got {self.top_p!r}")
-        if (not _is_number(self.repetition_penalty) or not math.isfinite(self.repetition_penalty)
-                or self.repetition_penalty <= 0):
-            raise ScratchError(f"repetition_penalty must be a number > 0 (1 = off), got {self.repetition_penalty!r}")
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
-            raise ScratchError(f"max_new_tokens must be a whole number >= 0, got {self.max_new_tokens!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ScratchError(f"seed must be a whole number (or unset), got {self.seed!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+# SamplingConfig (and the declaration of its fields for the front ends) lives in sampling.py.
 
 
 # ----------------------------------------------------------------------------------------------

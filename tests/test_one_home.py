@@ -45,3 +45,39 @@ def test_run_folder_file_names_have_one_home():
 
     assert jobs.EVENTS_FILE is events.EVENTS_FILE and jobs.RUN_FILE is events.RUN_FILE
     assert train_common.RUN_FILE is events.RUN_FILE and jobs.TERMINAL_EVENTS is events.TERMINAL_EVENTS
+
+
+@pytest.mark.parametrize("command", ["generate", "chat", "xray"])
+def test_sampling_flags_are_generated_from_the_one_declaration(command):
+    from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingConfig
+
+    parser = _subparser(command)
+    flags = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    offered = [p for p in SAMPLING_PARAMS if p.flag in flags]
+    assert {p.name for p in offered} >= {"temperature", "top_k", "top_p", "repetition_penalty"}
+    for p in offered:
+        action = flags[p.flag]
+        assert action.type is p.type and action.dest == p.name and p.help in action.help
+        if not (command == "xray" and p.name == "temperature"):  # xray shows the model's own distribution
+            assert action.default == getattr(SamplingConfig(), p.name)
+
+
+def test_tui_sampling_fields_and_chat_commands_are_generated_from_the_one_declaration():
+    from chatgpt_scratch.cli.chat import COMMANDS
+    from chatgpt_scratch.sampling import PARAMS_BY_NAME, SAMPLING_PARAMS
+    from tui.screens import chat, xray
+
+    assert [name for name, _, _ in chat.SAMPLING_FIELDS] == [p.name for p in SAMPLING_PARAMS]
+    assert all(label == PARAMS_BY_NAME[name].label for name, label, _ in chat.SAMPLING_FIELDS)
+    assert all(label == PARAMS_BY_NAME[name].short_label for name, label, _ in xray.SAMPLING_FIELDS)
+    assert {p.command for p in SAMPLING_PARAMS} <= set(COMMANDS)
+
+
+def test_one_parse_for_typed_sampling_values_in_both_tui_screens():
+    from chatgpt_scratch.sampling import parse_sampling_text
+    from tui.screens import xray
+
+    kwargs, errors = parse_sampling_text({"temperature": "0.5", "top_k": "", "top_p": "x", "seed": "1.5"})
+    assert kwargs == {"temperature": 0.5, "top_k": None} and errors == {"top_p": "number", "seed": "whole number"}
+    assert xray.parse_sampling({"temperature": "hot", "top_k": "2.5"})[1] == ["temp: a number",
+                                                                             "top-k: a whole number or blank"]

@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
 from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
 
 if TYPE_CHECKING:
     from chatgpt_scratch.chat import ChatSession
@@ -79,14 +80,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
                    help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
                    "default: your best instruct model, else the built-in one")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default); higher = more random")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample only from the smallest set of tokens whose probability reaches P (nucleus)")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="longest reply in tokens (default 256)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
-                   help="> 1 discourages tokens already in the text (default 1 = off)")
-    p.add_argument("--seed", type=int, default=None, help="same seed => same replies")
+    add_sampling_args(p)
     add_device_arg(p)
     p.add_argument("--db", action="store_true", help="print the path of the chat database and exit")
     p.add_argument("--resume", type=int, default=None, metavar="ID",
@@ -215,23 +209,10 @@ class ChatController:
         shown = "off" if value is None else value
         return CommandResult(f"{field.replace('_', '-')} = {shown}")
 
-    def _temperature(self, args: list[str]) -> CommandResult:
-        return self._set("temperature", _number(args, "/temperature", "0.7", float))
-
-    def _top_k(self, args: list[str]) -> CommandResult:
-        return self._set("top_k", _number(args, "/top-k", "40", int, allow_off=True))
-
-    def _top_p(self, args: list[str]) -> CommandResult:
-        return self._set("top_p", _number(args, "/top-p", "0.9", float, allow_off=True))
-
-    def _max_tokens(self, args: list[str]) -> CommandResult:
-        return self._set("max_new_tokens", _number(args, "/max-tokens", "200", int))
-
-    def _repetition_penalty(self, args: list[str]) -> CommandResult:
-        return self._set("repetition_penalty", _number(args, "/repetition-penalty", "1.2", float))
-
-    def _seed(self, args: list[str]) -> CommandResult:
-        return self._set("seed", _number(args, "/seed", "42", int, allow_off=True))
+    def _sampling(self, param: SamplingParam, args: list[str]) -> CommandResult:
+        """/temperature 0.7, /top-k off, ...: one command per sampling.SAMPLING_PARAMS entry."""
+        return self._set(param.name, _number(args, "/" + param.command, param.example, param.type,
+                                             allow_off=param.optional))
 
     def _retry(self, args: list[str]) -> CommandResult:
         return CommandResult(reply=self._saved(self.session.regenerate(), retry=True))
@@ -308,12 +289,7 @@ class ChatController:
 COMMANDS: dict[str, Callable[[ChatController, list[str]], CommandResult]] = {
     "help": ChatController._help,
     "settings": ChatController._settings,
-    "temperature": ChatController._temperature,
-    "top-k": ChatController._top_k,
-    "top-p": ChatController._top_p,
-    "max-tokens": ChatController._max_tokens,
-    "repetition-penalty": ChatController._repetition_penalty,
-    "seed": ChatController._seed,
+    **{p.command: (lambda self, args, p=p: self._sampling(p, args)) for p in SAMPLING_PARAMS},
     "retry": ChatController._retry,
     "clear": ChatController._clear,
     "history": ChatController._history,
@@ -369,11 +345,9 @@ def run(args: argparse.Namespace) -> int:
     from chatgpt_scratch.cli.common import checkpoint_or_default
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "chat")
-    from chatgpt_scratch.generation import SamplingConfig
+    from chatgpt_scratch.sampling import sampling_from
 
-    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
-                              seed=args.seed)
+    sampling = sampling_from(args)
     session = load_session(args.checkpoint, device=args.device, sampling=sampling)
     store = None if args.no_save else ChatStore()
     try:

@@ -10,6 +10,19 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
                         help="where to run: auto picks cuda, then mps, then cpu (default: auto; cuda:N also works)")
 
 
+def add_sampling_args(parser: argparse.ArgumentParser, names=None, **defaults) -> None:
+    """--temperature, --top-k, --top-p, --max-new-tokens, --repetition-penalty, --seed (or those in `names`),
+    generated from sampling.SAMPLING_PARAMS; `defaults` changes a default (xray shows temperature 1)."""
+    from chatgpt_scratch.sampling import sampling_params
+
+    for param in sampling_params(names):
+        default = defaults.get(param.name, param.default)
+        shown = "off" if default is None else ("0 = greedy" if param.name == "temperature" and default == 0
+                                               else default)
+        parser.add_argument(param.flag, type=param.type, default=default, metavar=param.metavar,
+                            help=f"{param.help} (default: {shown})")
+
+
 def args_device(args: argparse.Namespace) -> str:
     """The device --device names, resolved (auto -> cuda, mps or cpu)."""
     from chatgpt_scratch.device import resolve_device

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -24,14 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
                    help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
                    "default: your best base model, else the built-in one")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only from the K most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample only from the smallest set of tokens whose probability reaches P (nucleus)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
-                   help="> 1 discourages tokens already in the text (default 1 = off)")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="stop after N new tokens (default 256)")
-    p.add_argument("--seed", type=int, default=None, help="same seed => same text")
+    add_sampling_args(p)
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when this text appears (not printed); repeatable")
     add_device_arg(p)
@@ -69,14 +62,12 @@ def load_model_for_inference(path: str, device_name: str, dtype: str = "float32"
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.generation import SamplingConfig, stream_text
+    from chatgpt_scratch.generation import stream_text
+    from chatgpt_scratch.sampling import sampling_from
     from chatgpt_scratch.tokenizer import encode
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    sampling = SamplingConfig(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens, seed=args.seed,
-    )
+    sampling = sampling_from(args)
     from chatgpt_scratch.cli.common import checkpoint_or_default
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "generate")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_device_arg
+from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 
 VIEWS = ("tokens", "next", "attention", "lens", "loss")
@@ -40,13 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--token", type=int, default=None, metavar="I",
                    help="token index (0-based) whose attention and logit lens are shown (default: the last token)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many next-token candidates to list (default 10)")
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                   help="sampling temperature to show (default 1 = the model's own distribution; 0 = greedy)")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="keep only the K most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="keep the smallest set of most likely tokens whose probability reaches P")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
-                   help="> 1 discourages tokens already in the text (default 1 = off)")
+    add_sampling_args(p, ("temperature", "top_k", "top_p", "repetition_penalty"), temperature=1.0)
     p.add_argument("--as-instruction", action="store_true",
                    help="wrap TEXT in the instruct checkpoint's prompt template, as chat does")
     add_device_arg(p)
@@ -56,16 +50,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from chatgpt_scratch.chat import template_from_metadata
     from chatgpt_scratch.device import resolve_device
-    from chatgpt_scratch.generation import SamplingConfig
     from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.sampling import sampling_from
     from chatgpt_scratch.tokenizer import encode
     from chatgpt_scratch.xray import xray
 
     head = parse_head(args.head)
     if args.top < 1:
         raise ScratchError(f"--top must be at least 1, got {args.top}")
-    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              repetition_penalty=args.repetition_penalty)
+    sampling = sampling_from(args)
     text = sys.stdin.read() if args.text == "-" else args.text
     from chatgpt_scratch.cli.common import checkpoint_or_default
 

@@ -18,22 +18,18 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
+from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ConfirmDialog, TextPrompt
 from tui.widgets.model_picker import ModelPicker
 
 FLUSH_EVERY_S = 0.05
 
-# (field, label, default text) — blank means "unset" (None) where the setting allows it.
-SAMPLING_FIELDS = [
-    ("temperature", "temperature", "0.7"),
-    ("top_k", "top-k", "40"),
-    ("top_p", "top-p", "0.95"),
-    ("max_new_tokens", "max new tokens", "200"),
-    ("repetition_penalty", "rep. penalty", "1.1"),
-    ("seed", "seed", ""),
-]
-INT_FIELDS = {"top_k", "max_new_tokens", "seed"}
+# The sidebar's fields come from sampling.SAMPLING_PARAMS (the CLI's flags do too); these are the chat
+# screen's starting values: varied replies rather than the library's greedy default. Blank = off.
+CHAT_SAMPLING = {"temperature": "0.7", "top_k": "40", "top_p": "0.95", "max_new_tokens": "200",
+                 "repetition_penalty": "1.1", "seed": ""}
+SAMPLING_FIELDS = [(p.name, p.label, CHAT_SAMPLING[p.name]) for p in sampling_params(CHAT_SAMPLING)]
 
 
 def how_to_get_a_model(folder: Path) -> str:
@@ -49,25 +45,6 @@ Chat needs a **base** or **instruct** checkpoint in `{folder}`. Two ways to get 
 
 It appears here as soon as it is saved.
 """
-
-
-def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Text fields -> SamplingConfig keyword arguments, plus a per-field error message."""
-    kwargs: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, _, _ in SAMPLING_FIELDS:
-        text = values.get(name, "").strip()
-        if not text:
-            if name in ("top_k", "top_p", "seed"):
-                kwargs[name] = None
-                continue
-            errors[name] = "required"
-            continue
-        try:
-            kwargs[name] = int(text) if name in INT_FIELDS else float(text)
-        except ValueError:
-            errors[name] = "whole number" if name in INT_FIELDS else "number"
-    return kwargs, errors
 
 
 class ChatScreen(MainScreen):
@@ -265,7 +242,7 @@ class ChatScreen(MainScreen):
 
     def read_sampling(self) -> Any | None:
         values = {name: self.query_one(f"#s-{name}", Input).value for name, _, _ in SAMPLING_FIELDS}
-        kwargs, errors = parse_sampling(values)
+        kwargs, errors = parse_sampling_text(values)
         for name, _, _ in SAMPLING_FIELDS:
             self.show_field_error(name, errors.get(name, ""))
         if errors:

@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
 from chatgpt_scratch.cli.xray import bar, column_numbers, fit, percent, shade
+from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
 
@@ -41,26 +42,21 @@ CHIP_COLOURS = ["#1f4e79", "#7b2d26", "#2e6b30", "#6a3d7c", "#8a5a00", "#005f6b"
 NO_MODEL = ("No base or instruct checkpoint yet. Import GPT-2 in Checkpoints (4), or train one in Train (3); "
             "`chatgpt-scratch import-gpt2 --help`.")
 
-# (field, label, default text); blank top-k / top-p = off.
-SAMPLING_FIELDS = [("temperature", "temp", "1.0"), ("top_k", "top-k", "40"), ("top_p", "top-p", "0.95"),
-                   ("repetition_penalty", "rep.pen.", "1.0")]
+# The Next-token tab's fields, from sampling.SAMPLING_PARAMS (as the CLI's flags): the model's own
+# distribution (temperature 1) with the usual cuts to show. Blank top-k / top-p = off.
+XRAY_SAMPLING = {"temperature": "1.0", "top_k": "40", "top_p": "0.95", "repetition_penalty": "1.0"}
+SAMPLING_FIELDS = [(p.name, p.short_label, XRAY_SAMPLING[p.name]) for p in sampling_params(XRAY_SAMPLING)]
 
 SETTING_INPUTS = {f"xr-{name}" for name, _, _ in SAMPLING_FIELDS} | {"xr-token"}
 
 
 def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Text fields -> SamplingConfig keyword arguments (validated later by SamplingConfig), plus errors."""
-    kwargs: dict[str, Any] = {}
+    """Text fields -> SamplingConfig keyword arguments (sampling.parse_sampling_text), plus one message per field."""
+    kwargs, problems = parse_sampling_text(values)
     errors = []
-    for name, label, _ in SAMPLING_FIELDS:
-        text = values.get(name, "").strip()
-        if not text and name in ("top_k", "top_p"):
-            kwargs[name] = None
-            continue
-        try:
-            kwargs[name] = int(text) if name == "top_k" else float(text)
-        except ValueError:
-            errors.append(f"{label}: {'a whole number' if name == 'top_k' else 'a number'}{' or blank' if name in ('top_k', 'top_p') else ''}")
+    for param in sampling_params(problems):
+        need = "required" if problems[param.name] == "required" else f"a {problems[param.name]}"
+        errors.append(f"{param.short_label}: {need}{' or blank' if param.optional else ''}")
     return kwargs, errors
 
 
