@@ -51,7 +51,7 @@ class InstructionExample:
 # --- loading and validation -----------------------------------------------------------------------
 
 
-def _check_entry(entry: Any, where: str) -> InstructionExample:
+def _check_instruction_entry(entry: Any, where: str) -> InstructionExample:
     if not isinstance(entry, dict):
         raise ScratchError(f"{where}: expected an object with instruction/input/output, got {type(entry).__name__}")
     for key in REQUIRED_KEYS:
@@ -76,8 +76,11 @@ def _read_text(path: Path) -> str:
         raise ScratchError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
 
 
-def parse_instruction_text(text: str, source: str = "<data>") -> list[InstructionExample]:
-    """A JSON list or JSON Lines of entries -> validated examples (ScratchError naming the bad spot)."""
+def parse_instruction_text(text: str, source: str = "<data>", check=None) -> list:
+    """A JSON list or JSON Lines of entries -> validated examples (ScratchError naming the bad spot).
+
+    check(entry, where) validates one entry and builds its example (default: {instruction, input, output})."""
+    _check_entry = check or _check_instruction_entry
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped:
         raise ScratchError(f"{source}: the file is empty; it needs a JSON list or JSON lines of "

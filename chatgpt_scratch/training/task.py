@@ -15,6 +15,7 @@ Rules a Task must keep for exact resume and DDP equivalence:
 Optional hooks the Trainer uses when present:
 - `sample(model, prompt, sampling) -> str | None`: text for a `sample` event (e.g. wrap the prompt in
   an instruction template). Without it, base models continue `prompt` greedily and classifiers skip samples.
+- `step_metrics() -> dict`: extra fields for the next `step` event (e.g. DPO's train reward margin).
 - `save_model(path, model, metadata) -> None`: write the checkpoint yourself (e.g. LoRA adapters only);
   default: checkpoints.save_checkpoint(path, model, checkpoint_kind, **metadata).
 """

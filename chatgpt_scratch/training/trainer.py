@@ -158,6 +158,9 @@ class Trainer:
                     extra = {}
                     if self._peak is not None:
                         extra["mfu"] = round(mfu(self._flops_per_token, tokens_per_s, self._peak), 4)
+                    step_metrics = getattr(self.task, "step_metrics", None)  # e.g. DPO's reward margin
+                    if step_metrics is not None:
+                        extra |= step_metrics()
                     self.events.emit("step", step=self.step, epoch=round(self._epoch_float(), 4),
                                      tokens_seen=self.tokens_seen, train_loss=loss, lr=lr, grad_norm=grad_norm,
                                      tokens_per_s=round(tokens_per_s, 1), elapsed_s=round(self._elapsed(), 2),
