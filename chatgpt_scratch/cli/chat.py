@@ -19,12 +19,11 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
-from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
+from chatgpt_scratch.conversation import ChatConversation
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
 
@@ -108,60 +107,22 @@ def load_session(path: str, device: str = "auto", sampling=None) -> ChatSession:
     return ChatSession.from_checkpoint(path, device=device, sampling=sampling)
 
 
-class ChatController:
-    """One chat: the session, the slash commands, and saving each turn to the store as it happens."""
+class ChatController(ChatConversation):
+    """The REPL's chat: the library's ChatConversation (session + saving each turn as it happens, shared
+    with the TUI) plus the slash commands."""
 
     def __init__(self, session: ChatSession, store: ChatStore | None, device: str = "auto",
                  loader: Callable[..., ChatSession] = load_session):
-        self.session = session
-        self.store = store
+        super().__init__(session, store)
         self.device = device
         self.loader = loader
-        self.conversation_id: int | None = None
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._assistant_message_id: int | None = None  # the stored last reply (replaced by /retry)
-
-    # -- messages ---------------------------------------------------------------------------
-
-    def send(self, text: str) -> Iterator[str]:
-        """Stream the reply; the turn is saved when the stream ends (also when it is stopped early)."""
-        return self._saved(self.session.send(text), retry=False)
 
     def resume(self, conversation_id: int) -> int:
-        """Continue a saved conversation; returns how many turns were read back."""
+        """Continue a saved conversation (--resume ID); returns how many turns were read back."""
         if self.store is None:
             raise ScratchError("--resume needs the database; drop --no-save")
-        self.store.get_conversation(conversation_id)  # a clear error if it does not exist
-        turns = self.store.turns(conversation_id)
-        self.session.set_history(turns)
-        self.conversation_id = conversation_id
-        replies = [m.id for m in self.store.get_messages(conversation_id) if m.role == "assistant"]
-        self._assistant_message_id = replies[-1] if replies else None
-        return len(turns)
-
-    def _saved(self, stream: Iterator[str], retry: bool) -> Iterator[str]:
-        before = self.session.turns[-1] if self.session.turns else None
-        try:
-            yield from stream
-        finally:
-            stream.close()  # the session records the turn (full or partial) when its stream closes
-            after = self.session.turns[-1] if self.session.turns else None
-            if after is not None and after is not before:  # a reply was really written
-                self._save_turn(retry)
-
-    def _save_turn(self, retry: bool) -> None:
-        if self.store is None:
-            return
-        turn = self.session.turns[-1]
-        stats = turn.stats.to_dict() if turn.stats else None
-        if self.conversation_id is None:
-            title = " ".join(turn.user.split())[:60]
-            self.conversation_id = self.store.create_conversation(title, self.session.checkpoint)
-        if retry and self._assistant_message_id is not None:
-            self.store.delete_message(self._assistant_message_id)
-        else:
-            self.store.add_message(self.conversation_id, "user", turn.user)
-        self._assistant_message_id = self.store.add_message(self.conversation_id, "assistant", turn.assistant, stats)
+        self.open(conversation_id)
+        return len(self.session.turns)
 
     # -- slash commands ---------------------------------------------------------------------
 
@@ -215,12 +176,10 @@ class ChatController:
                                              allow_off=param.optional))
 
     def _retry(self, args: list[str]) -> CommandResult:
-        return CommandResult(reply=self._saved(self.session.regenerate(), retry=True))
+        return CommandResult(reply=self.regenerate())
 
     def _clear(self, args: list[str]) -> CommandResult:
-        self.session.clear()
-        self.conversation_id = None
-        self._assistant_message_id = None
+        self.new()
         return CommandResult("new conversation (the earlier one is saved; /history all lists them)"
                              if self.store is not None else "new conversation")
 
@@ -265,24 +224,11 @@ class ChatController:
             raise ScratchError(f"cannot write {path}: {e.strerror}") from None
         return CommandResult(f"saved {len(self.session.turns)} turns to {path}")
 
-    def markdown(self) -> str:
-        from chatgpt_scratch.chat_store import Conversation, Message, conversation_markdown
-
-        turns = self.session.turns
-        title = " ".join(turns[0].user.split())[:60] if turns else "Conversation"
-        conv = Conversation(self.conversation_id or 0, title, self.session.checkpoint, self.started, self.started)
-        messages = []
-        for t in turns:
-            messages.append(Message(0, conv.id, "user", t.user, ""))
-            messages.append(Message(0, conv.id, "assistant", t.assistant, "", t.stats.to_dict() if t.stats else None))
-        return conversation_markdown(conv, messages)
-
     def _load(self, args: list[str]) -> CommandResult:
         if len(args) != 1:
             raise ScratchError("/load needs one checkpoint path, e.g. /load checkpoints/instruct.safetensors")
         session = self.loader(args[0], device=self.device, sampling=self.session.sampling)
-        self.session = session
-        self._clear([])
+        self.use_session(session, keep_history=False)
         return CommandResult(f"loaded {describe(session)}; a new conversation starts")
 
 
@@ -383,6 +329,8 @@ def run_piped(controller: ChatController, stdin: TextIO, stdout: TextIO, stderr:
                 stdout.write("\n")  # one line per prompt, even an empty reply (the note says why)
             stats = controller.session.stats
             if stats is not None and stats.finish == "empty":
+                from chatgpt_scratch.chat import EMPTY_REPLY_NOTE  # here: `--help` must not import the tokenizer
+
                 print(f"note: no reply to {prompt[:40]!r}: {EMPTY_REPLY_NOTE}", file=stderr)
         except ScratchError as e:
             failed += 1

@@ -389,3 +389,39 @@ async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, c
     assert 3 <= steps_done < 500  # it really stopped early, and saved where it stopped
     assert info.metadata["saved_because"] == "stopped" and info.metadata["steps"] == steps_done
     assert row[1:3] == ["base", "test-tiny"]
+
+
+async def test_chat_screen_and_cli_repl_save_a_conversation_the_same_way(tiny_base, tmp_path):
+    """Both front ends drive the library's ChatConversation: a long first message makes the same title,
+    a regenerated reply replaces the stored one, and the stored rows (roles, texts, checkpoint) match."""
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.cli.chat import ChatController
+    from chatgpt_scratch.generation import SamplingConfig
+
+    message = "Tell me a long story about a painter who\nnever finished a single picture in his life"
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.session is not None and screen.store is not None, what="the model")
+        set_greedy(screen, max_new_tokens=4)
+        screen.query_one("#chat-input", Input).value = message
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id is not None, what="the reply")
+        await pilot.press("ctrl+r")  # sets `replying` at once (the reply streams in a worker)
+        await wait_until(pilot, lambda: not screen.replying, what="the regenerated reply")
+    tui_store = ChatStore()
+    [tui_conv] = tui_store.list_conversations()
+    tui_rows = [(m.role, m.content) for m in tui_store.get_messages(tui_conv.id)]
+
+    cli_store = ChatStore(tmp_path / "cli.db")
+    session = ChatSession.from_checkpoint(tiny_base, device="cpu",
+                                          sampling=SamplingConfig(temperature=0.0, max_new_tokens=4))
+    controller = ChatController(session, cli_store, device="cpu")
+    "".join(controller.send(message))
+    "".join(controller.command("/retry").reply)
+    [cli_conv] = cli_store.list_conversations()
+    cli_rows = [(m.role, m.content) for m in cli_store.get_messages(cli_conv.id)]
+    assert tui_conv.title == cli_conv.title == " ".join(message.split())[:60]
+    assert tui_conv.checkpoint == cli_conv.checkpoint == str(tiny_base)
+    assert [role for role, _ in tui_rows] == ["user", "assistant"] and tui_rows == cli_rows

@@ -65,14 +65,30 @@ class ChatScreen(MainScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.session: Any = None
+        from chatgpt_scratch.conversation import ChatConversation
+
+        # The session, the store and the open conversation: the library's one chat object (the CLI's too).
+        self.chat = ChatConversation(None, None)
         self.loaded_path: Path | None = None
-        self.store: Any = None
-        self.conversation_id: int | None = None
-        self.last_reply_id: int | None = None
         self.replying = False
         self.reply_widget: Markdown | None = None
         self.selected_bubble: Markdown | None = None  # the message ctrl+y copies (None: the last reply)
+
+    @property
+    def session(self) -> Any:
+        return self.chat.session
+
+    @property
+    def store(self) -> Any:
+        return self.chat.store
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.chat.conversation_id
+
+    @property
+    def last_reply_id(self) -> int | None:
+        return self.chat.reply_id
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-main"):
@@ -145,7 +161,6 @@ class ChatScreen(MainScreen):
         self.set_status(f"loading {path.name}…")
         log = self.query_one("#chat-log")
         log.loading = True
-        previous = self.session
 
         def work():
             from chatgpt_scratch.chat import ChatSession
@@ -156,9 +171,7 @@ class ChatScreen(MainScreen):
                 self.app.call_from_thread(setattr, log, "loading", False)
 
         def loaded(session) -> None:
-            if previous is not None:
-                session.set_history([(t.user, t.assistant) for t in previous.turns])
-            self.session = session
+            self.chat.use_session(session, keep_history=True)  # same conversation, the new model answers
             self.loaded_path = path
             self.app.chat_checkpoint = path
             self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
@@ -177,7 +190,7 @@ class ChatScreen(MainScreen):
             return store, store.list_conversations()
 
         def opened(result) -> None:
-            self.store, conversations = result
+            self.chat.store, conversations = result
             self.show_conversations(conversations)
 
         self.app.run_worker_thread(work, opened, name="open-chat-store")
@@ -203,17 +216,12 @@ class ChatScreen(MainScreen):
             self.notify("Wait for the reply to finish (or press Esc).", severity="warning")
             return
         conv_id = int(event.item.name)
-        store = self.store
+        chat = self.chat
 
         def work():
-            return store.get_messages(conv_id), store.turns(conv_id)
+            return chat.open(conv_id)
 
-        def opened(result) -> None:
-            messages, turns = result
-            self.conversation_id = conv_id
-            self.last_reply_id = next((m.id for m in reversed(messages) if m.role == "assistant"), None)
-            if self.session is not None:
-                self.session.set_history(turns)
+        def opened(messages) -> None:
             self.clear_log()
             for m in messages:
                 self.add_bubble(m.role, m.content)
@@ -286,33 +294,26 @@ class ChatScreen(MainScreen):
         from chatgpt_scratch.errors import ScratchError
 
         try:
-            pieces = self.session.send(text)  # checks the message fits before anything is shown
+            pieces = self.chat.send(text)  # checks the message fits before anything is shown
         except ScratchError as e:
             self.notify(str(e), severity="error", markup=False)
             return
         self.query_one("#chat-input", Input).value = ""
         self.query_one("#chat-empty").display = False
         self.add_bubble("user", text)
-        self.stream(pieces, user_text=text, replace=False)
+        self.stream(pieces)
 
-    def stream(self, pieces, user_text: str, replace: bool) -> None:
+    def stream(self, pieces) -> None:
+        """Show a reply as it streams (in a worker); the library's ChatConversation saves the turn when it ends."""
         bubble = self.add_bubble("assistant", "")
         self.reply_widget = bubble
         self.replying = True
         self.set_status("writing… (Esc stops)")
-        session, store = self.session, self.store
-        title = user_text.strip().splitlines()[0][:40]
+        chat = self.chat
+        before = chat.conversation_id
 
         def work():
-            conv_id = self.conversation_id
             try:
-                if store is not None:
-                    if conv_id is None:
-                        conv_id = store.create_conversation(title, checkpoint=str(self.loaded_path))
-                    if replace and self.last_reply_id is not None:
-                        store.delete_message(self.last_reply_id)
-                    elif not replace:
-                        store.add_message(conv_id, "user", user_text)
                 buf, last = "", time.monotonic()
                 for piece in pieces:
                     buf += piece
@@ -322,14 +323,8 @@ class ChatScreen(MainScreen):
                 if buf:
                     self.app.call_from_thread(self.append_reply, bubble, buf)
             finally:
-                reply = session.turns[-1].assistant if session.turns else ""
-                stats = session.stats
-                reply_id = None
-                if store is not None and conv_id is not None:
-                    reply_id = store.add_message(conv_id, "assistant", reply,
-                                                 stats=stats.to_dict() if stats else None)
-                self.app.call_from_thread(self.reply_finished, conv_id, reply_id, stats)
-            return reply
+                pieces.close()  # saves the turn now, also when the loop above failed
+                self.app.call_from_thread(self.reply_finished, chat.conversation_id != before, chat.session.stats)
 
         self.app.run_worker_thread(work, name="chat-reply", group="chat-reply")
 
@@ -337,11 +332,8 @@ class ChatScreen(MainScreen):
         await bubble.append(text)
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
-    def reply_finished(self, conv_id: int | None, reply_id: int | None, stats: Any) -> None:
+    def reply_finished(self, new_conversation: bool, stats: Any) -> None:
         self.replying = False
-        new_conversation = conv_id != self.conversation_id
-        self.conversation_id = conv_id
-        self.last_reply_id = reply_id
         self.set_status(stats.summary() if stats else "stopped")
         if stats is not None and stats.finish == "empty" and self.reply_widget is not None:
             from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
@@ -371,22 +363,19 @@ class ChatScreen(MainScreen):
         from chatgpt_scratch.errors import ScratchError
 
         try:
-            pieces = self.session.regenerate()
+            pieces = self.chat.regenerate()
         except ScratchError as e:
             self.notify(str(e), severity="error", markup=False)
             return
         bubbles = self.query("#chat-log .assistant")
         if bubbles:
             bubbles.last().remove()
-        self.stream(pieces, user_text=self.session.turns[-1].user, replace=True)
+        self.stream(pieces)
 
     def action_new_conversation(self) -> None:
         if self.replying:
             return
-        if self.session is not None:
-            self.session.clear()
-        self.conversation_id = None
-        self.last_reply_id = None
+        self.chat.new()
         self.clear_log()
         self.set_status("new conversation")
         self.query_one("#chat-input", Input).focus()
