@@ -164,12 +164,21 @@ def collate_pairs(pairs: Sequence[EncodedPair], max_length: int | None = None) -
 
 
 def sequence_logprobs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(rows,) sum over target positions != IGNORE_INDEX of log p(target | prefix), in float32."""
-    logits = model(inputs).float()  # (rows, T, vocab)
-    keep = targets != IGNORE_INDEX
-    safe = targets.masked_fill(~keep, 0)
-    token_logp = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    return (token_logp * keep).sum(dim=-1)
+    """(rows,) sum over target positions != IGNORE_INDEX of log p(target | prefix), in float32.
+
+    The vocabulary head (most of a small GPT's compute) runs only where there is a target, as in
+    instruct_loss; a model wrapped by DDP or torch.compile takes the plain path."""
+    keep = targets != IGNORE_INDEX  # (rows, T)
+    if hasattr(model, "_orig_mod") or not (hasattr(model, "hidden_states") and hasattr(model, "head")):
+        logits = model(inputs).float()  # (rows, T, vocab)
+        safe = targets.masked_fill(~keep, 0)
+        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+        return (token_logp * keep).sum(dim=-1)
+    hidden = model.hidden_states(inputs)  # (rows, T, emb_dim)
+    logits = model.head(hidden[keep]).float()  # (n_kept, vocab)
+    token_logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[keep].unsqueeze(-1)).squeeze(-1)
+    rows = keep.nonzero()[:, 0]
+    return torch.zeros(inputs.shape[0], dtype=token_logp.dtype, device=inputs.device).index_add(0, rows, token_logp)
 
 
 @dataclass
