@@ -81,3 +81,23 @@ def test_one_parse_for_typed_sampling_values_in_both_tui_screens():
     assert kwargs == {"temperature": 0.5, "top_k": None} and errors == {"top_p": "number", "seed": "whole number"}
     assert xray.parse_sampling({"temperature": "hot", "top_k": "2.5"})[1] == ["temp: a number",
                                                                              "top-k: a whole number or blank"]
+
+
+def test_xray_front_ends_draw_with_the_library_view_module_only():
+    """The X-ray screen no longer borrows drawing helpers from the CLI module: both use xray_view."""
+    import ast
+    from pathlib import Path
+
+    from chatgpt_scratch import xray_view
+    from chatgpt_scratch.cli import xray as cli_xray
+    from tui.widgets import xray_views
+
+    for name in ("bar", "fit", "percent", "shade", "column_numbers", "SHADE_LEGEND"):
+        assert getattr(cli_xray, name) is getattr(xray_view, name)
+        assert getattr(xray_views, name) is getattr(xray_view, name)
+    root = Path(__file__).resolve().parent.parent
+    for path in (root / "tui").rglob("*.py"):
+        imported = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
+        # The TUI may check a command line it builds with the CLI's parser (chatgpt_scratch.cli.argument_error),
+        # but it takes no logic from the CLI's command modules.
+        assert not any(m and m.startswith("chatgpt_scratch.cli.") for m in imported), path

@@ -11,11 +11,9 @@ import sys
 
 from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.xray_view import SHADE_LEGEND, bar, column_numbers, describe_sampling, fit, percent, shade
 
 VIEWS = ("tokens", "next", "attention", "lens", "loss")
-BLOCKS = " ▏▎▍▌▋▊▉█"  # eighths of a character cell
-SHADES = "·░▒▓█"  # attention weight, low to high; a masked (future) cell is blank
-SHADE_LIMITS = (0.05, 0.15, 0.35, 0.6)  # a weight below SHADE_LIMITS[i] gets SHADES[i]
 
 
 def register(subparsers) -> None:
@@ -102,45 +100,6 @@ def parse_head(value: str) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Drawing helpers
-
-
-def bar(fraction: float, width: int) -> str:
-    """A horizontal bar of `width` cells filled to `fraction`, in eighths of a cell."""
-    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
-    full, part = divmod(eighths, 8)
-    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
-
-
-def fit(label: str, width: int) -> str:
-    """Cut a label to `width` characters (… marks the cut) and pad it."""
-    return (label if len(label) <= width else label[:width - 1] + "…").ljust(width)
-
-
-def percent(p: float) -> str:
-    """Seven characters: ' 31.20%', or '  3e-3%' for a tiny probability."""
-    if p >= 0.0001 or p == 0:
-        return f"{p * 100:6.2f}%"
-    return (f"{p * 100:.0e}".replace("e-0", "e-") + "%").rjust(7)
-
-
-def column_numbers(columns: range) -> list[str]:
-    """Header rows numbering 2-cell columns: the units, with a tens row above once numbers reach 10."""
-    units = "".join(f"{k % 10:>2d}" for k in columns)
-    if columns.stop <= 10:
-        return [units]
-    return ["".join(f"{k // 10 % 10:>2d}" if k >= 10 else "  " for k in columns), units]
-
-
-def shade(weight: float) -> str:
-    """One shade character for an attention weight (absolute scale, same in every map)."""
-    return next((c for c, limit in zip(SHADES, SHADE_LIMITS) if weight < limit), SHADES[-1])
-
-
-SHADE_LEGEND = " ".join(f"{c}<{limit:.0%}" for c, limit in zip(SHADES, SHADE_LIMITS)) + f" {SHADES[-1]}≥{SHADE_LIMITS[-1]:.0%}"
-
-
-# ----------------------------------------------------------------------------------------------
 # The views
 
 
@@ -154,17 +113,6 @@ def render_tokens(ray, text: str) -> str:
              "   #      id  token"]
     lines += [f"{p.index:4d}  {p.id:6d}  {p.label}" for p in view.pieces]
     return "\n".join(lines)
-
-
-def describe_sampling(s) -> str:
-    parts = ["greedy (temperature 0)" if s.greedy else f"temperature {s.temperature:g}"]
-    if s.top_k is not None:
-        parts.append(f"top-k {s.top_k}")
-    if s.top_p is not None:
-        parts.append(f"top-p {s.top_p:g}")
-    if s.repetition_penalty != 1.0:
-        parts.append(f"repetition penalty {s.repetition_penalty:g}")
-    return " · ".join(parts)
 
 
 def render_next(ray, sampling, top: int) -> str:
