@@ -1,13 +1,20 @@
-"""Small file helpers shared by the data, checkpoint and weight-import code: hashing, and the one
-atomic write every file the app saves goes through (checkpoints, token caches, downloads, JSON)."""
+"""Small file helpers shared by the data, checkpoint and weight-import code: hashing, the one atomic
+write every file the app saves goes through (checkpoints, token caches, downloads, JSON), and the one
+downloader (GPT-2 weights and datasets): progress bar, resume, size and sha256 checks."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Callable
+
+from chatgpt_scratch.errors import ScratchError
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -93,3 +100,123 @@ def fsync_dir(folder: str | Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+# --- downloads ------------------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # keep the 302 so its X-Linked-* headers can be read
+        return None
+
+
+def _remote_facts(url: str, timeout: float) -> tuple[int | None, str | None]:
+    """(size, sha256) the server announces, from a HEAD request that does not follow redirects.
+
+    The Hub answers /resolve/ with a redirect to its CDN carrying X-Linked-Size and
+    X-Linked-Etag (the LFS object's sha256); a plain server gives Content-Length.
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        response = opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout)
+        headers = response.headers
+    except urllib.error.HTTPError as e:
+        if e.code in (301, 302, 303, 307, 308):
+            headers = e.headers
+        elif e.code == 404:
+            raise ScratchError(f"{url} was not found (HTTP 404)") from None
+        else:
+            return None, None  # HEAD refused: rely on the GET
+    size = headers.get("X-Linked-Size") or (headers.get("Content-Length") if not headers.get("Location") else None)
+    etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"')
+    return (int(size) if size and size.isdigit() else None), (etag.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", etag) else None)
+
+
+def download_file(url: str, dest: str | Path, expected_size: int | None = None, expected_sha256: str | None = None,
+                  progress: bool = True, what: str = "file", timeout: float = 30.0,
+                  chunk: int = 1 << 20, _after_chunk: Callable[[int], None] | None = None,
+                  fallback: str = "use --from FILE") -> str:
+    """Download url to dest with a progress bar; resume from dest.part with an HTTP Range request.
+
+    `fallback` completes the error messages with what the user can do instead (the command's own
+    option: import-gpt2's "use --from FILE", a dataset's "pass --data PATH").
+
+    Checks the size (known, announced by the server, or Content-Length) and the sha256 when one is
+    known; a download that fails a check is deleted so the next try starts clean. Returns the sha256.
+    An existing dest that passes the known checks is not downloaded again.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        if expected_size is None or dest.stat().st_size == expected_size:
+            digest = sha256_file(dest)
+            if expected_sha256 is None or digest == expected_sha256:
+                return digest
+    try:
+        if expected_size is None or expected_sha256 is None:
+            size, sha = _remote_facts(url, timeout)
+            expected_size, expected_sha256 = expected_size or size, expected_sha256 or sha
+        have = part.stat().st_size if part.is_file() else 0
+        if expected_size is not None and have > expected_size:
+            have = 0
+        hasher = hashlib.sha256()
+        if expected_size is None or have < expected_size:
+            have, total = _fetch(url, part, have, expected_size, hasher, progress, what, timeout, chunk, _after_chunk)
+            expected_size = expected_size or total
+        else:  # a complete .part from an interrupted run: only verification is left
+            _hash_into(hasher, part, chunk)
+    except urllib.error.HTTPError as e:
+        raise ScratchError(f"downloading the {what} from {url} failed: HTTP {e.code} {e.reason}; "
+                           f"try again later, or download it elsewhere and {fallback}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = str(getattr(e, "reason", None) or e).splitlines()[0][:120]
+        kept = f"; the partial download {part} is kept and resumes next time" if part.is_file() else ""
+        raise ScratchError(f"cannot reach {urllib.parse.urlsplit(url).hostname} to download the {what} ({reason}); "
+                           f"download {url} elsewhere and {fallback}{kept}") from None
+    digest = hasher.hexdigest()
+    got = part.stat().st_size
+    if expected_size is not None and got != expected_size:
+        part.unlink()
+        raise ScratchError(f"the downloaded {what} has {got} bytes, expected {expected_size}; "
+                           "it was deleted, nothing was saved: run the command again")
+    if expected_sha256 is not None and digest != expected_sha256:
+        part.unlink()
+        raise ScratchError(f"the downloaded {what} has sha256 {digest[:16]}..., expected {expected_sha256[:16]}...; "
+                           "it was deleted, nothing was saved: run the command again")
+    os.replace(part, dest)
+    return digest
+
+
+def _hash_into(hasher: "hashlib._Hash", path: Path, chunk: int) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            hasher.update(block)
+
+
+def _fetch(url: str, part: Path, have: int, expected_size: int | None, hasher: "hashlib._Hash", progress: bool,
+           what: str, timeout: float, chunk: int, after_chunk: Callable[[int], None] | None) -> tuple[int, int | None]:
+    """Append the rest of url to part (from byte `have`), hashing everything; -> (bytes in part, total)."""
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        if have and response.status != 206:
+            have = 0  # the server ignored the Range: start over
+        if have:
+            _hash_into(hasher, part, chunk)
+        length = response.headers.get("Content-Length", "")
+        total = expected_size or (have + int(length) if length.isdigit() else None)
+        from tqdm import tqdm
+
+        with open(part, "ab" if have else "wb") as out, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=f"downloading {what}", disable=not progress,
+        ) as bar:
+            while block := response.read(chunk):
+                out.write(block)
+                hasher.update(block)
+                bar.update(len(block))
+                if after_chunk is not None:
+                    after_chunk(out.tell())
+            out.flush()
+            os.fsync(out.fileno())
+            return out.tell(), total

@@ -101,3 +101,13 @@ def test_xray_front_ends_draw_with_the_library_view_module_only():
         # The TUI may check a command line it builds with the CLI's parser (chatgpt_scratch.cli.argument_error),
         # but it takes no logic from the CLI's command modules.
         assert not any(m and m.startswith("chatgpt_scratch.cli.") for m in imported), path
+
+
+def test_one_downloader_and_one_atomic_write():
+    """GPT-2 weights and datasets download through fileio.download_file (resume, size and sha256 checks);
+    the helpers that write files all end in fileio.write_atomically."""
+    from chatgpt_scratch import fileio, gpt2_weights
+    from chatgpt_scratch.data import corpus, registry
+
+    assert gpt2_weights.download_file is fileio.download_file and registry.download_file is fileio.download_file
+    assert registry.write_bytes_atomic is fileio.write_bytes_atomic and corpus.write_atomically is fileio.write_atomically

@@ -9,23 +9,20 @@
   sha256, and written atomically;
 - with no network, one ScratchError names the URL and says to pass `--data PATH`.
 
-Only the standard library's urllib is used; nothing is downloaded without saying so on stderr.
+Downloads go through fileio.download_file (the standard library's urllib); nothing is downloaded without saying so on stderr.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatgpt_scratch import paths
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import write_bytes_atomic
+from chatgpt_scratch.fileio import download_file, write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class DatasetInfo:
     zip_member: str | None = None  # the download is a zip; this member is the file we keep
 
 
-# Hashes and sizes are those of the canonical downloads (as listed in the SOURCES.md beside the project's shared test data).
+# Hashes and sizes are those of the canonical downloads (of the unzipped member for a zip), as fetched from their URLs.
 # The shared development copies of sms-spam and alpaca are subsets of these (some entries withheld),
 # so their hashes differ; pass them with --data PATH.
 REGISTRY: dict[str, DatasetInfo] = {
@@ -68,7 +65,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         name="alpaca",
         url="https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json",
         filename="alpaca_data.json",
-        sha256=None,  # SOURCES.md records no hash for the full 52k file: the download is not verified
+        sha256=None,  # no hash recorded for the full 52k file: the download is not verified
         size=None,
         description="Stanford Alpaca, 52k instructions",
         license="CC BY-NC 4.0 (non-commercial)",
@@ -132,40 +129,30 @@ def resolve_dataset(name_or_path: str | Path, download: bool = True) -> Path:
 
 
 def download_dataset(info: DatasetInfo, target: Path, timeout: float = 30.0) -> Path:
-    """Fetch info.url with a tqdm bar on stderr, check the sha256, and move it into place atomically."""
-    from tqdm import tqdm
-
+    """Fetch info.url with fileio.download_file (progress bar on stderr, resumable, size and sha256 checked),
+    keeping the zip member for a zipped dataset; nothing is left at `target` unless every check passed."""
     print(f"downloading {info.name} from {info.url}", file=sys.stderr)
-    try:
-        response = urllib.request.urlopen(info.url, timeout=timeout)  # noqa: S310 (fixed https URLs)
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise ScratchError(f"cannot download dataset {info.name!r} from {info.url} ({reason}); "
-                           f"you seem to be offline: get the file another way and pass --data PATH") from None
-    total = int(response.headers.get("Content-Length") or 0) or None
-    buffer = io.BytesIO()
-    try:
-        with response, tqdm(total=total, unit="B", unit_scale=True, desc=info.filename, file=sys.stderr,
-                             disable=None) as bar:
-            while block := response.read(1 << 16):
-                buffer.write(block)
-                bar.update(len(block))
-    except (urllib.error.URLError, OSError) as e:
-        raise ScratchError(f"download of {info.url} broke off ({e}); try again or pass --data PATH") from None
-    data = buffer.getvalue()
-    if info.zip_member is not None:
+    fallback = "pass --data PATH"
+    if info.zip_member is None:
+        digest = download_file(info.url, target, expected_size=info.size, expected_sha256=info.sha256,
+                               what=f"dataset {info.name!r}", timeout=timeout, fallback=fallback)
+    else:
+        archive = target.with_name(f".{target.name}.zip")
+        download_file(info.url, archive, what=f"dataset {info.name!r}", timeout=timeout, fallback=fallback)
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
+            with zipfile.ZipFile(archive) as z:
                 data = z.read(info.zip_member)
         except (zipfile.BadZipFile, KeyError):
             raise ScratchError(f"{info.url} did not give a zip holding {info.zip_member}; "
-                               "download it by hand and pass --data PATH") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if info.sha256 is not None and digest != info.sha256:
-        raise ScratchError(f"{info.url} gave a file with sha256 {digest}, expected {info.sha256}; "
-                           "nothing was saved: try again later or pass --data PATH")
+                               f"download it by hand and {fallback}") from None
+        finally:
+            archive.unlink(missing_ok=True)
+        digest = hashlib.sha256(data).hexdigest()
+        if info.sha256 is not None and digest != info.sha256:
+            raise ScratchError(f"{info.url} gave a file with sha256 {digest}, expected {info.sha256}; "
+                               f"nothing was saved: try again later or {fallback}")
+        write_bytes_atomic(target, data)
     if info.sha256 is None:
         print(f"note: {info.name} has no known sha256 to check against; got {digest}", file=sys.stderr)
-    write_bytes_atomic(target, data)
-    print(f"saved {target} ({len(data):,} bytes, sha256 {digest[:12]}…)", file=sys.stderr)
+    print(f"saved {target} ({target.stat().st_size:,} bytes, sha256 {digest[:12]}…)", file=sys.stderr)
     return target
