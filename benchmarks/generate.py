@@ -24,7 +24,8 @@ import torch
 
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig, generate
-from chatgpt_scratch.model import GPTModel, quantize_int8
+from chatgpt_scratch.inference import quantize_int8
+from chatgpt_scratch.model import GPTModel
 
 
 def hf_to_ours(hf_model) -> GPTModel:

@@ -24,7 +24,7 @@ from chatgpt_scratch.chat import template_from_metadata
 from chatgpt_scratch.data.instruct import encode_examples, load_instruction_data, split_examples
 from chatgpt_scratch.generation import SamplingConfig, generate
 from chatgpt_scratch.inference import load_for_inference
-from chatgpt_scratch.model import quantize_int8
+from chatgpt_scratch.inference import quantize_int8
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 
@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--data", required=True, help="the instruction file it was trained on")
     p.add_argument("--limit", type=int, default=30, help="test entries to use (default: %(default)s)")
     p.add_argument("--new-tokens", type=int, default=64, help="greedy reply length limit (default: %(default)s)")
+    p.add_argument("--out", default=None, help="also write the table (Markdown) to this file")
     args = p.parse_args()
 
     fp32, meta = load_for_inference(args.checkpoint, dtype=torch.float32, kind="instruct")
@@ -76,17 +77,21 @@ def main() -> None:
     ref_loss, ref_top1, ref_replies, ref_speed = results["float32"]
     n_positions = sum(len(t) for t in ref_top1)
     load = os.getloadavg()
-    print(f"\n{args.checkpoint}: {len(examples)} test entries of {args.data}, {n_positions} response tokens, "
-          f"greedy replies up to {args.new_tokens} tokens")
-    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, load average {load[0]:.2f}\n")
-    print("| precision | reference loss | top-1 = float32 | replies = float32 | tokens/s | vs float32 |")
-    print("|---|---:|---:|---:|---:|---:|")
+    lines = [f"{args.checkpoint}: {len(examples)} test entries of {args.data}, {n_positions} response tokens, "
+             f"greedy replies up to {args.new_tokens} tokens. "
+             f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+             f"{torch.__version__}, load average {load[0]:.2f}.", "",
+             "| precision | reference loss | top-1 = float32 | replies = float32 | tokens/s | vs float32 |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, (loss, top1, replies, speed) in results.items():
         same_top1 = sum(int((a == b).sum()) for a, b in zip(top1, ref_top1))
         same_replies = sum(a == b for a, b in zip(replies, ref_replies))
-        print(f"| {name} | {loss:.4f} | {100 * same_top1 / n_positions:.2f}% | {same_replies}/{len(replies)} | "
-              f"{speed:.1f} | {speed / ref_speed:.2f}x |")
+        lines.append(f"| {name} | {loss:.4f} | {100 * same_top1 / n_positions:.2f}% | {same_replies}/{len(replies)} | "
+                     f"{speed:.1f} | {speed / ref_speed:.2f}x |")
+    print("\n" + "\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

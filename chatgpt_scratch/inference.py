@@ -78,3 +78,23 @@ def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
         if base_meta.get("kind") == model_kind:
             metadata |= {k: base_meta[k] for k in missing if k in base_meta}
     return model.to(device=device, dtype=dtype).eval(), metadata
+
+
+def quantize_int8(model: Any) -> Any:
+    """A CPU inference copy whose Linear layers (attention, feed-forward, output head) hold int8 weights.
+
+    PyTorch's dynamic quantization: weights stored as int8 per output channel, activations
+    quantized on the fly. A quarter of the float32 memory traffic per token, so decoding,
+    which is bound by memory bandwidth, runs several times faster; logits change slightly.
+    The original model is left untouched. CPU only; inference only.
+    """
+    import warnings
+
+    import torch
+    from torch import nn
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        quantized = quantize_dynamic(model.float().cpu(), {nn.Linear}, dtype=torch.qint8)
+    return quantized.eval()

@@ -219,19 +219,15 @@ def format_params(n: int) -> str:
     return str(n)
 
 
-def quantize_int8(model: GPTModel) -> GPTModel:
-    """A CPU inference copy whose Linear layers (attention, feed-forward, output head) hold int8 weights.
+def __getattr__(name: str):
+    # quantize_int8 moved to inference.py (it prepares a trained model for CPU inference; the model file
+    # holds the model). The old name keeps working for notebooks, with a DeprecationWarning.
+    if name == "quantize_int8":
+        import warnings
 
-    PyTorch's dynamic quantization: weights stored as int8 per output channel, activations
-    quantized on the fly. A quarter of the float32 memory traffic per token, so decoding,
-    which is bound by memory bandwidth, runs several times faster; logits change slightly.
-    The original model is left untouched. CPU only; inference only.
-    """
-    import warnings
+        from chatgpt_scratch.inference import quantize_int8
 
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        quantized = quantize_dynamic(model.float().cpu(), {nn.Linear}, dtype=torch.qint8)
-    return quantized.eval()
+        warnings.warn("chatgpt_scratch.model.quantize_int8 moved to chatgpt_scratch.inference.quantize_int8",
+                      DeprecationWarning, stacklevel=2)
+        return quantize_int8
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

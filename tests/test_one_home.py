@@ -111,3 +111,25 @@ def test_one_downloader_and_one_atomic_write():
 
     assert gpt2_weights.download_file is fileio.download_file and registry.download_file is fileio.download_file
     assert registry.write_bytes_atomic is fileio.write_bytes_atomic and corpus.write_atomically is fileio.write_atomically
+
+
+def test_tui_error_text_knows_subclasses_of_the_project_error():
+    from chatgpt_scratch.errors import ScratchError
+    from tui.app import error_text
+
+    class DatasetError(ScratchError):
+        pass
+
+    assert error_text(DatasetError("pass --data PATH")) == "pass --data PATH"  # a class-name test missed this
+    assert error_text(ValueError("bad")) == "ValueError: bad"
+
+
+def test_quantize_int8_lives_in_inference_and_the_old_name_warns():
+    import warnings
+
+    from chatgpt_scratch import inference, model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert model.quantize_int8 is inference.quantize_int8
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)

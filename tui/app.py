@@ -165,10 +165,11 @@ class ScratchApp(App):
 
 def error_text(error: BaseException | None) -> str:
     """A ScratchError's message is meant for the user as it is; anything else gets its type."""
+    from chatgpt_scratch.errors import ScratchError
+
     if error is None:
         return "unknown error"
-    from_core = type(error).__name__ == "ScratchError"
-    return str(error) if from_core else f"{type(error).__name__}: {error}"
+    return str(error) if isinstance(error, ScratchError) else f"{type(error).__name__}: {error}"
 
 
 def run_app(start: str = "chat") -> int:

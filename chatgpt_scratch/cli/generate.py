@@ -55,7 +55,7 @@ def load_model_for_inference(path: str, device_name: str, dtype: str = "float32"
         raise ScratchError("--quantize int8 runs on the CPU only; add --device cpu or drop --quantize")
     model, metadata = load_for_inference(path, device=device, dtype=getattr(torch, dtype), kind=kind)
     if quantize == "int8":
-        from chatgpt_scratch.model import quantize_int8
+        from chatgpt_scratch.inference import quantize_int8
 
         model = quantize_int8(model)
     return model, metadata
