@@ -1,80 +1,33 @@
-"""Checkpoints: one self-describing .safetensors file per model.
+"""Checkpoints: one self-describing .safetensors file per model: save, load, list, rename, duplicate, delete.
 
-The file's `__metadata__` (string -> string) carries everything needed to rebuild
-and understand the model: format version, kind, config JSON, tokenizer, labels,
-prompt template, provenance. Non-string values are stored as JSON and their keys
-listed under `json_keys`, so they come back with their types. No pickle anywhere.
-
-A safetensors file is: 8 bytes (little-endian header length N), N bytes of JSON
-header ({tensor name: {dtype, shape, data_offsets}, "__metadata__": {...}}), then
-the raw tensor bytes. Listing parses only the header, so it stays fast for a folder
-of multi-gigabyte files.
+What the file holds (header, kinds, metadata encoding) is defined in checkpoint_format.py and
+re-exported here, so `from chatgpt_scratch.checkpoints import read_metadata, KINDS, ...` keeps
+working. Listing parses only the header, so it stays fast for a folder of multi-gigabyte files.
+GPT-2 import/export (gpt2_weights.py) are re-exported here too: the public API names them here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-import struct
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from chatgpt_scratch.checkpoint_format import (  # noqa: F401 (re-exported: the format's public names)
+    FORMAT, KINDS, MODEL_KINDS, SUFFIX, SafetensorsHeader, a_kind, adapted_kind, atomic_save_tensors,
+    checkpoint_header, checkpoint_metadata, config_from_metadata, decode_metadata, encode_metadata, kind_label,
+    read_metadata, read_safetensors_header, require_kind, write_checkpoint_file)
 from chatgpt_scratch.config import PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import fsync_dir, remove_stale_temps, write_atomically
+from chatgpt_scratch.fileio import fsync_dir, remove_stale_temps  # noqa: F401 (remove_stale_temps: re-exported)
 from chatgpt_scratch.model import GPTModel
-
-FORMAT = "chatgpt-scratch/1"
-KINDS = ("base", "instruct", "classifier", "lora-adapter")
-SUFFIX = ".safetensors"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
-
-
-def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
-    """dict of any JSON-able values -> safetensors' str -> str header."""
-    out, json_keys = {}, []
-    for key, value in metadata.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            out[key] = value
-        else:
-            out[key] = json.dumps(value, sort_keys=True)
-            json_keys.append(key)
-    out["json_keys"] = json.dumps(sorted(json_keys))
-    return out
-
-
-def decode_metadata(header: dict[str, str]) -> dict[str, Any]:
-    json_keys = set(json.loads(header.get("json_keys", "[]")))
-    return {k: (json.loads(v) if k in json_keys else v) for k, v in header.items() if k != "json_keys"}
-
-
-def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
-    """Write a safetensors file so that a crash at any moment leaves the old file (if any) intact
-    (fileio.write_atomically). A temp file left by a process that was killed mid-write is removed
-    on the next save."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    cpu_tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _write_checkpoint_file(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header))
-
-
-def _write_checkpoint_file(target: Path, write: Callable[[str], None]) -> None:
-    """write_atomically, refused for a built-in model (shipped read-only)."""
-    from chatgpt_scratch.builtin import refuse_builtin
-
-    refuse_builtin(target, "overwrite")
-    write_atomically(target, write)
 
 
 def model_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
@@ -87,16 +40,7 @@ def model_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: str | Path, model: GPTModel, kind: str = "base", **metadata: Any) -> Path:
     """Save weights + metadata atomically. Extra keyword metadata (labels=[...], parent=..., ...) is kept."""
-    if kind not in KINDS:
-        raise ScratchError(f"unknown checkpoint kind {kind!r}; use one of {', '.join(KINDS)}")
-    meta = {
-        "format": FORMAT,
-        "kind": kind,
-        "config": model.cfg.to_json(),
-        "tokenizer": "gpt2",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **metadata,
-    }
+    meta = checkpoint_header(model.cfg, kind, **metadata)
     atomic_save_tensors(path, model_tensors(model), encode_metadata(meta))
     return Path(path)
 
@@ -124,105 +68,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype, **e
     return Path(dst)
 
 
-# --- reading headers ------------------------------------------------------------------------------
-
-
-@dataclass
-class SafetensorsHeader:
-    """What the first bytes of a safetensors file say: tensor shapes/dtypes and the raw metadata."""
-
-    tensors: dict[str, dict[str, Any]]  # name -> {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}
-    metadata: dict[str, str]
-    file_size: int
-
-
-def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
-    """Parse and check the header without touching the weights. One-line ScratchError on any problem."""
-    path = Path(path)
-    if not path.exists():
-        raise ScratchError(f"checkpoint not found: {path}")
-    if not path.is_file():
-        raise ScratchError(f"{path} is a folder, not a checkpoint file")
-    file_size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise ScratchError(f"{path} is not a safetensors file (only {file_size} bytes); it is empty or cut short")
-        (n,) = struct.unpack("<Q", prefix)
-        if n > _MAX_HEADER_BYTES or n < 2:
-            raise ScratchError(f"{path} is not a safetensors file (corrupt header); replace it with a good copy")
-        if 8 + n > file_size:
-            raise ScratchError(
-                f"{path} is truncated ({file_size} bytes, its header alone needs {8 + n}); "
-                "the copy or download did not finish: copy it again"
-            )
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-        if not isinstance(header, dict):
-            raise ValueError("header is not an object")
-        metadata = header.pop("__metadata__", None) or {}
-        end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
-        for name, t in header.items():
-            begin, stop = (int(x) for x in t["data_offsets"])
-            if not (isinstance(t["dtype"], str) and isinstance(t["shape"], list) and 0 <= begin <= stop):
-                raise ValueError(f"bad entry for {name}")
-    except (ValueError, KeyError, TypeError, IndexError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ScratchError(f"{path} is not a safetensors file (corrupt header); replace it with a good copy") from None
-    if 8 + n + end > file_size:
-        raise ScratchError(
-            f"{path} is truncated ({file_size} of {8 + n + end} bytes); "
-            "the copy or download did not finish: copy it again"
-        )
-    return SafetensorsHeader(tensors=header, metadata={str(k): str(v) for k, v in metadata.items()}, file_size=file_size)
-
-
-def _checkpoint_metadata(path: Path, header: SafetensorsHeader) -> dict[str, Any]:
-    if header.metadata.get("format", "").split("/")[0] != "chatgpt-scratch":
-        if any(k.endswith(("wte.weight", "c_attn.weight")) for k in header.tensors):
-            hint = "it looks like Hugging Face GPT-2 weights: import them with `chatgpt-scratch import-gpt2 --from FILE`"
-        else:
-            hint = "for Hugging Face GPT-2 weights use `chatgpt-scratch import-gpt2 --from FILE`"
-        raise ScratchError(f"{path} is a safetensors file but not a chatgpt-scratch checkpoint; {hint}")
-    try:
-        return decode_metadata(header.metadata)
-    except (ValueError, TypeError):
-        raise ScratchError(f"{path}: the checkpoint metadata is not valid JSON; the header was edited or damaged") from None
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Header only: fast, no weights are read."""
-    path = Path(path)
-    return _checkpoint_metadata(path, read_safetensors_header(path))
-
-
-def config_from_metadata(metadata: dict[str, Any], path: str | Path) -> GPTConfig:
-    raw = metadata.get("config")
-    if raw is None:
-        raise ScratchError(f"{path}: the checkpoint header has no model config; the file was edited or is damaged")
-    if isinstance(raw, str):
-        return GPTConfig.from_json(raw)
-    try:
-        return GPTConfig(**raw)
-    except TypeError as e:
-        raise ScratchError(f"{path}: bad model config in the header ({e})") from None
-
-
-def require_kind(metadata: dict[str, Any], kind: str | tuple[str, ...] | None, path: str | Path) -> None:
-    if kind is None:
-        return
-    wanted = (kind,) if isinstance(kind, str) else kind
-    have = metadata.get("kind")
-    if have not in wanted:
-        raise ScratchError(f"{path} is {a_kind(have)} checkpoint, but this needs "
-                           f"{a_kind(wanted[0])}{''.join(f' or {k!r}' for k in wanted[1:])} one")
-
-
-def a_kind(kind: Any) -> str:
-    """The kind quoted, with its article, for messages: "a 'base'", "an 'instruct'"."""
-    return f"{'an' if str(kind)[:1] in 'aeiou' else 'a'} {kind!r}"
-
-
 # --- loading --------------------------------------------------------------------------------------
 
 
@@ -235,7 +80,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     """
     path = Path(path)
     header = read_safetensors_header(path)
-    metadata = _checkpoint_metadata(path, header)
+    metadata = checkpoint_metadata(path, header)
     require_kind(metadata, kind, path)
     cfg = config_from_metadata(metadata, path)
     with torch.device("meta"):
@@ -342,7 +187,7 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
     try:
         header = read_safetensors_header(path)
         info.metadata = dict(header.metadata)  # raw strings, in case they do not decode
-        info.metadata = metadata = _checkpoint_metadata(path, header)
+        info.metadata = metadata = checkpoint_metadata(path, header)
         cfg = config_from_metadata(metadata, path)
     except ScratchError as e:
         info.error = str(e)
@@ -419,8 +264,6 @@ def pick_default(infos: list[CheckpointInfo], kinds: tuple[str, ...]) -> Checkpo
     preference; a LoRA adapter counts as the kind it makes), a full model before an adapter, then the
     best recorded validation metric. A user's own model wins over a built-in one when it is at least as
     good, so a fine-tune of the default takes over once it is better."""
-    from chatgpt_scratch.inference import adapted_kind
-
     candidates = [i for i in infos if i.ok and adapted_kind(i.metadata) in kinds]
     if not candidates:
         return None
@@ -492,7 +335,7 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
         target = folder / _sibling(path, new_name).name
         if target.exists():
             raise ScratchError(f"cannot duplicate {path.name}: {target} already exists; choose another name")
-    _write_checkpoint_file(target, lambda tmp: shutil.copyfile(path, tmp))
+    write_checkpoint_file(target, lambda tmp: shutil.copyfile(path, tmp))
     return target
 
 
@@ -509,10 +352,6 @@ def delete_checkpoint(path: str | Path) -> None:
     path.unlink()
 
 
-def __getattr__(name: str) -> Any:
-    # GPT-2 import/export live in gpt2_weights (which imports this module); re-export them lazily.
-    if name in ("import_gpt2", "export_hf"):
-        from chatgpt_scratch import gpt2_weights
-
-        return getattr(gpt2_weights, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# GPT-2 import/export live in gpt2_weights (which builds on checkpoint_format, not on this module, so
+# there is no import circle); the public API names them here.
+from chatgpt_scratch.gpt2_weights import export_hf, import_gpt2  # noqa: E402,F401

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from chatgpt_scratch.checkpoints import atomic_save_tensors, read_safetensors_header, save_checkpoint
+from chatgpt_scratch.checkpoint_format import atomic_save_tensors, read_safetensors_header
 from chatgpt_scratch.config import ALIASES, PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
@@ -190,6 +190,8 @@ def import_gpt2(source: str | Path, out: str | Path | None = None, dtype: torch.
     """
     imported = import_gpt2_with_provenance(source, dtype=dtype, progress=progress)
     if out is not None:
+        from chatgpt_scratch.checkpoints import save_checkpoint
+
         save_checkpoint(out, imported.model, kind="base", **imported.provenance)
     return imported.model
 

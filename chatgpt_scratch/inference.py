@@ -12,40 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chatgpt_scratch.checkpoint_format import MODEL_KINDS, adapted_kind, kind_label  # noqa: F401 (their home is the format)
 from chatgpt_scratch.errors import ScratchError
 
-MODEL_KINDS = ("base", "instruct", "classifier")  # what an adapter can make
 # Keys callers read (chat template; classifier labels, pooling and length) that an adapter header may
 # lack; taken from the base's header when the base is already a model of the adapted kind.
 INHERITED_KEYS = ("template", "labels", "pool", "max_length")
-
-
-def adapted_kind(metadata: dict[str, Any]) -> str | None:
-    """The kind of model a checkpoint gives at inference: its `kind`, or for an adapter its `model_kind`.
-
-    Header only (works on CheckpointInfo.metadata). An adapter without `model_kind` (saved by the
-    library without it) is a classifier if its config has a class head, else a base model.
-    None for an adapter whose `model_kind` is not a model kind.
-    """
-    kind = metadata.get("kind")
-    if kind != "lora-adapter":
-        return kind
-    if "model_kind" in metadata:
-        return metadata["model_kind"] if metadata["model_kind"] in MODEL_KINDS else None
-    from chatgpt_scratch.checkpoints import config_from_metadata
-
-    try:
-        return "classifier" if config_from_metadata(metadata, "adapter").n_classes is not None else "base"
-    except (ScratchError, TypeError, ValueError):
-        return None
-
-
-def kind_label(metadata: dict[str, Any]) -> str:
-    """How listings show a checkpoint's kind: its `kind`, an adapter by what it makes ("lora→instruct")."""
-    kind = metadata.get("kind")
-    if kind != "lora-adapter":
-        return kind or "?"
-    return f"lora→{adapted_kind(metadata) or '?'}"
 
 
 def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -209,7 +208,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     rank, alpha, the adapted layers and the adapted model's config; `metadata` adds
     provenance (model_kind="instruct", template=..., dataset, val_loss, ...).
     """
-    from chatgpt_scratch.checkpoints import FORMAT, atomic_save_tensors, encode_metadata
+    from chatgpt_scratch.checkpoint_format import atomic_save_tensors, checkpoint_header, encode_metadata
 
     layers = lora_layers(model)
     if not layers:
@@ -218,12 +217,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     if not base.is_file():
         raise ScratchError(f"base checkpoint not found: {base}; the adapter must name the model it was trained on")
     first = next(iter(layers.values()))
-    meta = {
-        "format": FORMAT,
-        "kind": "lora-adapter",
-        "config": model.cfg.to_json(),
-        "tokenizer": "gpt2",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    meta = checkpoint_header(model.cfg, "lora-adapter", **{
         "base": str(base.resolve()),
         "base_sha256": _base_digest(str(base.resolve()), *_identity(base)),
         "parent": str(base.resolve()),
@@ -231,7 +225,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
         "lora_alpha": first.alpha,
         "lora_layers": sorted(layers),
         **metadata,
-    }
+    })
     tensors = {**lora_tensors(model), **_non_base_tensors(model)}
     atomic_save_tensors(path, tensors, encode_metadata(meta))
     return Path(path)

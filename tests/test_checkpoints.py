@@ -186,7 +186,9 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, saved, ids, monkeypatc
     old_logits = load_checkpoint(saved)[0](ids)
 
     if fail_in == "save_file":
-        real = ck.save_file
+        from chatgpt_scratch import checkpoint_format  # where the file is written (checkpoints re-exports it)
+
+        real = checkpoint_format.save_file
 
         def crash(tensors, filename, metadata=None):  # write half a file, then die
             real(tensors, filename, metadata=metadata)
@@ -194,7 +196,7 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, saved, ids, monkeypatc
                 f.truncate(os.path.getsize(filename) // 2)
             raise OSError("disk full")
 
-        monkeypatch.setattr(ck, "save_file", crash)
+        monkeypatch.setattr(checkpoint_format, "save_file", crash)
     else:
         monkeypatch.setattr(ck.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("power cut")))
 

@@ -133,3 +133,39 @@ def test_quantize_int8_lives_in_inference_and_the_old_name_warns():
         warnings.simplefilter("always")
         assert model.quantize_int8 is inference.quantize_int8
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_checkpoint_format_has_one_home_and_no_import_circle():
+    """checkpoint_format owns the header and the kind rules; gpt2_weights builds on it, not on checkpoints
+    (so checkpoints can re-export import_gpt2/export_hf without a circle or a __getattr__ shim)."""
+    import subprocess
+    import sys
+
+    from chatgpt_scratch import checkpoint_format, checkpoints, inference
+
+    for name in ("read_metadata", "require_kind", "encode_metadata", "atomic_save_tensors", "KINDS", "adapted_kind"):
+        assert getattr(checkpoints, name) is getattr(checkpoint_format, name)
+    assert inference.adapted_kind is checkpoint_format.adapted_kind
+    assert "__getattr__" not in vars(checkpoints)
+    code = ("import sys, chatgpt_scratch.gpt2_weights; "
+            "print('chatgpt_scratch.checkpoints' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_models_and_adapters_get_the_same_header_fields(tmp_path):
+    import torch
+
+    from chatgpt_scratch.checkpoints import read_metadata, save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.lora import inject_lora, save_lora_adapter
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(0)
+    model = GPTModel(PRESETS["test-tiny"])
+    base = save_checkpoint(tmp_path / "base.safetensors", model)
+    inject_lora(model, rank=1, alpha=1)
+    adapter = save_lora_adapter(tmp_path / "a.lora.safetensors", model, base)
+    common = {"format", "kind", "config", "tokenizer", "created"}
+    assert common <= set(read_metadata(base)) and common <= set(read_metadata(adapter))
+    assert read_metadata(adapter)["format"] == read_metadata(base)["format"]
