@@ -260,7 +260,8 @@ def _base_digest(resolved_path: str, size: int, mtime_ns: int) -> str:
 
 def find_base(adapter: Path, recorded: str) -> Path:
     """The recorded base path, else a file of the same name beside the adapter (a moved folder)."""
-    candidates = [Path(recorded), adapter.parent / Path(recorded).name]
+    # A relative record (the shipped adapters: "default-base.safetensors") means beside the adapter.
+    candidates = ([Path(recorded)] if Path(recorded).is_absolute() else []) + [adapter.parent / Path(recorded).name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

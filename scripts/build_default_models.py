@@ -6,11 +6,13 @@
 Stages (all by default, in this order; each one reads the files the stages before it wrote in --build):
 
   base             pretrain cpu-deep on the compact corpus shipped in datasets/pretrain   (~28 CPU min)
-  instruct-alpaca  instruction-tune it on the book's 935 training entries + 25,000 Alpaca    (~35 CPU min)
+  instruct-alpaca  instruction-tune it on the book's 935 training entries + 20,000 Alpaca    (~35 CPU min)
   instruct         then on the book's 935 entries alone, for their short-answer style;
                    answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
   spam             a LoRA classifier on the base, on the SMS Spam Collection                (~10 CPU min)
   install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
+  ablations        what each ingredient buys: the book's data alone from random weights and from the base,
+                   and the Alpaca stage alone, each scored like the shipped model               (~15 CPU min)
   cards            measure (test metrics of the installed files, chat speed) and write checkpoints/README.md
 
 Every training stage is the `chatgpt-scratch` command a user would type, printed before it runs, and
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,16 +40,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("base", "instruct-alpaca", "instruct", "spam", "install", "cards")
+STAGES = ("base", "instruct-alpaca", "instruct", "spam", "install", "ablations", "cards")
 SEED = "123"
 
 
 def recipe(build: Path, device: str, alpaca: str, scale: float) -> dict[str, list[str]]:
     """The training commands, stage -> argv after `chatgpt-scratch` (one home: the cards quote these)."""
     steps = str(int(800 * scale))
-    # The first 25,153 Alpaca entries are its earlier, partly quality-selected subset: 25,000 of them fit
-    # a CPU budget of about half an hour; --scale 2 (a GPU) takes all 51,502.
-    n_alpaca = min(51502, int(25000 * scale))
+    # The first 25,153 Alpaca entries are its earlier, partly quality-selected subset: 20,000 of them fit
+    # a 2-core CPU budget of about half an hour; --scale 2.6 (a GPU) takes all 51,502.
+    n_alpaca = min(51502, int(20000 * scale))
     alpaca_limit = [] if n_alpaca >= 51502 else ["--add-train-limit", str(n_alpaca)]
     common = ["--device", device, "--dtype", "bfloat16", "--seed", SEED]
     return {
@@ -108,19 +111,67 @@ def main() -> int:
     for stage in args.stages:
         if stage in commands:
             seconds = run_cli(commands[stage], build / f"{stage}.log")
+            # Re-read first: another build process (other stages, in parallel) may have added its own.
+            timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
             timings[stage] = {"seconds": round(seconds, 1), "command": shown(commands[stage]),
-                              "device": args.device}
+                              "device": args.device, "threads": os.environ.get("OMP_NUM_THREADS")}
             timings_file.write_text(json.dumps(timings, indent=2))
+        timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
         if stage == "base":  # the stages after it train on the bf16 file that ships, header final
             convert_checkpoint(build / "base.best.safetensors", build / "default-base.safetensors",
                                torch.bfloat16, **provenance(timings, "base"))
         if stage == "install":
             install(build, timings)
+        if stage == "ablations":
+            ablations(build, commands, args.device)
         if stage == "cards":
             from scripts.model_cards import write_cards
 
             write_cards(REPO / "checkpoints", build, timings)
     return 0
+
+
+def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
+    """Score the ingredients on the book's 110 test entries (greedy ROUGE-L), each the same way; -> ablations.md."""
+    stage_b = commands["instruct"]
+    rows = []
+
+    def book_only(name: str, start: list[str], epochs: str) -> Path:
+        argv = ["finetune-instruct", *start, "--data", "instruction-data", "--mask-instructions", "--epochs", epochs,
+                "--batch-size", "8", "--lr", "5e-4", "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "50",
+                "--device", device, "--dtype", "bfloat16", "--seed", SEED, "--out", str(build / name)]
+        seconds = run_cli(argv, build / f"{name}.log")
+        return build / f"{name}.best.eval.json", shown(argv), seconds
+
+    def score(eval_json: Path) -> tuple[float, float, int]:
+        ev = json.loads(eval_json.read_text())["evaluation"]
+        answers = json.loads(Path(ev["responses_path"]).read_text())
+        empty = sum(not a.get("model_response", "").strip() for a in answers)
+        return ev["rouge_l"], ev["test_response_loss"], empty
+
+    for name, start, label in (("ablation-scratch", ["--preset", "cpu-deep"], "random weights, book data only"),
+                               ("ablation-base-book", ["--init", str(build / "default-base.safetensors")],
+                                "pretrained base, book data only")):
+        eval_json, command, seconds = book_only(name, start, "6")
+        rows.append((label, *score(eval_json), f"{seconds / 60:.1f} min", command))
+    argv = ["evaluate-instruct", "--checkpoint", str(build / "instruct-alpaca.best.safetensors"), "--data",
+            "instruction-data", "--device", device, "--responses", str(build / "instruct-alpaca.responses.json")]
+    run_cli(argv, build / "ablation-alpaca-eval.log")
+    text = (build / "ablation-alpaca-eval.log").read_text()
+    rouge = float(re.search(r"ROUGE-L F1\D*([0-9.]+)", text).group(1))
+    loss = float(re.search(r"test responses: loss ([0-9.]+)", text).group(1))
+    answers = json.loads((build / "instruct-alpaca.responses.json").read_text())
+    empty = sum(not a.get("model_response", "").strip() for a in answers)
+    rows.append(("pretrained base + Alpaca + book (first stage only)", rouge, loss, empty, "", shown(argv)))
+    shipped = score(build / "instruct.best.eval.json")
+    rows.append(("... + 3 epochs of the book data alone (shipped, float32 before bf16 storage)", *shipped, "",
+                 shown(stage_b)))
+    lines = ["| ingredients | test ROUGE-L F1 | reference-answer loss | empty answers | train time |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]} | {r[4]} |" for r in rows]
+    lines += ["", "Commands: " + "; ".join(f"`{r[5]}`" for r in rows[:2])]
+    (build / "ablations.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def provenance(timings: dict, *stages: str) -> dict:
