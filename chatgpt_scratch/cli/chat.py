@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
 from chatgpt_scratch.conversation import ChatConversation
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
@@ -76,9 +76,7 @@ def register(subparsers) -> None:
         "checkpoints/instruct.safetensors --jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
-                   "default: your best instruct model, else the built-in one")
+    add_checkpoint_arg(p, "chat")
     add_sampling_args(p)
     add_device_arg(p)
     p.add_argument("--db", action="store_true", help="print the path of the chat database and exit")

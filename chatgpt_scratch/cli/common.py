@@ -40,6 +40,14 @@ DEFAULT_KINDS = {
 }
 
 
+def add_checkpoint_arg(parser: argparse.ArgumentParser, command: str) -> None:
+    """--checkpoint PATH for a command that falls back to a default model (DEFAULT_KINDS[command])."""
+    kinds = DEFAULT_KINDS[command]
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help=f"a {' or '.join(sorted(kinds))} .safetensors checkpoint, or a lora-adapter of one "
+                        f"(merged on load); default: your best {kinds[0]} model, else the built-in one")
+
+
 def checkpoint_or_default(checkpoint: str | None, command: str) -> str:
     """--checkpoint as given, else the default model for `command` (the user's own best first, then the
     built-in one), named in one line on stderr so the user knows which model answered."""

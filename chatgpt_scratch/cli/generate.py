@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -21,9 +21,7 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"',
     )
     p.add_argument("prompt", help='the prompt text; "-" reads it from stdin')
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
-                   "default: your best base model, else the built-in one")
+    add_checkpoint_arg(p, "generate")
     add_sampling_args(p)
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when this text appears (not printed); repeatable")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from chatgpt_scratch.cli.common import add_device_arg, args_device
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, args_device
 
 _BALANCE = ("none", "undersample", "weight")
 _POOL = ("last-token", "mean")
@@ -161,9 +161,7 @@ def _register_classify(subparsers) -> None:
         "  cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="a classifier checkpoint (.safetensors), or a lora-adapter of one (merged on load); "
-                   "default: your best classifier, else the built-in one")
+    add_checkpoint_arg(p, "classify")
     p.add_argument("texts", nargs="+", metavar="TEXT|-|FILE", help="messages, or - for stdin, or a file")
     p.add_argument("--json", action="store_true", help="print one JSON object per message")
     p.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default: 32)")

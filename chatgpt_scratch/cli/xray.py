@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.xray_view import SHADE_LEGEND, bar, column_numbers, describe_sampling, fit, percent, shade
 
@@ -27,9 +27,7 @@ def register(subparsers) -> None:
         '--temperature 0.8 --top-k 40 "Every effort moves you"',
     )
     p.add_argument("text", help='the text to x-ray; "-" reads it from stdin')
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="a base or instruct .safetensors checkpoint, or a lora-adapter of one (merged on load); "
-                   "default: your best base model, else the built-in one")
+    add_checkpoint_arg(p, "xray")
     p.add_argument("--view", choices=(*VIEWS, "all"), default="all", help="which view to print (default: all)")
     p.add_argument("--layer", type=int, default=None, metavar="L",
                    help="attention layer, 0-based (default: the last layer)")

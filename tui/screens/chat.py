@@ -287,21 +287,28 @@ class ChatScreen(MainScreen):
             self.notify("No model loaded yet: pick one in the list on the left (or see the steps shown).",
                         severity="warning")
             return
-        sampling = self.read_sampling()
-        if sampling is None:
-            return
-        self.session.sampling = sampling
-        from chatgpt_scratch.errors import ScratchError
-
-        try:
-            pieces = self.chat.send(text)  # checks the message fits before anything is shown
-        except ScratchError as e:
-            self.notify(str(e), severity="error", markup=False)
+        pieces = self.start_reply(lambda: self.chat.send(text))  # checks the message fits before anything shows
+        if pieces is None:
             return
         self.query_one("#chat-input", Input).value = ""
         self.query_one("#chat-empty").display = False
         self.add_bubble("user", text)
         self.stream(pieces)
+
+    def start_reply(self, make_stream) -> Any | None:
+        """The sidebar's sampling settings, then make_stream() (chat.send or chat.regenerate); None (after
+        saying why) when a setting is invalid or the library refuses the message."""
+        sampling = self.read_sampling()
+        if sampling is None:
+            return None
+        self.session.sampling = sampling
+        from chatgpt_scratch.errors import ScratchError
+
+        try:
+            return make_stream()
+        except ScratchError as e:
+            self.notify(str(e), severity="error", markup=False)
+            return None
 
     def stream(self, pieces) -> None:
         """Show a reply as it streams (in a worker); the library's ChatConversation saves the turn when it ends."""
@@ -356,16 +363,8 @@ class ChatScreen(MainScreen):
         if not self.session.turns:
             self.notify("Nothing to regenerate yet: send a message first.", severity="warning")
             return
-        sampling = self.read_sampling()
-        if sampling is None:
-            return
-        self.session.sampling = sampling
-        from chatgpt_scratch.errors import ScratchError
-
-        try:
-            pieces = self.chat.regenerate()
-        except ScratchError as e:
-            self.notify(str(e), severity="error", markup=False)
+        pieces = self.start_reply(self.chat.regenerate)
+        if pieces is None:
             return
         bubbles = self.query("#chat-log .assistant")
         if bubbles:
