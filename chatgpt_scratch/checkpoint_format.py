@@ -21,14 +21,23 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any, Callable
 
 from chatgpt_scratch.config import GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.fileio import remove_stale_temps, write_atomically
+
+if TYPE_CHECKING:
+    import torch
+
+# No torch import at module level: listings, kinds and headers are read by front ends that must start
+# fast (the TUI imports torch only in workers). Writing a file needs safetensors.torch, imported then.
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file as write
+
+    write(tensors, filename, metadata=metadata)
 
 FORMAT = "chatgpt-scratch/1"
 KINDS = ("base", "instruct", "classifier", "lora-adapter")
