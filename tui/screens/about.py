@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -61,6 +62,6 @@ class AboutScreen(ModalScreen[None]):
             with Vertical(id="about-buttons"):
                 yield Button("Light/dark theme", id="about-theme")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "about-theme":
-            self.app.action_toggle_theme()
+    @on(Button.Pressed, "#about-theme")
+    def theme_pressed(self) -> None:
+        self.app.action_toggle_theme()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -150,8 +151,9 @@ class ChatScreen(MainScreen):
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)
 
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "chat-model" and event.value != Select.BLANK:
+    @on(Select.Changed, "#chat-model")
+    def model_picked(self, event: Select.Changed) -> None:
+        if event.value != Select.BLANK:
             self.load(Path(str(event.value)))
 
     def load(self, path: Path) -> None:
@@ -209,8 +211,9 @@ class ChatScreen(MainScreen):
             item = ListItem(Label(Content(conv.title)), name=str(conv.id))
             view.append(item)
 
-    def on_list_view_selected(self, event: ListView.Selected) -> None:
-        if event.list_view.id != "chat-convs" or event.item is None or event.item.name is None:
+    @on(ListView.Selected, "#chat-convs")
+    def conversation_picked(self, event: ListView.Selected) -> None:
+        if event.item is None or event.item.name is None:
             return
         if self.replying:
             self.notify("Wait for the reply to finish (or press Esc).", severity="warning")
@@ -273,9 +276,9 @@ class ChatScreen(MainScreen):
         label.update(Content(message))
         label.set_class(bool(message), "-shown")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "chat-input":
-            self.send(event.value)
+    @on(Input.Submitted, "#chat-input")
+    def message_entered(self, event: Input.Submitted) -> None:
+        self.send(event.value)
 
     def send(self, text: str) -> None:
         if not text.strip():

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -77,8 +78,9 @@ class SpamScreen(MainScreen):
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)
 
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "spam-model" and event.value != Select.BLANK:
+    @on(Select.Changed, "#spam-model")
+    def model_picked(self, event: Select.Changed) -> None:
+        if event.value != Select.BLANK:
             self.load(Path(str(event.value)))
 
     def load(self, path: Path) -> None:
@@ -102,9 +104,9 @@ class SpamScreen(MainScreen):
 
         self.app.run_worker_thread(work, loaded, name="load-classifier", group="spam-load", exclusive=True)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "spam-classify":
-            self.action_classify()
+    @on(Button.Pressed, "#spam-classify")
+    def classify_pressed(self) -> None:
+        self.action_classify()
 
     def action_classify(self) -> None:
         text = self.query_one("#spam-input", TextArea).text

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -375,9 +376,9 @@ class TrainScreen(MainScreen):
         checkpoints = [v for _, v in options if v.startswith("checkpoint:")]
         return checkpoints[0] if checkpoints else options[0][1]
 
-    def on_select_changed(self, event: Select.Changed) -> None:
-        sid = event.select.id
-        if sid == "f-task" and event.value != Select.BLANK:
+    @on(Select.Changed, "#f-task")
+    def task_picked(self, event: Select.Changed) -> None:
+        if event.value != Select.BLANK:
             self.form.task = str(event.value)
             for name, _, _ in FIELDS:
                 if name != "out":
@@ -385,14 +386,23 @@ class TrainScreen(MainScreen):
             set_select(self.query_one("#f-data-known", Select), DEFAULTS[self.form.task]["data"])
             self.query_one("#f-data", Input).value = ""  # a file for one task rarely fits another
             self.fill_choices()
-        elif sid == "f-start" and event.value != Select.BLANK:
-            self.form.start = str(event.value)
-        elif sid == "f-device":
-            self.form.device = str(event.value)
         self.update_command()
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if (event.input.id or "").startswith("f-"):
+    @on(Select.Changed, "#f-start")
+    def start_picked(self, event: Select.Changed) -> None:
+        if event.value != Select.BLANK:
+            self.form.start = str(event.value)
+        self.update_command()
+
+    @on(Select.Changed, "#f-device")
+    def device_picked(self, event: Select.Changed) -> None:
+        self.form.device = str(event.value)
+        self.update_command()
+
+    @on(Select.Changed, "#train-form Select")
+    @on(Input.Changed, "#train-form Input")
+    def form_changed(self, event) -> None:
+        if event.control.id not in ("f-task", "f-start", "f-device"):
             self.update_command()
 
     def read_form(self) -> TrainForm:
@@ -522,9 +532,10 @@ class TrainScreen(MainScreen):
             self.monitor.state = self.runs[str(self.selected)].state
         self.update_metrics()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(DataTable.RowHighlighted, "#train-runs")
+    def run_highlighted(self, event: DataTable.RowHighlighted) -> None:
         # Only the user moves the selection; rebuilding the table every few seconds highlights row 0.
-        if event.data_table.id == "train-runs" and event.data_table.has_focus and event.row_key.value:
+        if event.data_table.has_focus and event.row_key.value:
             path = Path(event.row_key.value)
             if path != self.selected:
                 self.select_run(path)
@@ -619,11 +630,17 @@ class TrainScreen(MainScreen):
         tabs = self.query_one(TabbedContent)
         tabs.active = "train-form-pane" if tabs.active == "train-monitor-pane" else "train-monitor-pane"
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {"train-start": self.action_start, "train-stop": self.action_stop,
-                   "train-resume": self.action_resume}
-        if event.button.id in actions:
-            actions[event.button.id]()
+    @on(Button.Pressed, "#train-start")
+    def start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#train-stop")
+    def stop_pressed(self) -> None:
+        self.action_stop()
+
+    @on(Button.Pressed, "#train-resume")
+    def resume_pressed(self) -> None:
+        self.action_resume()
 
 
 def set_select(select: Select, value: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
@@ -44,6 +45,7 @@ XRAY_SAMPLING = {"temperature": "1.0", "top_k": "40", "top_p": "0.95", "repetiti
 SAMPLING_FIELDS = [(p.name, p.short_label, XRAY_SAMPLING[p.name]) for p in sampling_params(XRAY_SAMPLING)]
 
 SETTING_INPUTS = {f"xr-{name}" for name, _, _ in SAMPLING_FIELDS} | {"xr-token"}
+SETTINGS_SELECTOR = ", ".join(f"#{i}" for i in sorted(SETTING_INPUTS))
 
 
 def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -168,13 +170,14 @@ class XrayScreen(MainScreen):
             self.query_one(ModelPicker).select_path(wanted)
             self.load(wanted)
 
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "xr-model" and isinstance(event.value, str):
-            path = Path(str(event.value))
-            if path != self.loaded_path:
-                self.load(path)
-        elif event.select.id in ("xr-layer", "xr-head"):
-            self.refresh_views()
+    @on(Select.Changed, "#xr-model")
+    def model_picked(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and Path(event.value) != self.loaded_path:
+            self.load(Path(event.value))
+
+    @on(Select.Changed, "#xr-layer, #xr-head")
+    def attention_picked(self) -> None:
+        self.refresh_views()
 
     def load(self, path: Path) -> None:
         self.set_status(f"Loading {path.name}…")
@@ -204,23 +207,31 @@ class XrayScreen(MainScreen):
 
     # --- input -----------------------------------------------------------------------------------------
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "xr-text":
-            if self.typing_timer is not None:
-                self.typing_timer.stop()
-            self.typing_timer = self.set_timer(TYPING_PAUSE_S, self.retokenize)
-        elif event.input.id in SETTING_INPUTS:
-            self.refresh_views()
+    @on(Input.Changed, "#xr-text")
+    def text_typed(self) -> None:
+        if self.typing_timer is not None:
+            self.typing_timer.stop()
+        self.typing_timer = self.set_timer(TYPING_PAUSE_S, self.retokenize)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "xr-text":
-            self.retokenize(force=True)
+    @on(Input.Changed, SETTINGS_SELECTOR)
+    def setting_typed(self) -> None:
+        self.refresh_views()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {"xr-step-top": lambda: self.action_step("top"), "xr-step-sample": lambda: self.action_step("sample"),
-                   "xr-back": self.action_back}
-        if event.button.id in actions:
-            actions[event.button.id]()
+    @on(Input.Submitted, "#xr-text")
+    def text_entered(self) -> None:
+        self.retokenize(force=True)
+
+    @on(Button.Pressed, "#xr-step-top")
+    def step_top_pressed(self) -> None:
+        self.action_step("top")
+
+    @on(Button.Pressed, "#xr-step-sample")
+    def step_sample_pressed(self) -> None:
+        self.action_step("sample")
+
+    @on(Button.Pressed, "#xr-back")
+    def back_pressed(self) -> None:
+        self.action_back()
 
     def retokenize(self, force: bool = False) -> None:
         """The text changed: tokenize it afresh and run the model.
