@@ -7,8 +7,16 @@ Rows are timed in interleaved rounds (each round runs every row once), so a
 machine shared with other work slows all rows alike; the median round counts.
 The check column says whether ours and transformers picked the same greedy tokens.
 
+llama.cpp rows (CPU only; when llama-cpp-python is installed, else skipped with a note): the same
+weights saved as a checkpoint and written by our own `export-gguf` in f32, f16 and q8_0, loaded
+with llama_cpp.Llama (--llama-threads, default 2) and run greedy from the same prompt token ids.
+Their check says whether llama.cpp's greedy tokens equal ours (float32): the proof that a real
+client runs the exported file as we do. Our rows also get a ratio to their llama.cpp counterpart
+(float32 : f32, bfloat16/float16 : f16, int8 : q8_0).
+
     nice -n 5 python benchmarks/generate.py            # CPU, every row
     python benchmarks/generate.py --device cuda        # on a GPU machine
+    pip install llama-cpp-python                       # compiles llama.cpp (minutes); adds the llama.cpp rows
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import copy
 import os
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -49,6 +59,46 @@ def hf_to_ours(hf_model) -> GPTModel:
     return model.eval()
 
 
+LLAMA_ROWS = {"llama-f32": "f32", "llama-f16": "f16", "llama-q8_0": "q8_0"}
+# Our row -> the llama.cpp row with the same kind of weights, for the "vs llama.cpp" ratio.
+LLAMA_PEER = {"fp32": "llama-f32", "bf16": "llama-f16", "fp16": "llama-f16", "int8": "llama-q8_0"}
+
+
+def llama_cpp_module():
+    """llama_cpp if llama-cpp-python is installed, else None."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    return llama_cpp
+
+
+def export_for_llama_cpp(model: GPTModel, folder: Path, types: list[str]) -> dict[str, Path]:
+    """Our model -> a checkpoint -> `export-gguf` files, one per GGUF type (what a user would run)."""
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.gguf_export import export_gguf
+
+    ckpt = save_checkpoint(folder / "gpt2-random.safetensors", model, kind="base")
+    return {t: export_gguf(ckpt, folder / f"gpt2-random-{t}.gguf", t, modelfile=False).path for t in types}
+
+
+def llama_runner(llama_cpp, path: Path, prompt: list[int], n_new: int, threads: int, n_ctx: int):
+    """Greedy generation of n_new tokens with llama.cpp, from prompt token ids (no tokenizer involved)."""
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                          n_gpu_layers=0, seed=0, verbose=False)
+
+    def run():
+        llm.reset()  # no reuse of the previous round's prompt: every round evaluates it again
+        out = []
+        for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                                  reset=True):
+            out.append(int(token))
+            if len(out) == n_new:
+                break
+        return out
+    return run
+
+
 def timed(fn) -> tuple[float, list[int]]:
     start = time.perf_counter()
     tokens = fn()
@@ -62,8 +112,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--rows", default="hf,fp32,bf16,int8",
-                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, hf-bf16")
+    parser.add_argument("--rows", default="hf,fp32,bf16,int8,llama-f32,llama-f16,llama-q8_0",
+                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, hf-bf16, llama-f32, llama-f16, "
+                        "llama-q8_0 (the llama.cpp rows need llama-cpp-python; skipped without it)")
+    parser.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads (default: 2)")
     args = parser.parse_args()
 
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -98,9 +150,29 @@ def main() -> None:
             return tokens
         return run
 
+    row_names = args.rows.split(",")
+    llama_wanted = [name for name in row_names if name in LLAMA_ROWS]
+    llama_cpp = llama_cpp_module() if llama_wanted else None
+    gguf_files: dict[str, Path] = {}
+    work = tempfile.TemporaryDirectory(prefix="generate-bench-")
+    if llama_wanted and llama_cpp is None:
+        print("llama.cpp rows skipped: llama-cpp-python is not installed (pip install llama-cpp-python)")
+    elif llama_wanted and device.type != "cpu":
+        print("llama.cpp rows skipped: they compare CPU speed (run with --device cpu)")
+        llama_cpp = None
+    elif llama_wanted:
+        gguf_files = export_for_llama_cpp(ours, Path(work.name), [LLAMA_ROWS[n] for n in llama_wanted])
+
     runners = {}  # name -> (label, run)
-    for name in args.rows.split(","):
-        if name == "hf":
+    for name in row_names:
+        if name in LLAMA_ROWS:
+            if llama_cpp is None:
+                continue
+            type_name = LLAMA_ROWS[name]
+            runner = llama_runner(llama_cpp, gguf_files[type_name], prompt, n_new, args.llama_threads,
+                                  n_ctx=ours.cfg.context_length)
+            label = f"llama.cpp {llama_cpp.__version__}, our export-gguf {type_name}"
+        elif name == "hf":
             runner, label = hf_runner(hf.to(device)), "transformers GPT2LMHeadModel.generate, float32"
         elif name == "hf-bf16":
             runner, label = hf_runner(copy.deepcopy(hf).to(device, torch.bfloat16)), "transformers generate, bfloat16 weights"
@@ -133,25 +205,42 @@ def main() -> None:
             print(f"  round {round_ + 1}: {label}: {n_new / seconds:.1f} tokens/s", flush=True)
 
     reference = tokens.get("hf") or tokens.get("fp32")
-    rows = []  # (label, median seconds, check)
+    ours_fp32 = tokens.get("fp32")
+    rows = []  # (name, label, median seconds, check)
     for name, (label, _) in runners.items():
-        if name in ("hf", "fp32", "nocache"):
+        if name in LLAMA_ROWS:
+            if ours_fp32 is None:
+                agree = "n/a (add the fp32 row to compare)"
+            elif tokens[name] == ours_fp32:
+                agree = f"same {n_new} tokens as ours float32"
+            else:
+                same = sum(a == b for a, b in zip(tokens[name], ours_fp32))
+                first = next((i for i, (a, b) in enumerate(zip(tokens[name], ours_fp32)) if a != b), min(
+                    len(tokens[name]), len(ours_fp32)))
+                agree = f"{same}/{n_new} tokens equal ours float32 (first difference at token {first})"
+        elif name in ("hf", "fp32", "nocache"):
             agree = "same tokens as transformers" if tokens[name] == reference else "DIFFERENT tokens"
         else:
             same = sum(a == b for a, b in zip(tokens[name], reference))
             agree = f"{same}/{n_new} tokens equal the float32 ones"
-        rows.append((label, statistics.median(times[name]), agree))
+        rows.append((name, label, statistics.median(times[name]), agree))
 
-    peer = next((s for label, s, _ in rows if label.startswith("transformers GPT2LMHeadModel")), None)
+    peer = next((s for _, label, s, _ in rows if label.startswith("transformers GPT2LMHeadModel")), None)
+    median = {name: seconds for name, _, seconds, _ in rows}
     load = os.getloadavg()
     print(f"\nGPT-2 124M (random weights), batch 1, {args.prompt_tokens}-token prompt, {n_new} new tokens, greedy")
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"\n| {'implementation':<50} | tokens/s | vs transformers | check |")
-    print(f"|{'-' * 52}|---------:|----------------:|-------|")
-    for label, seconds, agree in rows:
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+          + (f", llama.cpp {args.llama_threads} threads" if any(n in LLAMA_ROWS for n in median) else "")
+          + f", {platform.processor() or platform.machine()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    width = max(50, *(len(label) for _, label, _, _ in rows))
+    print(f"\n| {'implementation':<{width}} | tokens/s | vs transformers | vs llama.cpp | check |")
+    print(f"|{'-' * (width + 2)}|---------:|----------------:|-------------:|-------|")
+    for name, label, seconds, agree in rows:
         ratio = f"{peer / seconds:.2f}x" if peer else "n/a"
-        print(f"| {label:<50} | {n_new / seconds:8.1f} | {ratio:>15} | {agree} |")
+        llama_peer = LLAMA_PEER.get(name)
+        vs_llama = f"{median[llama_peer] / seconds:.2f}x" if llama_peer in median else ""
+        print(f"| {label:<{width}} | {n_new / seconds:8.1f} | {ratio:>15} | {vs_llama:>12} | {agree} |")
+    work.cleanup()
 
 
 if __name__ == "__main__":
