@@ -169,3 +169,25 @@ def test_models_and_adapters_get_the_same_header_fields(tmp_path):
     common = {"format", "kind", "config", "tokenizer", "created"}
     assert common <= set(read_metadata(base)) and common <= set(read_metadata(adapter))
     assert read_metadata(adapter)["format"] == read_metadata(base)["format"]
+
+
+async def _header_follows_state():
+    from tui.app import ScratchApp
+
+    app = ScratchApp(start="spam", detect_device=False)
+    seen = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.state_changed.subscribe(app, seen.append)
+        app.set_model("chat", None, "my-model")
+        await pilot.pause()
+        header = app.sub_title
+        assert not hasattr(app, "chat_checkpoint") and not hasattr(app, "chat_model_name")
+    return header, seen
+
+
+def test_tui_shared_state_is_one_reactive_object_the_header_follows():
+    import asyncio
+
+    header, seen = asyncio.run(_header_follows_state())
+    assert header == "chat: my-model · spam: - · device: auto"
+    assert seen and seen[-1].chat.name == "my-model"

@@ -7,14 +7,18 @@ stack inside thread workers, the first time they need it.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from tui.state import SharedState
 from tui.widgets.nav import SCREENS
 
 
@@ -59,18 +63,17 @@ class ScratchApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
+    # What the screens share (models in use, device): replaced, never mutated; see tui/state.py.
+    state: reactive[SharedState] = reactive(SharedState, init=False, always_update=False)
+
     def __init__(self, start: str = "chat", detect_device: bool = True) -> None:
         super().__init__()
+        self.state_changed: Signal[SharedState] = Signal(self, "state-changed")
         self.start_mode = start
         self.detect_device = detect_device  # off in snapshot tests: the header must not depend on the machine
         self.has_xray = _xray_available()
         if self.has_xray:
             self.add_mode("xray", _lazy_screen("tui.screens.xray", "XrayScreen"))  # the X-ray helper's screen
-        self.device_name = "auto"  # resolved in a worker (needs torch)
-        self.chat_checkpoint: Path | None = None
-        self.spam_checkpoint: Path | None = None
-        self.chat_model_name: str | None = None
-        self.spam_model_name: str | None = None
 
     # --- navigation ----------------------------------------------------------------------------
 
@@ -111,19 +114,19 @@ class ScratchApp(App):
     # --- shared state shown in the header ------------------------------------------------------
 
     def update_header(self) -> None:
-        parts = [f"chat: {self.chat_model_name or '-'}", f"spam: {self.spam_model_name or '-'}",
-                 f"device: {self.device_name}"]
-        self.sub_title = " · ".join(parts)
+        self.sub_title = self.state.header()
+
+    def watch_state(self, state: SharedState) -> None:
+        self.update_header()
+        self.state_changed.publish(state)
 
     def set_model(self, role: str, path: Path | None, name: str | None) -> None:
         """Record the checkpoint in use for 'chat' or 'spam' (shown in the header)."""
-        setattr(self, f"{role}_checkpoint", path)
-        setattr(self, f"{role}_model_name", name)
-        self.update_header()
+        self.state = self.state.with_model(role, path, name)
 
     def use_checkpoint(self, role: str, path: Path) -> None:
         """From the Checkpoints screen: open `path` in the chat or spam screen."""
-        setattr(self, f"{role}_checkpoint", path)
+        self.state = self.state.with_model(role, path, self.state.model(role).name)
         self.switch_mode(role)
 
     def resolve_device(self) -> None:
@@ -133,8 +136,7 @@ class ScratchApp(App):
             return str(resolve_device("auto"))
 
         def done(name: str) -> None:
-            self.device_name = name
-            self.update_header()
+            self.state = replace(self.state, device=name)
 
         self.run_worker_thread(work, done, name="device")
 

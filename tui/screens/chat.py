@@ -118,7 +118,7 @@ class ChatScreen(MainScreen):
         self.call_after_refresh(self.open_store)
 
     def on_screen_resume(self) -> None:
-        wanted = self.app.chat_checkpoint
+        wanted = self.app.state.chat.path
         if wanted is not None and wanted != self.loaded_path:
             self.reload_models()
         elif self.query_one(ModelPicker).loaded:
@@ -140,7 +140,7 @@ class ChatScreen(MainScreen):
             return
         if self.session is None:
             empty.display = False
-        wanted = self.app.chat_checkpoint
+        wanted = self.app.state.chat.path
         if wanted is None and self.session is None:
             from chatgpt_scratch.checkpoints import pick_default
 
@@ -175,7 +175,6 @@ class ChatScreen(MainScreen):
         def loaded(session) -> None:
             self.chat.use_session(session, keep_history=True)  # same conversation, the new model answers
             self.loaded_path = path
-            self.app.chat_checkpoint = path
             self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
             kind = "instruct" if session.template is not None else "base (plain text continuation)"
             self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")

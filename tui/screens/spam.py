@@ -66,7 +66,7 @@ class SpamScreen(MainScreen):
 
     def models_listed(self, infos: list[Any]) -> None:
         status = self.query_one("#spam-status", Label)
-        wanted = self.app.spam_checkpoint
+        wanted = self.app.state.spam.path
         if not infos:
             status.update(NO_CLASSIFIER)
             return
