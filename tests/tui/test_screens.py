@@ -425,3 +425,17 @@ async def test_chat_screen_and_cli_repl_save_a_conversation_the_same_way(tiny_ba
     assert tui_conv.title == cli_conv.title == " ".join(message.split())[:60]
     assert tui_conv.checkpoint == cli_conv.checkpoint == str(tiny_base)
     assert [role for role, _ in tui_rows] == ["user", "assistant"] and tui_rows == cli_rows
+
+
+async def test_a_failing_worker_becomes_one_notification(tmp_path):
+    """Screens run blocking work in @work thread workers; a ScratchError there is shown as its message
+    (the App's one place for worker errors), the app keeps running."""
+    app = ScratchApp(start="spam", detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        screen.load(tmp_path / "missing.safetensors")
+        await wait_until(pilot, lambda: any("not found" in n.message for n in app._notifications),
+                         what="the error notification")
+        messages = [n.message for n in app._notifications]
+        still_running = app.is_running and app.screen is screen
+    assert still_running and any(m.startswith("checkpoint not found") for m in messages)

@@ -1,10 +1,11 @@
-"""What every main screen shares: header, tab bar, footer."""
+"""What every main screen shares: header, tab bar, footer, and where its workers' errors go."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import Worker
 
 from tui.widgets.nav import NavBar
 
@@ -22,3 +23,8 @@ class MainScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # A screen's @work workers report to the screen (the event does not bubble): hand it to the
+        # App's one place that turns a worker's error into a notification.
+        self.app.on_worker_state_changed(event)

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
 
 from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
@@ -63,6 +64,34 @@ class ChatScreen(MainScreen):
         Binding("ctrl+e", "export_conversation", "Export"),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
     ]
+
+    class ModelLoaded(Message):
+        """A worker loaded the chat model at `path` (a ChatSession)."""
+
+        def __init__(self, path: Path, session: Any) -> None:
+            super().__init__()
+            self.path, self.session = path, session
+
+    class StoreOpened(Message):
+        """A worker opened the chat database; `conversations` are its saved conversations."""
+
+        def __init__(self, store: Any, conversations: list[Any]) -> None:
+            super().__init__()
+            self.store, self.conversations = store, conversations
+
+    class ReplyChunk(Message):
+        """More text of the reply being written into `bubble`."""
+
+        def __init__(self, bubble: Markdown, text: str) -> None:
+            super().__init__()
+            self.bubble, self.text = bubble, text
+
+    class ReplyFinished(Message):
+        """The reply ended (done, stopped or failed) and its turn is saved; `stats` of the reply."""
+
+        def __init__(self, new_conversation: bool, stats: Any) -> None:
+            super().__init__()
+            self.new_conversation, self.stats = new_conversation, stats
 
     def __init__(self) -> None:
         super().__init__()
@@ -161,40 +190,44 @@ class ChatScreen(MainScreen):
             self.notify("Wait for the reply to finish (or press Esc) before switching models.", severity="warning")
             return
         self.set_status(f"loading {path.name}…")
-        log = self.query_one("#chat-log")
-        log.loading = True
+        self.query_one("#chat-log").loading = True
+        self.load_session(path)
 
-        def work():
-            from chatgpt_scratch.chat import ChatSession
+    @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
+    def load_session(self, path: Path) -> None:
+        from textual.worker import get_current_worker
 
-            try:
-                return ChatSession.from_checkpoint(path, device="auto")
-            finally:
-                self.app.call_from_thread(setattr, log, "loading", False)
+        from chatgpt_scratch.chat import ChatSession
 
-        def loaded(session) -> None:
-            self.chat.use_session(session, keep_history=True)  # same conversation, the new model answers
-            self.loaded_path = path
-            self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
-            kind = "instruct" if session.template is not None else "base (plain text continuation)"
-            self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")
+        try:
+            session = ChatSession.from_checkpoint(path, device="auto")
+        finally:
+            self.app.call_from_thread(setattr, self.query_one("#chat-log"), "loading", False)
+        if not get_current_worker().is_cancelled:  # a newer pick replaced this one
+            self.post_message(self.ModelLoaded(path, session))
 
-        self.app.run_worker_thread(work, loaded, name="load-chat-model", group="chat-load", exclusive=True)
+    @on(ModelLoaded)
+    def model_loaded(self, message: ModelLoaded) -> None:
+        path, session = message.path, message.session
+        self.chat.use_session(session, keep_history=True)  # same conversation, the new model answers
+        self.loaded_path = path
+        self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
+        kind = "instruct" if session.template is not None else "base (plain text continuation)"
+        self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")
 
     # --- conversations store -------------------------------------------------------------------
 
+    @work(thread=True, exit_on_error=False)
     def open_store(self) -> None:
-        def work():
-            from chatgpt_scratch.chat_store import ChatStore
+        from chatgpt_scratch.chat_store import ChatStore
 
-            store = ChatStore()
-            return store, store.list_conversations()
+        store = ChatStore()
+        self.post_message(self.StoreOpened(store, store.list_conversations()))
 
-        def opened(result) -> None:
-            self.chat.store, conversations = result
-            self.show_conversations(conversations)
-
-        self.app.run_worker_thread(work, opened, name="open-chat-store")
+    @on(StoreOpened)
+    def store_opened(self, message: StoreOpened) -> None:
+        self.chat.store = message.store
+        self.show_conversations(message.conversations)
 
     def refresh_conversations(self) -> None:
         if self.store is None:
@@ -318,30 +351,33 @@ class ChatScreen(MainScreen):
         self.reply_widget = bubble
         self.replying = True
         self.set_status("writing… (Esc stops)")
-        chat = self.chat
-        before = chat.conversation_id
+        self.stream_reply(pieces, bubble, self.chat.conversation_id)
 
-        def work():
-            try:
-                buf, last = "", time.monotonic()
-                for piece in pieces:
-                    buf += piece
-                    if time.monotonic() - last >= FLUSH_EVERY_S:
-                        self.app.call_from_thread(self.append_reply, bubble, buf)
-                        buf, last = "", time.monotonic()
-                if buf:
-                    self.app.call_from_thread(self.append_reply, bubble, buf)
-            finally:
-                pieces.close()  # saves the turn now, also when the loop above failed
-                self.app.call_from_thread(self.reply_finished, chat.conversation_id != before, chat.session.stats)
+    @work(thread=True, group="chat-reply", exit_on_error=False)
+    def stream_reply(self, pieces, bubble: Markdown, conversation_before: int | None) -> None:
+        """Post the reply in pieces (at most every FLUSH_EVERY_S), then ReplyFinished; never blocks the UI."""
+        try:
+            buf, last = "", time.monotonic()
+            for piece in pieces:
+                buf += piece
+                if time.monotonic() - last >= FLUSH_EVERY_S:
+                    self.post_message(self.ReplyChunk(bubble, buf))
+                    buf, last = "", time.monotonic()
+            if buf:
+                self.post_message(self.ReplyChunk(bubble, buf))
+        finally:
+            pieces.close()  # the library saves the turn now, also when the loop above failed
+            self.post_message(self.ReplyFinished(self.chat.conversation_id != conversation_before,
+                                                 self.chat.session.stats))
 
-        self.app.run_worker_thread(work, name="chat-reply", group="chat-reply")
-
-    async def append_reply(self, bubble: Markdown, text: str) -> None:
-        await bubble.append(text)
+    @on(ReplyChunk)
+    async def append_reply(self, message: ReplyChunk) -> None:
+        await message.bubble.append(message.text)
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
-    def reply_finished(self, new_conversation: bool, stats: Any) -> None:
+    @on(ReplyFinished)
+    def reply_finished(self, message: ReplyFinished) -> None:
+        new_conversation, stats = message.new_conversation, message.stats
         self.replying = False
         self.set_status(stats.summary() if stats else "stopped")
         if stats is not None and stats.finish == "empty" and self.reply_widget is not None:

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
 
 from tui.screens.base import MainScreen
@@ -30,6 +31,20 @@ class SpamScreen(MainScreen):
         Binding("ctrl+enter,ctrl+j,f6", "classify", "Classify", priority=True),
         Binding("ctrl+l", "clear", "Clear"),
     ]
+
+    class ClassifierLoaded(Message):
+        """A worker loaded the classifier at `path`."""
+
+        def __init__(self, path: Path, classifier: Any) -> None:
+            super().__init__()
+            self.path, self.classifier = path, classifier
+
+    class Classified(Message):
+        """A worker classified `texts` (one prediction each) in `seconds`."""
+
+        def __init__(self, texts: list[str], predictions: list[Any], seconds: float) -> None:
+            super().__init__()
+            self.texts, self.predictions, self.seconds = texts, predictions, seconds
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,23 +101,29 @@ class SpamScreen(MainScreen):
     def load(self, path: Path) -> None:
         self.query_one("#spam-status", Label).update(Content(f"loading {path.name}…"))
         self.query_one("#spam-result").loading = True
+        self.load_classifier(path)
 
-        def work():
-            from chatgpt_scratch.classify import SpamClassifier
+    @work(thread=True, exclusive=True, group="spam-load", exit_on_error=False)
+    def load_classifier(self, path: Path) -> None:
+        from textual.worker import get_current_worker
 
-            try:
-                return SpamClassifier.load(path, device="auto")
-            finally:
-                self.app.call_from_thread(setattr, self.query_one("#spam-result"), "loading", False)
+        from chatgpt_scratch.classify import SpamClassifier
 
-        def loaded(classifier) -> None:
-            self.classifier = classifier
-            self.loaded_path = path
-            self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
-            self.query_one("#spam-status", Label).update(Content(
-                f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6)."))
+        try:
+            classifier = SpamClassifier.load(path, device="auto")
+        finally:
+            self.app.call_from_thread(setattr, self.query_one("#spam-result"), "loading", False)
+        if not get_current_worker().is_cancelled:  # a newer pick replaced this one
+            self.post_message(self.ClassifierLoaded(path, classifier))
 
-        self.app.run_worker_thread(work, loaded, name="load-classifier", group="spam-load", exclusive=True)
+    @on(ClassifierLoaded)
+    def classifier_loaded(self, message: ClassifierLoaded) -> None:
+        path, classifier = message.path, message.classifier
+        self.classifier = classifier
+        self.loaded_path = path
+        self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
+        self.query_one("#spam-status", Label).update(Content(
+            f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6)."))
 
     @on(Button.Pressed, "#spam-classify")
     def classify_pressed(self) -> None:
@@ -118,15 +139,20 @@ class SpamScreen(MainScreen):
             self.notify("Pick a classifier checkpoint first." if self.query_one(ModelPicker).paths
                         else NO_CLASSIFIER, severity="warning", markup=False)
             return
-        classifier = self.classifier
+        self.classify(self.classifier, texts)
 
-        def work():
-            start = time.perf_counter()
-            predictions = classifier.classify(texts)
-            return predictions, time.perf_counter() - start
+    @work(thread=True, exclusive=True, group="spam-classify", exit_on_error=False)
+    def classify(self, classifier: Any, texts: list[str]) -> None:
+        from textual.worker import get_current_worker
 
-        self.app.run_worker_thread(work, lambda result: self.show(texts, *result), name="classify",
-                                   group="spam-classify", exclusive=True)
+        start = time.perf_counter()
+        predictions = classifier.classify(texts)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Classified(texts, predictions, time.perf_counter() - start))
+
+    @on(Classified)
+    def classified(self, message: Classified) -> None:
+        self.show(message.texts, message.predictions, message.seconds)
 
     def show(self, texts: list[str], predictions: list[Any], seconds: float = 0.0) -> None:
         first = predictions[0]
