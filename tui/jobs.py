@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatgpt_scratch import procinfo
 from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
 
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
@@ -82,6 +83,8 @@ class RunSummary:
     last_train_loss: float | None = None
     best_val: float | None = None
     pid: int | None = None
+    pid_start: int | None = None  # the process's start time (/proc/PID/stat field 22): with argv, who pid is
+    pid_argv: list[str] = field(default_factory=list)
     checkpoint: str | None = None
     error: str | None = None
     command: list[str] = field(default_factory=list)
@@ -89,7 +92,7 @@ class RunSummary:
 
 
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
+    if not procinfo.valid_pid(pid):  # -1 or 0 would mean "any child" / "the whole group" to the os calls
         return False
     try:
         os.kill(pid, 0)
@@ -113,19 +116,11 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def is_training_process(pid: int | None) -> bool:
-    """True if pid is alive and (where /proc exists) runs chatgpt-scratch: a pid from an old
-    events file may since have been reused by another program, which must never be signalled."""
-    if not pid_alive(pid):
-        return False
-    if not os.path.isdir("/proc/self"):
-        return True  # no /proc (macOS): liveness is all we can check
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        return False
-    return b"chatgpt-scratch" in cmdline or b"chatgpt_scratch" in cmdline
+def is_training_process(pid: int | None, start: int | None = None, argv: list[str] | None = None) -> bool:
+    """True if pid is alive and is the very process recorded as (start, argv): a pid from an old events
+    file may since have been reused by another program (or be the app, a chat session, another run),
+    which must never be signalled. See procinfo.same_process."""
+    return pid_alive(pid) and procinfo.same_process(pid, start, argv)
 
 
 def read_job_file(run_dir: Path) -> dict[str, Any]:
@@ -163,15 +158,18 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
     events = _cached_events(run_dir / EVENTS_FILE)
     job = read_job_file(run_dir)
     run_doc = _read_json(run_dir / RUN_FILE)  # written by the CLI: {"command": "pretrain", "args": {...}}
-    summary = RunSummary(name=run_dir.name, path=run_dir, state="starting", command=list(job.get("command", [])))
+    summary = RunSummary(name=run_dir.name, path=run_dir, state="starting", command=_str_list(job.get("command")))
     summary.task = str(job.get("task") or run_doc.get("command") or "")
     summary.log = job.get("log")
-    pid = job.get("pid")
+    pid = _int(job.get("pid"))
+    job_identity = (_int(job.get("pid_start")), _str_list(job.get("argv")))
     start_pid = None  # the trainer's own pid (rank 0) from the latest `start`: also set for shell runs
+    start_identity: tuple[int | None, list[str]] = (None, [])
     for e in events:
         kind = e.get("type")
         if kind == "start":
             start_pid = _int(e.get("pid"))
+            start_identity = (_int(e.get("pid_start")), _str_list(e.get("argv")))
             summary.total_steps = _int(e.get("total_steps")) or summary.total_steps
             summary.checkpoint = e.get("checkpoint") or summary.checkpoint
             summary.state = "running"
@@ -188,21 +186,25 @@ def summarize_run(run_dir: str | Path, now: float | None = None) -> RunSummary:
         if kind in TERMINAL_EVENTS:
             summary.state = kind
             summary.error = (str(e.get("message") or "") or None) if kind == "error" else None
-    summary.pid = _int(pid)
-    if summary.state not in TERMINAL_EVENTS and start_pid and is_training_process(start_pid):
+    summary.pid = pid if is_training_process(pid, *job_identity) else None
+    if summary.pid is not None:
+        summary.pid_start, summary.pid_argv = job_identity
+    if summary.state not in TERMINAL_EVENTS and start_pid and is_training_process(start_pid, *start_identity):
         summary.pid = start_pid  # e.g. started from a shell, or resumed there after the TUI started it
+        summary.pid_start, summary.pid_argv = start_identity
+    known_pid = pid or start_pid
     if summary.state not in TERMINAL_EVENTS:
         events_file = run_dir / EVENTS_FILE
-        if pid_alive(summary.pid):
+        if summary.pid is not None:
             summary.state = "running" if events else "starting"
-        elif summary.pid or start_pid:
+        elif known_pid:
             # We started it and it is gone without a final event: it crashed or was killed.
             summary.state = "interrupted"
         elif events_file.exists():
             age = (now or time.time()) - events_file.stat().st_mtime
             summary.state = "running" if age < STALE_AFTER_S else "interrupted"
     if summary.state not in ("running", "starting"):
-        summary.pid = None
+        summary.pid, summary.pid_start, summary.pid_argv = None, None, []
     return summary
 
 
@@ -245,10 +247,12 @@ def pending_jobs(unlinked: list[tuple[Path, dict[str, Any]]]) -> list[RunSummary
     out = []
     for record_path, record in unlinked:
         pid = _int(record.get("pid"))
-        alive = pid_alive(pid)
+        start, argv = _int(record.get("pid_start")), _str_list(record.get("argv"))
+        alive = is_training_process(pid, start, argv)
         out.append(RunSummary(name=str(record.get("name", record_path.stem)), path=record_path.with_suffix(""),
                               state="starting" if alive else "failed", task=str(record.get("task", "")),
-                              pid=pid if alive else None, command=list(record.get("command", [])),
+                              pid=pid if alive else None, pid_start=start if alive else None,
+                              pid_argv=argv if alive else [], command=_str_list(record.get("command")),
                               log=record.get("log")))
     return out
 
@@ -318,7 +322,10 @@ def start_job(args: list[str], name: str, task: str = "", runs_folder: Path | No
         )
     finally:
         log.close()
-    record = {"pid": proc.pid, "command": args, "task": task, "started": time.time(), "name": name,
+    # Who the job is: its start time and exact arguments, so a later stop can never signal another
+    # process that has been given the same pid.
+    record = {"pid": proc.pid, "pid_start": procinfo.start_ticks(proc.pid), "argv": [*cli_prefix(), *args],
+              "command": args, "task": task, "started": time.time(), "name": name,
               "log": str(log_path), "run_dir": str(run_dir) if run_dir else None}
     (folder / f"{name}.json").write_text(json.dumps(record))
     if run_dir is not None:
@@ -326,13 +333,14 @@ def start_job(args: list[str], name: str, task: str = "", runs_folder: Path | No
     return proc
 
 
-def stop_job(pid: int) -> None:
+def stop_job(pid: int, start: int | None = None, argv: list[str] | None = None) -> None:
     """Graceful stop: SIGINT makes the trainer save a checkpoint and exit 0.
 
-    Raises ProcessLookupError when pid is no longer a live chatgpt-scratch process (checked first,
-    so a pid the system has reused for something else is left alone).
+    `start` and `argv` are what the run recorded about its process (RunSummary.pid_start/pid_argv).
+    Raises ProcessLookupError unless pid is alive and is that very process (checked first, so a
+    pid the system has reused for something else, or a nonsense pid, is left alone).
     """
-    if not is_training_process(pid):
+    if not is_training_process(pid, start, argv):
         raise ProcessLookupError(pid)
     os.kill(pid, signal.SIGINT)
 
@@ -360,8 +368,12 @@ def smooth(values: list[float], alpha: float = 0.1) -> list[float]:
 def _int(v: Any) -> int | None:
     try:
         return int(v) if v is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _str_list(v: Any) -> list[str]:
+    return [str(a) for a in v] if isinstance(v, list) else []
 
 
 def _float(v: Any) -> float | None:

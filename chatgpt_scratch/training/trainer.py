@@ -16,7 +16,6 @@ Files (see docs/events.md):
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from chatgpt_scratch import procinfo
 from chatgpt_scratch.checkpoints import model_tensors, save_checkpoint
 from chatgpt_scratch.device import resolve_device
 from chatgpt_scratch.errors import ScratchError
@@ -129,7 +129,8 @@ class Trainer:
                          device=str(self.device), world_size=self.dist.world_size,
                          amp_dtype=str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32",
                          params=sum(p.numel() for p in self.trainable), config=self.cfg.to_dict(),
-                         checkpoint=str(self.checkpoint_path), pid=os.getpid())
+                         checkpoint=str(self.checkpoint_path),
+                         **procinfo.own_identity())  # pid + start time + argv: how the TUI knows it
         self._t0 = time.perf_counter()
         losses: list[float] = []
         window_tokens, window_time = 0, 0.0

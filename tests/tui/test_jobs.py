@@ -178,7 +178,8 @@ def test_a_run_started_from_a_shell_is_stopped_through_its_start_pid(tmp_path):
     summary = _wait(running, 120, "the shell run to take steps")
     assert not (summary.path / jobs.JOB_FILE).exists()
     assert summary.pid == shell_pid  # from its `start` event
-    jobs.stop_job(summary.pid)
+    assert summary.pid_start is not None and "--out" in summary.pid_argv
+    jobs.stop_job(summary.pid, summary.pid_start, summary.pid_argv)
     events = _wait(lambda: [e for e in jobs.read_events(summary.path / jobs.EVENTS_FILE)
                             if e["type"] in jobs.TERMINAL_EVENTS], 60, "a terminal event")
     assert [e["type"] for e in events] == ["stopped"] and events[0]["reason"] == "SIGINT", log.read_text()[-500:]
@@ -202,3 +203,49 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_live_chatgpt_scratch_process_that_is_not_the_run_is_never_signalled(tmp_path):
+    """Issue 13 #1: a substring of the command line is not an identity. A process whose arguments
+    say chatgpt_scratch (the app, a chat session, another run) with this run's old pid is left alone."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "chatgpt_scratch", "chat"])
+    try:
+        _wait(lambda: b"chatgpt_scratch" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), 10, "exec")
+        run = tmp_path / "old-run"
+        run.mkdir()
+        # An old run's start event: the same pid, but another start time and other arguments.
+        _write(run / "events.jsonl", {"type": "start", "pid": other.pid, "pid_start": 12345,
+                                       "argv": ["python", "-m", "chatgpt_scratch", "pretrain", "--out", "old"]},
+               {"type": "step", "step": 2})
+        s = jobs.summarize_run(run)
+        assert (s.state, s.pid) == ("interrupted", None)
+        assert not jobs.is_training_process(other.pid)  # the old substring test said yes
+        for start, argv in [(None, None), (12345, None), (None, ["chatgpt_scratch", "chat"]),
+                            (jobs.procinfo.start_ticks(other.pid), ["pretrain", "--out", "old"])]:
+            with pytest.raises(ProcessLookupError):
+                jobs.stop_job(other.pid, start, argv)
+        assert other.poll() is None  # still running: no signal reached it
+        # Its own identity (start time + arguments) is what lets a stop through.
+        assert jobs.is_training_process(other.pid, jobs.procinfo.start_ticks(other.pid),
+                                        jobs.procinfo.cmdline(other.pid))
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1, True, "12", 1.5, 10**30, None])
+def test_a_nonsense_pid_in_the_job_file_never_reaches_kill_or_waitpid(tmp_path, monkeypatch, pid):
+    calls = []
+    monkeypatch.setattr(os, "kill", lambda *a: calls.append(("kill", a)))
+    monkeypatch.setattr(os, "waitpid", lambda *a: calls.append(("waitpid", a)) or (0, 0))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / jobs.JOB_FILE).write_text(json.dumps({"pid": pid, "pid_start": 1, "argv": ["x"], "command": 5}))
+    _write(run / "events.jsonl", {"type": "start", "pid": pid}, {"type": "step", "step": 1})
+    s = jobs.summarize_run(run)
+    assert s.pid is None and s.command == []
+    assert not jobs.pid_alive(pid)
+    with pytest.raises(ProcessLookupError):
+        jobs.stop_job(pid)
+    assert [c for c in calls if c[1] and c[1][0] in (-1, 0)] == []
+    assert calls == [] or all(c[1][0] > 1 for c in calls)

@@ -602,7 +602,7 @@ class TrainScreen(MainScreen):
                         severity="warning", markup=False)
             return
         try:
-            jobs.stop_job(summary.pid)
+            jobs.stop_job(summary.pid, summary.pid_start, summary.pid_argv)
         except ProcessLookupError:
             self.notify(f"{summary.name} has already ended.", severity="warning", markup=False)
             return
