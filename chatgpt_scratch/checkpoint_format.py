@@ -89,15 +89,16 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     cpu_tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    write_checkpoint_file(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header))
+    size = sum(t.numel() * t.element_size() for t in cpu_tensors.values()) + len(json.dumps(header)) + 4096
+    write_checkpoint_file(path, lambda tmp: save_file(cpu_tensors, tmp, metadata=header), size_hint=size)
 
 
-def write_checkpoint_file(target: Path, write: Callable[[str], None]) -> None:
+def write_checkpoint_file(target: Path, write: Callable[[str], None], size_hint: int | None = None) -> None:
     """write_atomically, refused for a built-in model (shipped read-only)."""
     from chatgpt_scratch.builtin import refuse_builtin
 
     refuse_builtin(target, "overwrite")
-    write_atomically(target, write)
+    write_atomically(target, write, size_hint=size_hint)
 
 
 # --- reading headers ------------------------------------------------------------------------------

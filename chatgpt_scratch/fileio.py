@@ -4,9 +4,11 @@ downloader (GPT-2 weights and datasets): progress bar, resume, size and sha256 c
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -42,26 +44,101 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     return removed
 
 
-def write_atomically(target: str | Path, write: Callable[[str], None]) -> Path:
+class DiskFullError(ScratchError):
+    """A save found no room on its disk (ENOSPC/EDQUOT): the message names the folder and the space."""
+
+
+def write_atomically(target: str | Path, write: Callable[[str], None], size_hint: int | None = None) -> Path:
     """write(tmp) fills a temp file beside `target`; only a complete, fsynced file replaces target.
 
     A crash at any moment leaves the old file (if any) intact: the temp file is fsynced, given the
     permissions of any new file (mkstemp makes it 0600), renamed over the target (atomic on POSIX
     and Windows), and the folder is fsynced so the rename survives a power loss.
+
+    A full disk or a folder that cannot be written raises ScratchError (DiskFullError for a full disk,
+    naming the folder and `size_hint`, the bytes the save needs); the old file is still intact.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+        os.close(fd)
         write(tmp)
         _fsync_file(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        problem = write_problem(e, target, size_hint)
+        if problem is not None:
+            raise problem from None
         raise
     fsync_dir(target.parent)
     return target
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _errno_of(e: BaseException) -> int | None:
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno
+    text = str(e)  # safetensors (Rust) raises SafetensorError with the OS message in its text
+    if "No space left on device" in text:
+        return errno.ENOSPC
+    if "Disk quota exceeded" in text:
+        return errno.EDQUOT
+    if "Read-only file system" in text:
+        return errno.EROFS
+    if "Permission denied" in text:
+        return errno.EACCES
+    return None
+
+
+def write_problem(e: BaseException, target: Path, size_hint: int | None = None) -> ScratchError | None:
+    """The user-fixable reason a write of `target` failed (one line, what to do), or None if it is not one."""
+    if isinstance(e, ScratchError):
+        return None
+    code = _errno_of(e)
+    folder = target.parent
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{human_bytes(shutil.disk_usage(_existing(folder)).free)} free"
+        except OSError:
+            free = "free space unknown"
+        need = f"needs about {human_bytes(size_hint)}" if size_hint else "did not fit"
+        what = "no space left" if code == errno.ENOSPC else "disk quota exceeded"
+        return DiskFullError(f"{what} in {folder}: saving {target.name} {need} ({free}); "
+                             f"free some space there (the previous {target.name}, if any, is intact)")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "the file system is read-only" if code == errno.EROFS else "permission denied"
+        return ScratchError(f"cannot write {target.name} in {folder}: {why}; make the folder writable or "
+                            "choose another one (nothing there was changed)")
+    if code == errno.ENAMETOOLONG:
+        return ScratchError(f"cannot write in {folder}: the name {target.name[:40]}... is too long; choose a shorter one")
+    return None
+
+
+def os_error_text(e: OSError) -> str:
+    """One line for an OSError: the write_problem message where it is one, else `STRERROR: FILE`."""
+    if e.filename:
+        problem = write_problem(e, Path(os.fsdecode(e.filename)))
+        if problem is not None:
+            return str(problem)
+    text = e.strerror or str(e) or type(e).__name__
+    return f"{text}: {os.fsdecode(e.filename)}" if e.filename else text
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
@@ -69,7 +146,7 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    return write_atomically(target, write)
+    return write_atomically(target, write, size_hint=len(data))
 
 
 def write_text_atomic(target: str | Path, text: str) -> Path:

@@ -84,3 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `chatgpt-scratch ... | head`
         return 0
+    except OSError as e:  # an environment fault no command foresaw (disk, permissions): one line, no traceback
+        from chatgpt_scratch.fileio import os_error_text
+
+        try:
+            print(f"error: {os_error_text(e)}", file=sys.stderr)
+        except OSError:
+            pass
+        return 1

@@ -28,6 +28,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,9 +218,8 @@ def stop_on_signals(trainer: "Trainer") -> Iterator[None]:
         name = signal.Signals(signum).name
         if trainer._stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        print(f"\n{name}: stopping after this step and saving (Ctrl-C again to quit without saving)",
-              file=sys.stderr)
-        trainer.request_stop(name)
+        trainer.request_stop(name)  # first: a closed stderr (`| tee` died with the same Ctrl-C) must not stop the save
+        say(f"\n{name}: stopping after this step and saving (Ctrl-C again to quit without saving)")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -229,9 +229,21 @@ def stop_on_signals(trainer: "Trainer") -> Iterator[None]:
             signal.signal(s, h)
 
 
+def say(text: str) -> None:
+    """A line on stderr that can never fail the run: after `... 2>&1 | tee log` and a Ctrl-C, tee is
+    gone and every write to stderr raises BrokenPipeError; the save must happen all the same."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a closed terminal, a closed file
+        pass
+
+
 class ProgressBar:
     """A tqdm bar on stderr fed by events: steps, loss, val loss, tokens/s, ETA.
-    Where stderr is not a terminal, one line per eval, sample and checkpoint instead."""
+    Where stderr is not a terminal (a pipe, a log file), one line per eval, sample and checkpoint,
+    and a plain progress line every `plain_every_s` seconds. Output errors switch it off, never the run."""
+
+    plain_every_s = 30.0
 
     def __init__(self) -> None:
         from tqdm import tqdm
@@ -240,32 +252,49 @@ class ProgressBar:
         self.bar = None
         self.val: float | None = None
         self.acc: float | None = None
+        self.post: dict[str, str] = {}
         self.live = sys.stderr.isatty()
+        self.dead = False  # stderr is gone (broken pipe): print nothing more
+        self._last_plain = 0.0
+        self._start: tuple[int, float] | None = None  # (step, elapsed_s) where this process started
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self.dead:
+            return
+        try:
+            self._show(event)
+        except (OSError, ValueError):  # BrokenPipeError and friends: stop drawing, keep training
+            self.dead = True
+            self.bar = None
+
+    def _show(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "start":
             amp = event.get("amp_dtype", "float32")
+            self.total = event["total_steps"]
             self._line(f"start {event['task']}: {event['total_steps']} steps from step {event['step']}, "
                        f"{event['params']:,} trainable params on {event['device']}"
                        f"{f' ({amp} autocast)' if amp != 'float32' else ''}, run {event['run_dir']}")
             if self.live:
                 self.bar = self._tqdm(total=event["total_steps"], initial=event["step"], unit="step",
                                       file=sys.stderr, dynamic_ncols=True, desc=event["task"])
-        elif kind == "step" and self.bar is not None:
-            self.bar.update(event["step"] - self.bar.n)
-            post = {"loss": f"{event['train_loss']:.3f}" if event.get("train_loss") is not None else "nan"}
-            if self.val is not None:
-                post["val"] = f"{self.val:.3f}"
-            if self.acc is not None:
-                post["acc"] = f"{self.acc:.3f}"
-            post["tok/s"] = f"{event['tokens_per_s']:.0f}"
-            self.bar.set_postfix(post, refresh=False)
+        elif kind == "step":
+            self.post = {"loss": f"{event['train_loss']:.3f}" if event.get("train_loss") is not None else "nan"}
+            self._metrics_postfix()
+            self.post["tok/s"] = f"{event['tokens_per_s']:.0f}"
+            if self.bar is not None:
+                self.bar.update(event["step"] - self.bar.n)
+                self.bar.set_postfix(self.post, refresh=False)
+            elif not self.live:
+                self._plain(event)
         elif kind == "eval":
             self.val, self.acc = event.get("val_loss"), event.get("val_acc")
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.items()
                                 if k.startswith(("val_", "train_")) and isinstance(v, float))
             self._line(f"step {event['step']} (tokens {event['tokens_seen']:,}, {event['elapsed_s']:.0f}s): {metrics}")
+            if self.bar is not None and self.post:  # the bar's val= is the eval just printed, also the final one
+                self._metrics_postfix()
+                self.bar.set_postfix(self.post, refresh=True)
         elif kind == "sample":
             self._line(f"step {event['step']} sample: {event['prompt']}{event['text']!r}")
         elif kind == "checkpoint" and not self.live:
@@ -274,6 +303,32 @@ class ProgressBar:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+
+    def _metrics_postfix(self) -> None:
+        for key, value in (("val", self.val), ("acc", self.acc)):
+            if value is not None:
+                self.post[key] = f"{value:.3f}"
+        if "tok/s" in self.post:  # keep tok/s last
+            self.post["tok/s"] = self.post.pop("tok/s")
+
+    def _plain(self, event: dict[str, Any]) -> None:
+        """Without a terminal: `step 120/1000 (12%): loss 3.214, val 3.402, 812 tok/s, ETA 4m10s`."""
+        step, elapsed = event["step"], float(event.get("elapsed_s") or 0.0)
+        if self._start is None:
+            self._start = (step - 1, elapsed)
+        now = time.monotonic()
+        total = getattr(self, "total", None)
+        if now - self._last_plain < self.plain_every_s and step != total:
+            return
+        self._last_plain = now
+        done_here, spent = step - self._start[0], elapsed - self._start[1]
+        eta = ""
+        if total and done_here > 0 and spent > 0 and step < total:
+            left = int((total - step) * spent / done_here)
+            eta = f", ETA {left // 60}m{left % 60:02d}s"
+        pct = f" ({100 * step / total:.0f}%)" if total else ""
+        fields = ", ".join(f"{k} {v}" if k != "tok/s" else f"{v} tok/s" for k, v in self.post.items())
+        self._line(f"step {step}/{total}{pct}: {fields}{eta}")
 
     def _line(self, text: str) -> None:
         if self.bar is not None:
@@ -317,8 +372,8 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
         from chatgpt_scratch.device import cpu_has_native_bf16
 
         if cpu_has_native_bf16():
-            print("hint: this CPU does bfloat16 in hardware; --dtype bfloat16 trains about 1.4x faster "
-                  "(float32 weights, bf16 matmuls)", file=sys.stderr)
+            say("hint: this CPU does bfloat16 in hardware; --dtype bfloat16 trains about 1.4x faster "
+                "(float32 weights, bf16 matmuls)")
     try:
         with stop_on_signals(trainer):
             result = trainer.run()
@@ -334,7 +389,10 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
         raise
     finally:
         if bar is not None and bar.bar is not None:
-            bar.bar.close()
+            try:
+                bar.bar.close()
+            except (OSError, ValueError):
+                pass
         if events is not None:
             events.close()
         if info.is_main:
@@ -342,9 +400,9 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
         distributed.shutdown()
     if info.is_main:
         verb = "stopped" if result.status == "stopped" else "done"
-        print(f"{verb} at step {result.step}: {result.checkpoint}", file=sys.stderr)
+        say(f"{verb} at step {result.step}: {result.checkpoint}")
         if result.status == "stopped":
-            print(f"resume with: --resume {run_dir}", file=sys.stderr)
+            say(f"resume with: --resume {run_dir}")
     return result
 
 
@@ -354,10 +412,10 @@ def _plot(run_dir: Path, checkpoint: Path) -> None:
     try:
         png = plot_run(run_dir / EVENTS_FILE, loss_plot_path(checkpoint))
     except Exception as e:  # a plot must never cost the user the run
-        print(f"note: no loss plot ({type(e).__name__}: {e})", file=sys.stderr)
+        say(f"note: no loss plot ({type(e).__name__}: {e})")
         return
     if png is not None:
-        print(f"loss plot: {png}", file=sys.stderr)
+        say(f"loss plot: {png}")
 
 
 def loss_plot_path(checkpoint: Path) -> Path:

@@ -111,6 +111,7 @@ class Trainer:
         self.elapsed_before = 0.0   # wall time of earlier segments of a resumed run
         self._stop_requested = False
         self._stop_reason = ""
+        self._save_failure: ScratchError | None = None  # a best-model save that failed (reported by _save)
         self._flops_per_token, self._peak = self._mfu_terms()
 
     # --- public -----------------------------------------------------------------------------------
@@ -257,7 +258,10 @@ class Trainer:
         value = metrics.get(self.task.best_metric)
         if value is not None and math.isfinite(value) and self._is_better(value):
             self.best_value = value
-            self._save_model(self.best_path, "best")
+            try:
+                self._save_model(self.best_path, "best")
+            except ScratchError as e:  # e.g. a full disk: keep training; the next _save reports it, after saving what it can
+                self._save_failure = self._save_failure or e
 
     def _is_better(self, value: float) -> bool:
         if self.best_value is None:
@@ -305,10 +309,28 @@ class Trainer:
 
     def _save(self, reason: str) -> None:
         """The model checkpoint and the resumable state (all ranks join: RNG states are gathered)."""
-        rng = self._gathered_rng()
+        self._rng_to_save = self._gathered_rng()
         if not self.dist.is_main:
             return
-        self._save_model(self.checkpoint_path, reason)
+        # The model and the resumable state usually live in different folders (checkpoints/, runs/):
+        # a full or read-only one must not cost the other its save. The first failure is raised after both.
+        failure: ScratchError | None = None  # the first failure; a failed best-model save is reported here too
+        saved = []
+        for path, save in ((self.checkpoint_path, lambda: self._save_model(self.checkpoint_path, reason)),
+                           (self.run_dir / state.STATE_FILE, self._save_state)):
+            try:
+                save()
+                saved.append(str(path))
+            except ScratchError as e:
+                failure = failure or e
+        failure = self._save_failure or failure
+        if failure is not None:
+            message = f"{failure}; " + (f"saved {', '.join(saved)}" if saved else "nothing could be saved")
+            self.events.emit("error", step=self.step, message=message)
+            raise ScratchError(message) from None
+
+    def _save_state(self) -> None:
+        rng = self._rng_to_save
         tensors = {f"model.{k}": v for k, v in model_tensors(self.model).items()}
         opt_tensors, opt_info = state.optimizer_tensors(self.optimizer)
         tensors |= {f"optim.{k}": v for k, v in opt_tensors.items()} | rng
