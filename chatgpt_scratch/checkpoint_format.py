@@ -139,11 +139,17 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
         metadata = header.pop("__metadata__", None) or {}
-        end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+        # The format says string -> string; a hand-edited header may hold anything.
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise ScratchError(f"{path}: the header's __metadata__ is not a map of strings; the header was "
+                               "edited or damaged: replace the file with a good copy")
         for name, t in header.items():
-            begin, stop = (int(x) for x in t["data_offsets"])
-            if not (isinstance(t["dtype"], str) and isinstance(t["shape"], list) and 0 <= begin <= stop):
+            offsets, shape = t["data_offsets"], t["shape"]
+            if not (isinstance(t, dict) and isinstance(t["dtype"], str) and isinstance(shape, list)
+                    and all(_is_count(d) for d in shape) and isinstance(offsets, list) and len(offsets) == 2
+                    and all(_is_count(x) for x in offsets) and offsets[0] <= offsets[1]):
                 raise ValueError(f"bad entry for {name}")
+        end = max((t["data_offsets"][1] for t in header.values()), default=0)
     except (ValueError, KeyError, TypeError, IndexError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ScratchError(f"{path} is not a safetensors file (corrupt header); replace it with a good copy") from None
     if 8 + n + end > file_size:
@@ -154,6 +160,10 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
     return SafetensorsHeader(tensors=header, metadata={str(k): str(v) for k, v in metadata.items()}, file_size=file_size)
 
 
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def checkpoint_metadata(path: Path, header: SafetensorsHeader) -> dict[str, Any]:
     if header.metadata.get("format", "").split("/")[0] != "chatgpt-scratch":
         if any(k.endswith(("wte.weight", "c_attn.weight")) for k in header.tensors):
@@ -162,9 +172,13 @@ def checkpoint_metadata(path: Path, header: SafetensorsHeader) -> dict[str, Any]
             hint = "for Hugging Face GPT-2 weights use `chatgpt-scratch import-gpt2 --from FILE`"
         raise ScratchError(f"{path} is a safetensors file but not a chatgpt-scratch checkpoint; {hint}")
     try:
-        return decode_metadata(header.metadata)
-    except (ValueError, TypeError):
+        metadata = decode_metadata(header.metadata)
+    except (ValueError, TypeError, RecursionError):
         raise ScratchError(f"{path}: the checkpoint metadata is not valid JSON; the header was edited or damaged") from None
+    for key in ("kind", "format", "created", "tokenizer"):
+        if key in metadata and not isinstance(metadata[key], str):
+            raise ScratchError(f"{path}: the header's {key!r} is not a string; the header was edited or damaged")
+    return metadata
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -177,12 +191,16 @@ def config_from_metadata(metadata: dict[str, Any], path: str | Path) -> GPTConfi
     raw = metadata.get("config")
     if raw is None:
         raise ScratchError(f"{path}: the checkpoint header has no model config; the file was edited or is damaged")
-    if isinstance(raw, str):
-        return GPTConfig.from_json(raw)
     try:
+        if isinstance(raw, str):
+            return GPTConfig.from_json(raw)
+        if not isinstance(raw, dict):
+            raise TypeError(f"expected an object, got {type(raw).__name__}")
         return GPTConfig(**raw)
-    except TypeError as e:
-        raise ScratchError(f"{path}: bad model config in the header ({e})") from None
+    except ScratchError as e:
+        raise ScratchError(f"{path}: bad model config in the header ({e}); the header was edited or damaged") from None
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ScratchError(f"{path}: bad model config in the header ({e}); the header was edited or damaged") from None
 
 
 def require_kind(metadata: dict[str, Any], kind: str | tuple[str, ...] | None, path: str | Path) -> None:

@@ -26,12 +26,20 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "vocab_multiple"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ScratchError(f"model config: {name} must be a positive integer, got {value!r}")
         if self.emb_dim % self.n_heads:
             raise ScratchError(
                 f"model config: emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})"
             )
+        # Configs also come from hand-editable checkpoint headers: check the types, not only the ranges.
+        if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)):
+            raise ScratchError(f"model config: drop_rate must be a number, got {self.drop_rate!r}")
+        for name in ("qkv_bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ScratchError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
+        if self.n_classes is not None and (isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int)):
+            raise ScratchError(f"model config: n_classes must be an integer, got {self.n_classes!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ScratchError(f"model config: drop_rate must be in [0, 1), got {self.drop_rate}")
         if self.n_classes is not None and self.n_classes < 2:
@@ -68,6 +76,8 @@ class GPTConfig:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ScratchError(f"model config is not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ScratchError(f"model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

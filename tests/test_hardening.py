@@ -8,6 +8,7 @@ the checkpoint reader in test_checkpoint_reader_property.py.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,104 @@ def test_a_full_disk_during_a_save_is_one_error_line_and_the_state_is_still_save
     run_dir = next(Path(os.environ["CHATGPT_SCRATCH_RUNS"]).glob("full-*"))
     assert (run_dir / "state.safetensors").is_file()  # the runs folder had room: resumable
     assert read_events(run_dir)[-1]["type"] == "error"
+
+
+# --- 3. hand-edited checkpoint headers -----------------------------------------------------------
+
+
+def _save_tiny(path: Path, kind: str = "instruct") -> Path:
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(0)
+    save_checkpoint(path, GPTModel(PRESETS["test-tiny"]), kind)
+    return path
+
+
+def rewrite_header(path: Path, edit) -> None:
+    """Hand-edit a safetensors header as a user with a hex editor would: edit(header_dict) in place."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    path.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n:])
+
+
+def _config_edit(**change):
+    def edit(h):
+        cfg = json.loads(h["__metadata__"]["config"])
+        cfg.update(change)
+        h["__metadata__"]["config"] = json.dumps(cfg)
+    return edit
+
+
+HAND_EDITS = {
+    "config is 5": lambda h: h["__metadata__"].update(config="5"),
+    "__metadata__ is a list": lambda h: h.update(__metadata__=["format", "kind"]),
+    "drop_rate is x": _config_edit(drop_rate="x"),
+    "n_layers is true": _config_edit(n_layers=True),
+    "config is a list": lambda h: h["__metadata__"].update(config="[1, 2]"),
+    "shape holds text": lambda h: h["tok_emb.weight"].update(shape=["a", 2]),
+    "kind is a number": lambda h: h["__metadata__"].update(kind="7", json_keys='["kind"]'),
+    "json_keys is 5": lambda h: h["__metadata__"].update(json_keys="5"),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS, ids=list(HAND_EDITS))
+def test_a_hand_edited_header_is_one_broken_row_and_never_hides_the_good_ones(tmp_path, capsys, edit):
+    from chatgpt_scratch.checkpoints import checkpoint_info, list_checkpoints
+
+    folder = tmp_path / "ck"
+    _save_tiny(folder / "good.safetensors")
+    bad = _save_tiny(folder / "bad.safetensors")
+    rewrite_header(bad, HAND_EDITS[edit])
+    infos = {i.name: i for i in list_checkpoints(folder)}
+    assert infos["good"].ok and not infos["bad"].ok and infos["bad"].error
+    assert not checkpoint_info(bad).ok
+
+    assert main(["checkpoints", "list", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "BROKEN" in out and "good" in out and "broken: bad:" in out
+    for command in (["checkpoints", "info", str(bad)], ["generate", "--checkpoint", str(bad), "Hi"],
+                    ["xray", "--checkpoint", str(bad), "Hi"],
+                    ["chat", "--checkpoint", str(bad), "--no-save"]):
+        rc = main(command)
+        err = capsys.readouterr().err
+        assert rc == 1, command
+        assert [line for line in err.splitlines() if line.startswith("error:")] == err.strip().splitlines()[-1:]
+        assert "Traceback" not in err and str(bad) in err, (command, err)
+
+
+def test_the_tui_model_lists_keep_the_good_models_beside_a_broken_header(tmp_path, monkeypatch):
+    from chatgpt_scratch.checkpoints import list_checkpoints
+
+    folder = Path(os.environ["CHATGPT_SCRATCH_CHECKPOINTS"])
+    _save_tiny(folder / "good.safetensors")
+    rewrite_header(_save_tiny(folder / "bad.safetensors"), HAND_EDITS["config is 5"])
+    infos = list_checkpoints()
+    assert [i.name for i in infos if i.ok] == ["good"] and [i.name for i in infos if not i.ok] == ["bad"]
+
+
+# --- 10. control characters from files and users --------------------------------------------------
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
+
+
+def test_escape_sequences_in_a_header_are_shown_escaped_by_checkpoints_list_and_info(tmp_path, capsys):
+    from chatgpt_scratch.terminal_text import printable
+
+    folder = tmp_path / "ck"
+    path = _save_tiny(folder / "m.safetensors")
+    rewrite_header(path, lambda h: h["__metadata__"].update(parent=f"evil{ESCAPES}", note=f"x{ESCAPES}\ny"))
+    assert main(["checkpoints", "list", str(folder)]) == 0
+    assert main(["checkpoints", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "note: x\\e]0;pwned\\x07\\e[2J\\ny" in out
+    assert printable("a\x9b31mb\u202e") == "a\\x9b31mb\\u202e"
+    assert printable("two\nlines\x1b", keep_lines=True) == "two\nlines\\e"

@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_app() or 0
         return args.func(args) or 0
     except ScratchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from chatgpt_scratch.terminal_text import printable
+
+        try:  # one line, whatever file names or header text the message quotes
+            print(f"error: {printable(e)}", file=sys.stderr)
+        except OSError:
+            pass
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -86,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:  # an environment fault no command foresaw (disk, permissions): one line, no traceback
         from chatgpt_scratch.fileio import os_error_text
+        from chatgpt_scratch.terminal_text import printable
 
         try:
-            print(f"error: {os_error_text(e)}", file=sys.stderr)
+            print(f"error: {printable(os_error_text(e))}", file=sys.stderr)
         except OSError:
             pass
         return 1

@@ -52,6 +52,7 @@ def _metric(info) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from chatgpt_scratch.terminal_text import printable
     from chatgpt_scratch.checkpoints import list_checkpoints
     from chatgpt_scratch.inference import kind_label
     from chatgpt_scratch.model import format_params
@@ -68,7 +69,7 @@ def run_list(args: argparse.Namespace) -> int:
     rows = [("NAME", "KIND", "ARCH", "PARAMS", "FILE", "CREATED", "PARENT", "BEST VAL")]
     for i in infos:
         if not i.ok:
-            rows.append((i.name, "BROKEN", "-", "-", _human_bytes(i.file_size), "-", "-", "-"))
+            rows.append((printable(i.name), "BROKEN", "-", "-", _human_bytes(i.file_size), "-", "-", "-"))
             continue
         arch = i.preset or f"{i.config.n_layers}x{i.config.emb_dim}"
         if i.config.n_classes:
@@ -76,14 +77,15 @@ def run_list(args: argparse.Namespace) -> int:
         created = (i.created or "-").replace("T", " ")[:16]
         parent = (i.parent or "-").rsplit("/", 1)[-1].removesuffix(".safetensors")
         name = f"{i.name} (built-in)" if i.builtin else i.name
-        rows.append((name, kind_label(i.metadata), arch, format_params(i.n_params), _human_bytes(i.file_size),
-                     created, parent, _metric(i)))
+        # Names and header text may hold anything (a hand-edited header, an odd file name): escaped.
+        rows.append(tuple(printable(c) for c in (name, kind_label(i.metadata), arch, format_params(i.n_params),
+                                                 _human_bytes(i.file_size), created, parent, _metric(i))))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     for i in infos:
         if not i.ok:
-            print(f"broken: {i.name}: {i.error}")
+            print(printable(f"broken: {i.name}: {i.error}"))
     return 0
 
 
@@ -92,6 +94,7 @@ def run_info(args: argparse.Namespace) -> int:
     from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.inference import adapted_kind
     from chatgpt_scratch.model import format_params
+    from chatgpt_scratch.terminal_text import printable
 
     info = checkpoint_info(args.path)
     if not info.ok:
@@ -100,10 +103,10 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info.to_dict(), indent=2, default=str))
         return 0
     cfg = info.config
-    print(f"{info.path}")
-    print(f"  kind         {info.kind}" + (f" of {info.metadata.get('base')} (merged, it makes "
-                                              f"{a_kind(adapted_kind(info.metadata))} model)"
-                                              if info.kind == "lora-adapter" else ""))
+    print(printable(info.path))
+    print(printable(f"  kind         {info.kind}" + (f" of {info.metadata.get('base')} (merged, it makes "
+                                                        f"{a_kind(adapted_kind(info.metadata))} model)"
+                                                        if info.kind == "lora-adapter" else "")))
     print(f"  architecture {info.preset or 'custom'}: {cfg.n_layers} layers, width {cfg.emb_dim}, {cfg.n_heads} heads, "
           f"context {cfg.context_length}, vocab {cfg.vocab_size}"
           + (f" (padded to {cfg.padded_vocab_size} rows)" if cfg.padded_vocab_size != cfg.vocab_size else "")
@@ -121,5 +124,5 @@ def run_info(args: argparse.Namespace) -> int:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         if len(text) > 200:
             text = text[:200] + f"... ({len(text)} chars)"
-        print(f"    {key}: {text}")
+        print(f"    {printable(key)}: {printable(text)}")
     return 0
