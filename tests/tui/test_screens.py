@@ -439,3 +439,37 @@ async def test_a_failing_worker_becomes_one_notification(tmp_path):
         messages = [n.message for n in app._notifications]
         still_running = app.is_running and app.screen is screen
     assert still_running and any(m.startswith("checkpoint not found") for m in messages)
+
+
+async def test_chat_conversations_are_renamed_exported_and_deleted(tiny_base, tmp_path):
+    """F6 renames, ctrl+e exports as Markdown, ctrl+d deletes (after a confirmation) the open conversation."""
+    from chatgpt_scratch.chat_store import ChatStore
+    from tui.screens.dialogs import ConfirmDialog, TextPrompt
+
+    app = ScratchApp(detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.session is not None and screen.store is not None, what="the model")
+        set_greedy(screen, max_new_tokens=3)
+        await pilot.press(*"Hello", "enter")
+        await wait_until(pilot, lambda: not screen.replying and screen.last_reply_id is not None, what="the reply")
+        titles = lambda: [str(label.render()) for label in screen.query("#chat-convs Label")]  # noqa: E731
+        await wait_until(pilot, lambda: titles() == ["Hello"], what="the conversation in the list")
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), what="the rename prompt")
+        app.screen.query_one("#prompt-input", Input).value = "Greeting"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: titles() == ["Greeting"], what="the new title")
+        app.set_focus(None)  # the message box keeps ctrl+e for itself (end of line)
+        await pilot.press("ctrl+e")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), what="the export prompt")
+        app.screen.query_one("#prompt-input", Input).value = str(tmp_path / "chat.md")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: (tmp_path / "chat.md").exists(), what="the export")
+        await pilot.press("ctrl+d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.click("#confirm-yes")
+        await wait_until(pilot, lambda: titles() == [], what="the deleted conversation")
+        new_conversation = screen.conversation_id is None
+    assert "Greeting" in (tmp_path / "chat.md").read_text() and "Hello" in (tmp_path / "chat.md").read_text()
+    assert new_conversation and ChatStore().list_conversations() == []

@@ -8,7 +8,6 @@ ctrl+up/ctrl+down (or a click) select a message; ctrl+y copies it (the last repl
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Input, Label, ListItem, ListView, Markdown, Select
+from textual.widgets import Input, Label, Markdown, Select
 
-from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
+from chatgpt_scratch.sampling import sampling_params
 from tui.screens.base import MainScreen
-from tui.screens.dialogs import ConfirmDialog, TextPrompt
+from tui.widgets.chat_log import ChatLog
+from tui.widgets.conversation_list import ConversationList
 from tui.widgets.model_picker import ModelPicker
+from tui.widgets.sampling_form import SamplingForm
 
-FLUSH_EVERY_S = 0.05
 
 # The sidebar's fields come from sampling.SAMPLING_PARAMS (the CLI's flags do too); these are the chat
 # screen's starting values: varied replies rather than the library's greedy default. Blank = off.
@@ -79,19 +79,12 @@ class ChatScreen(MainScreen):
             super().__init__()
             self.store, self.conversations = store, conversations
 
-    class ReplyChunk(Message):
-        """More text of the reply being written into `bubble`."""
+    class ConversationOpened(Message):
+        """A worker made saved conversation `conversation_id` the current one; its `messages` to show."""
 
-        def __init__(self, bubble: Markdown, text: str) -> None:
+        def __init__(self, conversation_id: int, messages: list[Any]) -> None:
             super().__init__()
-            self.bubble, self.text = bubble, text
-
-    class ReplyFinished(Message):
-        """The reply ended (done, stopped or failed) and its turn is saved; `stats` of the reply."""
-
-        def __init__(self, new_conversation: bool, stats: Any) -> None:
-            super().__init__()
-            self.new_conversation, self.stats = new_conversation, stats
+            self.conversation_id, self.messages = conversation_id, messages
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,7 +95,6 @@ class ChatScreen(MainScreen):
         self.loaded_path: Path | None = None
         self.replying = False
         self.reply_widget: Markdown | None = None
-        self.selected_bubble: Markdown | None = None  # the message ctrl+y copies (None: the last reply)
 
     @property
     def session(self) -> Any:
@@ -120,20 +112,20 @@ class ChatScreen(MainScreen):
     def last_reply_id(self) -> int | None:
         return self.chat.reply_id
 
+    @property
+    def selected_bubble(self) -> Markdown | None:
+        return self.query_one(ChatLog).selected
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-main"):
             with VerticalScroll(id="chat-side"):
                 yield ModelPicker(("instruct", "base"), id="chat-model", prompt="Pick a model")
                 yield Label("Sampling (next reply)", classes="side-title")
-                for name, label, default in SAMPLING_FIELDS:
-                    with Horizontal(classes="field"):
-                        yield Label(label, classes="field-label")
-                        yield Input(default, id=f"s-{name}", classes="field-input", compact=True)
-                    yield Label("", id=f"s-{name}-error", classes="field-error")
+                yield SamplingForm(SAMPLING_FIELDS, id="chat-sampling")
                 yield Label("Conversations", classes="side-title")
-                yield ListView(id="chat-convs")
+                yield ConversationList(id="chat-convs")
             with Vertical(id="chat-center"):
-                with VerticalScroll(id="chat-log"):
+                with ChatLog(id="chat-log"):
                     yield Markdown("", id="chat-empty")
                 yield Label("", id="chat-status")
                 yield Input(placeholder="Message (Enter to send, Esc stops a reply)", id="chat-input")
@@ -227,86 +219,39 @@ class ChatScreen(MainScreen):
     @on(StoreOpened)
     def store_opened(self, message: StoreOpened) -> None:
         self.chat.store = message.store
-        self.show_conversations(message.conversations)
+        convs = self.query_one(ConversationList)
+        convs.store = message.store
+        convs.show(message.conversations)
 
     def refresh_conversations(self) -> None:
         if self.store is None:
             return
-        store = self.store
-        self.app.run_worker_thread(store.list_conversations, self.show_conversations, name="list-conversations",
-                                   group="chat-convs", exclusive=True)
+        self.query_one(ConversationList).refresh_from(self.store)
 
-    def show_conversations(self, conversations: list[Any]) -> None:
-        view = self.query_one("#chat-convs", ListView)
-        view.clear()
-        for conv in conversations:
-            item = ListItem(Label(Content(conv.title)), name=str(conv.id))
-            view.append(item)
-
-    @on(ListView.Selected, "#chat-convs")
-    def conversation_picked(self, event: ListView.Selected) -> None:
-        if event.item is None or event.item.name is None:
-            return
+    @on(ConversationList.Picked)
+    def conversation_picked(self, message: ConversationList.Picked) -> None:
         if self.replying:
             self.notify("Wait for the reply to finish (or press Esc).", severity="warning")
             return
-        conv_id = int(event.item.name)
-        chat = self.chat
+        self.open_conversation(message.conversation_id)
 
-        def work():
-            return chat.open(conv_id)
+    @work(thread=True, exclusive=True, group="chat-open", exit_on_error=False)
+    def open_conversation(self, conversation_id: int) -> None:
+        messages = self.chat.open(conversation_id)  # the session's history becomes that conversation
+        self.post_message(self.ConversationOpened(conversation_id, messages))
 
-        def opened(messages) -> None:
-            self.clear_log()
-            for m in messages:
-                self.add_bubble(m.role, m.content)
-            self.set_status(f"reopened conversation {conv_id} ({len(messages)} messages)")
-
-        self.app.run_worker_thread(work, opened, name="open-conversation")
+    @on(ConversationOpened)
+    def conversation_opened(self, message: ConversationOpened) -> None:
+        log = self.query_one(ChatLog)
+        log.clear_messages()
+        for m in message.messages:
+            log.add_bubble(m.role, m.content)
+        self.set_status(f"reopened conversation {message.conversation_id} ({len(message.messages)} messages)")
 
     # --- sending -------------------------------------------------------------------------------
 
     def set_status(self, text: str) -> None:
         self.query_one("#chat-status", Label).update(Content(text))
-
-    def clear_log(self) -> None:
-        log = self.query_one("#chat-log")
-        for child in list(log.children):
-            if child.id != "chat-empty":
-                child.remove()
-        self.query_one("#chat-empty").display = False
-
-    def add_bubble(self, role: str, text: str) -> Markdown:
-        bubble = Markdown(text, classes=f"bubble {role}")
-        log = self.query_one("#chat-log", VerticalScroll)
-        log.mount(bubble)
-        log.scroll_end(animate=False)
-        return bubble
-
-    def read_sampling(self) -> Any | None:
-        values = {name: self.query_one(f"#s-{name}", Input).value for name, _, _ in SAMPLING_FIELDS}
-        kwargs, errors = parse_sampling_text(values)
-        for name, _, _ in SAMPLING_FIELDS:
-            self.show_field_error(name, errors.get(name, ""))
-        if errors:
-            self.notify("Fix the sampling settings marked in red.", severity="error")
-            return None
-        from chatgpt_scratch.errors import ScratchError
-        from chatgpt_scratch.generation import SamplingConfig
-
-        try:
-            return SamplingConfig(**kwargs)
-        except ScratchError as e:
-            field_name = next((n for n, _, _ in SAMPLING_FIELDS if str(e).startswith(n)), None)
-            if field_name:
-                self.show_field_error(field_name, str(e).split(",")[0])
-            self.notify(str(e), severity="error", markup=False)
-            return None
-
-    def show_field_error(self, name: str, message: str) -> None:
-        label = self.query_one(f"#s-{name}-error", Label)
-        label.update(Content(message))
-        label.set_class(bool(message), "-shown")
 
     @on(Input.Submitted, "#chat-input")
     def message_entered(self, event: Input.Submitted) -> None:
@@ -327,13 +272,13 @@ class ChatScreen(MainScreen):
             return
         self.query_one("#chat-input", Input).value = ""
         self.query_one("#chat-empty").display = False
-        self.add_bubble("user", text)
+        self.query_one(ChatLog).add_bubble("user", text)
         self.stream(pieces)
 
     def start_reply(self, make_stream) -> Any | None:
         """The sidebar's sampling settings, then make_stream() (chat.send or chat.regenerate); None (after
         saying why) when a setting is invalid or the library refuses the message."""
-        sampling = self.read_sampling()
+        sampling = self.query_one(SamplingForm).read()
         if sampling is None:
             return None
         self.session.sampling = sampling
@@ -347,36 +292,14 @@ class ChatScreen(MainScreen):
 
     def stream(self, pieces) -> None:
         """Show a reply as it streams (in a worker); the library's ChatConversation saves the turn when it ends."""
-        bubble = self.add_bubble("assistant", "")
+        bubble = self.query_one(ChatLog).add_bubble("assistant", "")
         self.reply_widget = bubble
         self.replying = True
         self.set_status("writing… (Esc stops)")
-        self.stream_reply(pieces, bubble, self.chat.conversation_id)
+        self.query_one(ChatLog).stream_reply(pieces, bubble, self.chat)
 
-    @work(thread=True, group="chat-reply", exit_on_error=False)
-    def stream_reply(self, pieces, bubble: Markdown, conversation_before: int | None) -> None:
-        """Post the reply in pieces (at most every FLUSH_EVERY_S), then ReplyFinished; never blocks the UI."""
-        try:
-            buf, last = "", time.monotonic()
-            for piece in pieces:
-                buf += piece
-                if time.monotonic() - last >= FLUSH_EVERY_S:
-                    self.post_message(self.ReplyChunk(bubble, buf))
-                    buf, last = "", time.monotonic()
-            if buf:
-                self.post_message(self.ReplyChunk(bubble, buf))
-        finally:
-            pieces.close()  # the library saves the turn now, also when the loop above failed
-            self.post_message(self.ReplyFinished(self.chat.conversation_id != conversation_before,
-                                                 self.chat.session.stats))
-
-    @on(ReplyChunk)
-    async def append_reply(self, message: ReplyChunk) -> None:
-        await message.bubble.append(message.text)
-        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
-
-    @on(ReplyFinished)
-    def reply_finished(self, message: ReplyFinished) -> None:
+    @on(ChatLog.ReplyFinished)
+    def reply_finished(self, message: ChatLog.ReplyFinished) -> None:
         new_conversation, stats = message.new_conversation, message.stats
         self.replying = False
         self.set_status(stats.summary() if stats else "stopped")
@@ -413,24 +336,14 @@ class ChatScreen(MainScreen):
         if self.replying:
             return
         self.chat.new()
-        self.clear_log()
+        self.query_one(ChatLog).clear_messages()
         self.set_status("new conversation")
         self.query_one("#chat-input", Input).focus()
 
-    def bubbles(self) -> list[Markdown]:
-        return list(self.query("#chat-log .bubble").results(Markdown))
-
-    def select_bubble(self, bubble: Markdown | None) -> None:
-        if self.selected_bubble is not None:
-            self.selected_bubble.remove_class("-selected")
-        self.selected_bubble = bubble
-        if bubble is not None:
-            bubble.add_class("-selected")
-            self.query_one("#chat-log", VerticalScroll).scroll_to_widget(bubble, animate=False)
-
     def action_select_message(self, delta: int) -> None:
         """ctrl+up / ctrl+down move the selection through the messages (from the last one)."""
-        bubbles = self.bubbles()
+        log = self.query_one(ChatLog)
+        bubbles = log.bubbles()
         if not bubbles:
             self.notify("No messages yet.", severity="warning")
             return
@@ -438,18 +351,9 @@ class ChatScreen(MainScreen):
             index = max(0, min(len(bubbles) - 1, bubbles.index(self.selected_bubble) + delta))
         else:
             index = len(bubbles) - 1
-        self.select_bubble(bubbles[index])
+        log.select(bubbles[index])
         role = "your message" if bubbles[index].has_class("user") else "reply"
         self.set_status(f"{role} {index + 1} of {len(bubbles)} selected: ctrl+y copies it")
-
-    def on_click(self, event) -> None:
-        # A click anywhere inside a message selects it.
-        widget = event.widget
-        while widget is not None and widget is not self:
-            if isinstance(widget, Markdown) and widget.has_class("bubble"):
-                self.select_bubble(widget)
-                return
-            widget = widget.parent
 
     def action_copy_message(self) -> None:
         """Copy the selected message, or the last reply when none is selected."""
@@ -470,49 +374,20 @@ class ChatScreen(MainScreen):
         return self.conversation_id
 
     def action_rename_conversation(self) -> None:
-        conv_id = self._need_conversation()
-        if conv_id is None:
-            return
-        title = self.store.get_conversation(conv_id).title
-
-        def answer(name: str | None) -> None:
-            if name:
-                self.store.rename(conv_id, name)
-                self.refresh_conversations()
-
-        self.app.push_screen(TextPrompt("New title for this conversation:", title), answer)
+        if (conv_id := self._need_conversation()) is not None:
+            self.query_one(ConversationList).rename(self.store, conv_id)
 
     def action_delete_conversation(self) -> None:
-        conv_id = self._need_conversation()
-        if conv_id is None or self.replying:
-            return
+        if (conv_id := self._need_conversation()) is not None and not self.replying:
+            self.query_one(ConversationList).delete(self.store, conv_id)
 
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.store.delete(conv_id)
-                self.action_new_conversation()
-                self.refresh_conversations()
-
-        self.app.push_screen(ConfirmDialog("Delete this conversation and all its messages?", yes="Delete"), answer)
+    @on(ConversationList.Deleted)
+    def conversation_deleted(self) -> None:
+        self.action_new_conversation()
 
     def action_export_conversation(self) -> None:
-        conv_id = self._need_conversation()
-        if conv_id is None:
-            return
-        default = str(Path.cwd() / f"conversation-{conv_id}.md")
-
-        def answer(path: str | None) -> None:
-            if not path:
-                return
-            out = Path(path).expanduser()
-            try:
-                out.write_text(self.store.export_markdown(conv_id), encoding="utf-8")
-            except OSError as e:
-                self.notify(f"cannot write {out}: {e.strerror}", severity="error", markup=False)
-                return
-            self.notify(f"Exported to {out}", markup=False)
-
-        self.app.push_screen(TextPrompt("Export this conversation as Markdown to:", default), answer)
+        if (conv_id := self._need_conversation()) is not None:
+            self.query_one(ConversationList).export(self.store, conv_id)
 
     def action_toggle_sidebar(self) -> None:
         side = self.query_one("#chat-side")
