@@ -117,8 +117,46 @@ def migrate(conn: sqlite3.Connection, path: str | Path = DB_NAME) -> int:
     return before
 
 
+class ChatStoreError(ScratchError):
+    """A write or read of the chat database failed (locked, read-only, damaged, disk full). What is
+    already stored is untouched: a failed write is rolled back by SQLite."""
+
+
+def clean_text(text: str) -> str:
+    """Text SQLite can store: lone surrogates (bytes that were not UTF-8, read with surrogateescape
+    from a pipe) become U+FFFD, as `errors="replace"` would have made them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def store_error(e: sqlite3.Error, path: Path, doing: str) -> ChatStoreError:
+    """One line that says what happened to the database and what to do."""
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        why = (f"the chat database {path} is busy (another chatgpt-scratch held it for over 10 s); close the "
+               "other chat or app and try again")
+    elif "readonly" in text or "read-only" in text:
+        why = f"the chat database {path} is read-only; make it writable (chmod u+w) or chat with --no-save"
+    elif "disk is full" in text or "full" in text:
+        why = f"the disk that holds {path} is full; free some space"
+    elif "malformed" in text or "not a database" in text or "corrupt" in text:
+        why = (f"{path} is not a usable chat database ({text}); rescue what it holds with "
+               f"`sqlite3 {path} .recover > chat.sql`, then move it aside and a new one will be made")
+    else:
+        why = f"the chat database {path} failed ({text})"
+    return ChatStoreError(f"{doing} failed: {why}; saved conversations are left as they were")
+
+
 class ChatStore:
-    """Conversations and their messages. Safe to share between threads (one lock around the connection)."""
+    """Conversations and their messages. Safe to share between threads (one lock around the connection).
+
+    Every failure of the database raises ChatStoreError (a ScratchError) that says what to do."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_db_path()
@@ -135,10 +173,8 @@ class ChatStore:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn, self.path)
-        except sqlite3.DatabaseError as e:
-            raise ScratchError(
-                f"{self.path} is not a usable chat database ({e}); move it aside and a new one will be made"
-            ) from None
+        except sqlite3.Error as e:
+            raise store_error(e, self.path, "opening the chat database") from None
 
     def close(self) -> None:
         with self._lock:
@@ -151,26 +187,41 @@ class ChatStore:
         self.close()
 
     def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self._transaction(lambda conn: conn.execute(sql, params), "saving to the chat database")
+
+    def _transaction(self, work, doing: str):
+        """work(conn) inside BEGIN IMMEDIATE .. COMMIT; on any failure rolled back, sqlite errors as ChatStoreError."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = self._conn.execute(sql, params)
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise store_error(e, self.path, doing) from None
+            try:
+                result = work(self._conn)
                 self._conn.execute("COMMIT")
-                return cursor
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                return result
+            except BaseException as e:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction is already gone (SQLite rolled it back itself)
+                if isinstance(e, sqlite3.Error):
+                    raise store_error(e, self.path, doing) from None
                 raise
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise store_error(e, self.path, "reading the chat database") from None
 
     # -- conversations ------------------------------------------------------------------------
 
     def create_conversation(self, title: str, checkpoint: str | None = None) -> int:
         now = _now()
         cursor = self._write("INSERT INTO conversations (title, checkpoint, created, updated) VALUES (?, ?, ?, ?)",
-                             (title, checkpoint, now, now))
+                             (clean_text(title), checkpoint and clean_text(checkpoint), now, now))
         return int(cursor.lastrowid)
 
     def get_conversation(self, conversation_id: int) -> Conversation:
@@ -191,7 +242,7 @@ class ChatStore:
     def rename(self, conversation_id: int, title: str) -> None:
         if not title.strip():
             raise ScratchError("a conversation title cannot be empty")
-        if self._write("UPDATE conversations SET title = ? WHERE id = ?", (title.strip(), conversation_id)).rowcount == 0:
+        if self._write("UPDATE conversations SET title = ? WHERE id = ?", (clean_text(title.strip()), conversation_id)).rowcount == 0:
             raise ScratchError(f"no saved conversation with id {conversation_id}")
 
     def delete(self, conversation_id: int) -> None:
@@ -206,20 +257,17 @@ class ChatStore:
         if role not in ROLES:
             raise ScratchError(f"unknown message role {role!r}; use one of {', '.join(ROLES)}")
         now = _now()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                updated = self._conn.execute("UPDATE conversations SET updated = ? WHERE id = ?",
-                                             (now, conversation_id))
-                if updated.rowcount == 0:
-                    raise ScratchError(f"no saved conversation with id {conversation_id}; it may have been deleted")
-                cursor = self._conn.execute(
-                    "INSERT INTO messages (conversation_id, role, content, created, stats) VALUES (?, ?, ?, ?, ?)",
-                    (conversation_id, role, content, now, None if stats is None else json.dumps(stats)))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        content = clean_text(content)
+
+        def work(conn: sqlite3.Connection) -> sqlite3.Cursor:
+            updated = conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+            if updated.rowcount == 0:
+                raise ScratchError(f"no saved conversation with id {conversation_id}; it may have been deleted")
+            return conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, created, stats) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, role, content, now, None if stats is None else json.dumps(stats)))
+
+        cursor = self._transaction(work, "saving the message")
         return int(cursor.lastrowid)
 
     def delete_message(self, message_id: int) -> None:

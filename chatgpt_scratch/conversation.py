@@ -37,6 +37,7 @@ class ChatConversation:
         self.store = store
         self.conversation_id: int | None = None
         self.reply_id: int | None = None  # the stored last reply (what regenerate replaces)
+        self.save_error: str | None = None  # why saving stopped (the database failed), if it did
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     # -- replies ----------------------------------------------------------------------------
@@ -67,8 +68,20 @@ class ChatConversation:
                 self._save_turn(replace)
 
     def _save_turn(self, replace: bool) -> None:
+        """Raises ChatStoreError (after the reply has streamed: the user has it) when the database fails;
+        saving then stops for this conversation (`save_error` says why), the chat goes on."""
+        from chatgpt_scratch.chat_store import ChatStoreError
+
         if self.store is None:
             return
+        try:
+            self._write_turn(replace)
+        except ChatStoreError as e:
+            self.store = None
+            self.save_error = f"{e}; the rest of this conversation is not saved"
+            raise ChatStoreError(self.save_error) from None
+
+    def _write_turn(self, replace: bool) -> None:
         turn = self.session.turns[-1]
         stats = turn.stats.to_dict() if turn.stats else None
         if self.conversation_id is None:

@@ -254,3 +254,147 @@ def test_escape_sequences_in_a_header_are_shown_escaped_by_checkpoints_list_and_
     assert "note: x\\e]0;pwned\\x07\\e[2J\\ny" in out
     assert printable("a\x9b31mb\u202e") == "a\\x9b31mb\\u202e"
     assert printable("two\nlines\x1b", keep_lines=True) == "two\nlines\\e"
+
+
+# --- 4. chat store faults; issue 14 #9: piped slash commands ---------------------------------------
+
+
+@pytest.fixture
+def chat_ckpt(tmp_path) -> Path:
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import GPTConfig
+    from chatgpt_scratch.model import GPTModel
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(context_length=128, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+    return save_checkpoint(tmp_path / "tiny.safetensors", GPTModel(cfg), kind="base")
+
+
+def _chat(ckpt: Path, stdin: bytes, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "chatgpt_scratch", "chat", "--checkpoint", str(ckpt),
+                           "--max-new-tokens", "4", "--temperature", "0", "--device", "cpu", *extra],
+                          input=stdin, capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"}, timeout=120)
+
+
+def _stored(db: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT role, content FROM messages ORDER BY id").fetchall()
+
+
+def test_non_utf8_piped_input_is_answered_noted_and_saved(chat_ckpt):
+    from chatgpt_scratch.chat_store import default_db_path
+
+    result = _chat(chat_ckpt, b"caf\xe9 win\nsecond\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(result.stdout.decode().splitlines()) == 2  # "second" is answered too
+    assert b"note: line 1 is not UTF-8" in result.stderr and b"Traceback" not in result.stderr
+    users = [c for r, c in _stored(default_db_path()) if r == "user"]
+    assert users == ["caf\ufffd win", "second"]
+
+
+def test_piped_slash_commands_are_commands_never_prompts(chat_ckpt):
+    from chatgpt_scratch.chat_store import default_db_path
+
+    result = _chat(chat_ckpt, b"/temperature 1.0\n/settings\nhello\n/bogus\n//not a command\n/quit\nafter quit\n")
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert len(out.splitlines()) == 3  # hello, the /bogus error line, //not a command
+    assert "temperature = 1.0" in err and "unknown command /bogus" in err
+    users = [c for r, c in _stored(default_db_path()) if r == "user"]
+    assert users == ["hello", "/not a command"]  # no command stored; nothing after /quit
+    assert result.returncode == 1  # the bad command
+
+
+def _fill(db: Path) -> bytes:
+    from chatgpt_scratch.chat_store import ChatStore
+
+    with ChatStore(db) as store:
+        cid = store.create_conversation("kept")
+        store.add_message(cid, "user", "old question")
+        store.add_message(cid, "assistant", "old answer")
+    return db.read_bytes()
+
+
+class FakeSession:
+    """The smallest ChatSession stand-in: one canned reply per message."""
+
+    checkpoint, stats = "m", None
+
+    def __init__(self):
+        self.turns = []
+
+    def send(self, text):
+        from types import SimpleNamespace
+
+        yield "a reply"
+        self.turns.append(SimpleNamespace(user=text, assistant="a reply", stats=None))
+
+
+def test_a_read_only_chat_database_still_answers_and_keeps_its_history(tmp_path, monkeypatch):
+    """Read-only as SQLite sees it (mode=ro: the tests may run as root, for whom chmod 444 changes nothing)."""
+    import sqlite3
+
+    from chatgpt_scratch import chat_store
+    from chatgpt_scratch.cli.chat import ChatController, run_piped
+
+    db = tmp_path / "chat.db"
+    _fill(db)
+    before = db.read_bytes()
+    real = sqlite3.connect
+    monkeypatch.setattr(chat_store.sqlite3, "connect", lambda path, **kw: real(f"file:{path}?mode=ro", uri=True, **kw))
+    store = chat_store.ChatStore(db)
+    out, err = io.StringIO(), io.StringIO()
+    rc = run_piped(ChatController(FakeSession(), store), io.StringIO("first\nsecond\n"), out, err, jsonl=False)
+    store.close()
+    assert out.getvalue() == "a reply\na reply\n"
+    errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "read-only" in errors[0] and "--no-save" in errors[0], err.getvalue()
+    assert rc == 1
+    assert db.read_bytes() == before
+
+
+def test_a_damaged_chat_database_still_answers_and_is_left_as_it_was(chat_ckpt):
+    from chatgpt_scratch.chat_store import default_db_path
+
+    db = default_db_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    data = bytearray(_fill(db))
+    data[100:4096] = b"\xff" * (4096 - 100)  # damaged pages
+    db.write_bytes(bytes(data))
+    result = _chat(chat_ckpt, b"first\nsecond\n")
+    err = result.stderr.decode()
+    assert len(result.stdout.decode().splitlines()) == 2 and "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "is not a usable chat database" in line and ".recover" in line
+    assert db.read_bytes() == bytes(data)  # never "repaired" away
+
+
+def test_a_lock_held_too_long_reports_after_the_reply_and_loses_nothing(tmp_path, monkeypatch):
+    """A lock held > 10 s: the store's busy timeout ends with `database is locked`."""
+    import sqlite3
+
+    from chatgpt_scratch.chat_store import ChatStore, ChatStoreError
+    from chatgpt_scratch.cli.chat import ChatController, run_piped
+
+    db = tmp_path / "chat.db"
+    _fill(db)
+    before = _stored(db)
+    store = ChatStore(db)
+    store._conn.execute("PRAGMA busy_timeout = 100")  # the test does not wait 10 s
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    controller = ChatController(FakeSession(), store)
+    out, err = io.StringIO(), io.StringIO()
+    rc = run_piped(controller, io.StringIO("one\ntwo\n"), out, err, jsonl=True)
+    holder.execute("ROLLBACK")
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r.get("reply") for r in replies] == ["a reply", "a reply"]
+    assert rc == 1 and err.getvalue().count("error:") == 1 and "busy" in err.getvalue()
+    assert "the rest of this conversation is not saved" in err.getvalue()
+    assert _stored(db) == before
+    assert issubclass(ChatStoreError, Exception)
+    store.close()

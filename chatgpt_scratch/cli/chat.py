@@ -26,6 +26,7 @@ from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_s
 from chatgpt_scratch.conversation import ChatConversation
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
+from chatgpt_scratch.terminal_text import printable
 
 if TYPE_CHECKING:
     from chatgpt_scratch.chat import ChatSession
@@ -293,7 +294,14 @@ def run(args: argparse.Namespace) -> int:
 
     sampling = sampling_from(args)
     session = load_session(args.checkpoint, device=args.device, sampling=sampling)
-    store = None if args.no_save else ChatStore()
+    store = None
+    if not args.no_save:
+        try:
+            store = ChatStore()
+        except ScratchError as e:  # a damaged or locked database must not stop the chat; it is left untouched
+            print(f"error: {printable(e)}; chatting without saving (--no-save hides this)", file=sys.stderr)
+    if not sys.stdin.isatty() and hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # a latin-1 line must not end the chat (run_piped notes it)
     try:
         controller = ChatController(session, store, device=args.device)
         if args.resume is not None:
@@ -309,32 +317,73 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_piped(controller: ChatController, stdin: TextIO, stdout: TextIO, stderr: TextIO, jsonl: bool) -> int:
-    """Each non-empty line is a prompt; each prompt gets exactly one reply (or one error) on stdout."""
+    """Each non-empty line is a prompt; each prompt gets exactly one reply (or one error) on stdout.
+
+    A slash command (`/temperature 1.0`, `/retry`, `/quit`) is a command, as in the REPL: it is never
+    sent to the model or saved; what it says goes to stderr (stdout holds replies only). A line that is
+    not UTF-8 is answered with the undecodable bytes as U+FFFD, and a note on stderr says so.
+    """
+    from chatgpt_scratch.chat_store import ChatStoreError, clean_text
+
     failed = 0
-    for raw in stdin:
+    for number, raw in enumerate(stdin, 1):
         prompt = raw.rstrip("\r\n")
         if not prompt.strip():
             continue
+        cleaned = clean_text(prompt)
+        if cleaned != prompt:
+            print(f"note: line {number} is not UTF-8; its undecodable bytes were read as \ufffd", file=stderr)
+            prompt = cleaned
         try:
-            if jsonl:
-                reply = "".join(controller.send(prompt))
-                stats = controller.session.stats.to_dict() if controller.session.stats else None
-                stdout.write(json.dumps({"prompt": prompt, "reply": reply, "stats": stats}) + "\n")
+            kind, value = split_input(prompt)
+            if kind == "command":
+                result = controller.command(value)
+                if result.text:
+                    print(result.text, file=stderr)
+                if result.quit:
+                    break
+                if result.reply is None:
+                    continue
+                reply = result.reply
             else:
-                for piece in controller.send(prompt):
-                    stdout.write(piece)
-                    stdout.flush()
-                stdout.write("\n")  # one line per prompt, even an empty reply (the note says why)
-            stats = controller.session.stats
-            if stats is not None and stats.finish == "empty":
-                from chatgpt_scratch.chat import EMPTY_REPLY_NOTE  # here: `--help` must not import the tokenizer
-
-                print(f"note: no reply to {prompt[:40]!r}: {EMPTY_REPLY_NOTE}", file=stderr)
+                prompt = value
+                reply = controller.send(prompt)
         except ScratchError as e:
             failed += 1
-            print(f"error: {e}", file=stderr)
+            print(f"error: {printable(e)}", file=stderr)
             stdout.write(json.dumps({"prompt": prompt, "error": str(e)}) + "\n" if jsonl else "\n")
+            stdout.flush()
+            continue
+        pieces: list[str] = []
+        problem: ScratchError | None = None
+        try:
+            for piece in reply:
+                pieces.append(piece)
+                if not jsonl:
+                    stdout.write(piece)
+                    stdout.flush()
+        except ChatStoreError as e:  # the reply is complete and reaches the user; only saving failed
+            problem = e
+        except ScratchError as e:
+            problem = e
+        text = "".join(pieces)
+        if jsonl:
+            stats = controller.session.stats.to_dict() if controller.session.stats else None
+            record = {"prompt": prompt, "reply": text, "stats": stats} if pieces or problem is None else \
+                {"prompt": prompt, "error": str(problem)}
+            stdout.write(json.dumps(record) + "\n")
+        else:
+            stdout.write("\n")  # one line per prompt, even an empty reply (the note says why)
         stdout.flush()
+        if problem is not None:
+            failed += 1
+            print(f"error: {printable(problem)}", file=stderr)
+            continue
+        stats = controller.session.stats
+        if stats is not None and stats.finish == "empty":
+            from chatgpt_scratch.chat import EMPTY_REPLY_NOTE  # here: `--help` must not import the tokenizer
+
+            print(f"note: no reply to {printable(prompt[:40])!r}: {EMPTY_REPLY_NOTE}", file=stderr)
     return 1 if failed else 0
 
 
