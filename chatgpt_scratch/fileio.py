@@ -28,6 +28,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def non_utf8_lines(data: bytes) -> list[int]:
+    """The 1-based numbers of the lines of `data` that are not valid UTF-8 (a latin-1 export, say),
+    so a reader that decodes with errors="replace" can say how many lines it changed."""
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+    return bad
+
+
+def describe_non_utf8(bad: list[int], source: str) -> str:
+    """`note: 2 lines of FILE (1, 7) were not UTF-8; ...` for non_utf8_lines' result."""
+    shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    return (f"note: {len(bad)} line{'s' if len(bad) != 1 else ''} of {source} ({shown}) "
+            f"{'were' if len(bad) != 1 else 'was'} not UTF-8; their undecodable bytes were read as \ufffd "
+            "(save the file as UTF-8 to keep them)")
+
+
 def temp_prefix(path: Path) -> str:
     """Temp files of a save of `path` are `.NAME.*.tmp` beside it (hidden, so listings skip them)."""
     return f".{path.name}."

@@ -398,3 +398,57 @@ def test_a_lock_held_too_long_reports_after_the_reply_and_loses_nothing(tmp_path
     assert _stored(db) == before
     assert issubclass(ChatStoreError, Exception)
     store.close()
+
+
+# --- 6. classify arguments; 11: latin-1 input; 10: the classify table ----------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.config import GPTConfig
+    from chatgpt_scratch.model import GPTModel, to_classifier
+
+    torch.manual_seed(0)
+    model = to_classifier(GPTModel(GPTConfig(context_length=64, emb_dim=32, n_heads=4, n_layers=2)), 2)
+    return save_checkpoint(tmp_path_factory.mktemp("cls") / "spam.safetensors", model, kind="classifier",
+                           labels=["ham", "spam"])
+
+
+def test_classify_a_message_longer_than_a_file_name_may_be(classifier_ckpt, capsys):
+    message = "win " * 100  # 400 bytes: Path.is_file() raised OSError ENAMETOOLONG
+    assert main(["classify", "--checkpoint", str(classifier_ckpt), message]) == 0
+    assert capsys.readouterr().out.split()[0] in ("ham", "spam")
+    assert main(["classify", "--checkpoint", str(classifier_ckpt), "x" * 300]) == 0  # one long word, no path
+
+
+@pytest.mark.parametrize("arg", ["mesages.txt", "data/sms.csv", "./inbox.jsonl"])
+def test_classify_a_misspelled_file_name_is_an_error_not_a_message(classifier_ckpt, capsys, arg):
+    assert main(["classify", "--checkpoint", str(classifier_ckpt), arg]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no such file: {arg}") and len(err.splitlines()) == 1
+    # A message with a slash in it is still a message.
+    assert main(["classify", "--checkpoint", str(classifier_ckpt), "Call 0800/123 now"]) == 0
+
+
+def test_latin1_lines_are_counted_and_control_characters_escaped_in_the_table(classifier_ckpt, tmp_path, capsys):
+    messages = tmp_path / "inbox.txt"
+    messages.write_bytes(b"caf\xe9 prize\nhello\n\xa3100 cash\nrename \x1b]0;pwned\x07 now\x1b[2J\n")
+    assert main(["classify", "--checkpoint", str(classifier_ckpt), str(messages)]) == 0
+    captured = capsys.readouterr()
+    assert f"note: 2 lines of {messages} (1, 3) were not UTF-8" in captured.err
+    assert "\x1b" not in captured.out and "\x07" not in captured.out
+    assert "rename \\e]0;pwned\\x07 now\\e[2J" in captured.out
+    assert "caf\ufffd prize" in captured.out
+
+
+def test_finetune_spam_says_how_many_lines_were_not_utf8(tmp_path, capsys):
+    data = tmp_path / "sms.tsv"
+    rows = [b"ham\tsee you at caf\xe9 later", b"spam\tWIN \xa3100 now"] + \
+        [f"{'ham' if i % 2 else 'spam'}\tmessage number {i}".encode() for i in range(40)]
+    data.write_bytes(b"\n".join(rows) + b"\n")
+    main(["finetune-spam", "--data", str(data), "--preset", "test-tiny", "--max-steps", "1", "--device", "cpu",
+          "--out", str(tmp_path / "s")])
+    assert f"note: 2 lines of {data} (1, 2) were not UTF-8" in capsys.readouterr().err

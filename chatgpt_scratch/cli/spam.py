@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -119,6 +120,14 @@ def run_finetune(args: argparse.Namespace) -> int:
     if max_length > context:
         raise ScratchError(f"--max-length {max_length} is longer than the model's context ({context}); "
                            f"use at most {context}")
+    from chatgpt_scratch.fileio import describe_non_utf8, non_utf8_lines
+
+    try:
+        bad = non_utf8_lines(Path(data_path).read_bytes()) if Path(data_path).is_file() else []
+    except OSError:
+        bad = []  # load_messages says what is wrong with the file
+    if bad:
+        print(describe_non_utf8(bad, str(data_path)), file=sys.stderr)
     data = prepare_spam_data(data_path, max_length, args.balance, args.seed, limit=args.limit)
     trainable = set_trainable(model, args.train_layers, args.lora_rank, args.lora_alpha)
     n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
@@ -169,25 +178,58 @@ def _register_classify(subparsers) -> None:
     p.set_defaults(func=run_classify, device="cpu")
 
 
+PATH_SUFFIXES = (".txt", ".csv", ".jsonl", ".tsv", ".json")
+
+
+def _is_file(arg: str) -> bool:
+    try:  # a message longer than the system's file-name limit is not a file (and must not crash)
+        return Path(arg).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def looks_like_path(arg: str) -> bool:
+    """One word with a `/` or a data-file ending (`mesages.txt`, `data/sms.csv`): meant as a file.
+    A message has spaces, so "Call 0800/123 now" is not a path."""
+    stripped = arg.strip()
+    return bool(stripped) and not any(c.isspace() for c in stripped) and len(stripped.encode()) <= 4096 and (
+        "/" in stripped or stripped.lower().endswith(PATH_SUFFIXES))
+
+
+def _decoded_lines(data: bytes, source: str) -> list[str]:
+    from chatgpt_scratch.fileio import describe_non_utf8, non_utf8_lines
+
+    bad = non_utf8_lines(data)
+    if bad:
+        print(describe_non_utf8(bad, source), file=sys.stderr)
+    return [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+
+
 def _read_texts(args: argparse.Namespace) -> tuple[list[str], bool]:
     """-> (messages, whether they came from a stream/file and so deserve a table)."""
     from chatgpt_scratch.errors import ScratchError
 
     if len(args.texts) == 1 and args.texts[0] == "-":
-        return [line for line in sys.stdin.read().splitlines() if line.strip()], True
-    if len(args.texts) == 1 and Path(args.texts[0]).is_file():
+        return _decoded_lines(sys.stdin.buffer.read(), "stdin"), True
+    if len(args.texts) == 1 and _is_file(args.texts[0]):
         path = Path(args.texts[0])
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            data = path.read_bytes()
         except OSError as e:
             raise ScratchError(f"cannot read {path}: {e.strerror}") from None
-        return [line for line in lines if line.strip()], True
+        return _decoded_lines(data, str(path)), True
+    for arg in args.texts:
+        if looks_like_path(arg) and not _is_file(arg):
+            raise ScratchError(f"no such file: {arg}; check its name (to classify that text itself, "
+                               f"pipe it in: echo {shlex.quote(arg)} | chatgpt-scratch classify -)")
     return list(args.texts), len(args.texts) > 1
 
 
 def run_classify(args: argparse.Namespace) -> int:
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.errors import ScratchError
+
+    from chatgpt_scratch.terminal_text import printable
 
     texts, as_table = _read_texts(args)
     if not texts:
@@ -208,5 +250,5 @@ def run_classify(args: argparse.Namespace) -> int:
         print(f"{'LABEL':<{width}}  {'PROB':>6}  MESSAGE")
         for text, pred in zip(texts, predictions):
             shown = text if len(text) <= 70 else text[:69] + "…"
-            print(f"{pred.label:<{width}}  {pred.probability:>6.1%}  {shown}")
+            print(f"{pred.label:<{width}}  {pred.probability:>6.1%}  {printable(shown)}")
     return 0
