@@ -452,3 +452,38 @@ def test_finetune_spam_says_how_many_lines_were_not_utf8(tmp_path, capsys):
     main(["finetune-spam", "--data", str(data), "--preset", "test-tiny", "--max-steps", "1", "--device", "cpu",
           "--out", str(tmp_path / "s")])
     assert f"note: 2 lines of {data} (1, 2) were not UTF-8" in capsys.readouterr().err
+
+
+# --- 7. --resume with a damaged run.json; 8. --out edge cases ------------------------------------
+
+
+@pytest.mark.parametrize("content", [b'{"command": "pretrain", "ar', b'{"command": "pretrain"}', b"[1, 2]",
+                                     b'{"command": "pretrain", "args": 5}', b"\xff\xfe"])
+def test_resume_with_a_damaged_run_json_is_one_clear_error(tmp_path, capsys, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_bytes(content)
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume {run}: run.json") and len(err.splitlines()) == 1
+
+
+def test_run_json_is_written_atomically(tmp_path, corpus, monkeypatch):
+    from chatgpt_scratch import fileio
+
+    written = []
+    real = fileio.write_text_atomic
+    monkeypatch.setattr(fileio, "write_text_atomic", lambda path, text: written.append(Path(path).name) or real(path, text))
+    assert main(["pretrain", "--data", str(corpus), *TINY, "--max-steps", "1", "--out", str(tmp_path / "a")]) == 0
+    assert "run.json" in written
+
+
+@pytest.mark.parametrize("out, message", [(".", "not a folder"), ("..", "not a folder"), ("ck/", "not a folder"),
+                                          ("x" * 230, "use at most 200"), ("y" * 260, "use at most 200")])
+def test_out_names_are_checked_before_any_work(tmp_path, corpus, capsys, out, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = Path(os.environ["CHATGPT_SCRATCH_RUNS"])
+    assert main(["pretrain", "--data", str(corpus), *TINY, "--max-steps", "1", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and message in err and len(err.splitlines()) == 1, err
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder was made

@@ -136,9 +136,33 @@ def _jsonable(v: Any) -> bool:
         return False
 
 
+# The longest checkpoint stem: NAME.best.safetensors, its temp file `.NAME.best.safetensors.XXXXXXXX.tmp`,
+# NAME.loss.png and the run folder NAME-YYYYmmdd-HHMMSS-N must all fit in a 255-byte file name.
+MAX_OUT_NAME = 200
+
+
+def check_out_name(out: str) -> None:
+    """A usable checkpoint name, or a ScratchError that says why, before any work is done."""
+    path = Path(out)
+    stem = path.name.removesuffix(".safetensors")
+    if "\0" in out:
+        raise ScratchError("--out must not contain a NUL character")
+    if len(stem.encode("utf-8")) > MAX_OUT_NAME:
+        raise ScratchError(f"--out name is {len(stem.encode('utf-8'))} bytes long; use at most {MAX_OUT_NAME} "
+                           "(the checkpoint, its temp file and the run folder must fit the file-name limit)")
+    try:
+        is_dir = path.is_dir()
+    except OSError:
+        is_dir = False
+    if out.endswith(("/", "\\")) or stem in ("", ".", "..") or is_dir:
+        raise ScratchError(f"--out {out}: give a checkpoint name, not a folder (e.g. --out {Path(out) / 'model'})")
+
+
 def check_out(args: argparse.Namespace) -> None:
-    """--out is checked before any data is read or model built: a built-in model is never overwritten."""
+    """--out is checked before any data is read or model built: a usable name, and a built-in model is
+    never overwritten."""
     if getattr(args, "out", None) and not getattr(args, "resume", None):
+        check_out_name(args.out)
         default_out(args, "")
 
 
@@ -152,7 +176,15 @@ def prepare_resume(args: argparse.Namespace) -> argparse.Namespace:
     if not run_file.is_file():
         raise ScratchError(f"--resume {run_dir}: no {RUN_FILE} there; pass the run folder a training command made "
                            "(see the `start` event or `runs/`)")
-    saved = json.loads(run_file.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise ScratchError(f"--resume {run_dir}: {RUN_FILE} cannot be read ({e}); the file is damaged. Its flags are "
+                           f"also in the first line of {EVENTS_FILE} (the `start` event's config): start a new run "
+                           "with them and --init the run's checkpoint") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("args"), dict) and isinstance(saved.get("command"), str)):
+        raise ScratchError(f"--resume {run_dir}: {RUN_FILE} does not hold a command and its flags (edited or "
+                           "damaged); start a new run and --init the run's checkpoint")
     if saved.get("command") != getattr(args, "command", saved.get("command")):
         raise ScratchError(f"--resume {run_dir}: that run was made by `{saved.get('command')}`, "
                            f"not `{args.command}`; resume it with that command")
@@ -362,8 +394,10 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not args.resume:
+            from chatgpt_scratch.fileio import write_text_atomic
+
             run_doc = {"command": getattr(args, "command", task.name), "args": args_to_json(args)}
-            (run_dir / RUN_FILE).write_text(json.dumps(run_doc, indent=2), encoding="utf-8")
+            write_text_atomic(run_dir / RUN_FILE, json.dumps(run_doc, indent=2))  # --resume needs all of it
         events = EventLog(run_dir / EVENTS_FILE, stream=sys.stdout if args.events == "-" else None,
                           listeners=[bar])
     meta = {**(metadata or {}), "train_args": args_to_json(args)}
