@@ -2,92 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import DataTable, Label, ProgressBar, Static
+from textual.message import Message
+from textual.widgets import DataTable, Label, Static
 
-from chatgpt_scratch.inference import kind_label
 from tui import jobs
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ChoicePrompt, ConfirmDialog, TextPrompt
+from tui.checkpoint_rows import COLUMNS, details_content, find_run_events, human_size, row_for  # noqa: F401 (find_run_events: public here too)
+from tui.widgets.gpt2_import import GPT2_SIZES, GPT2Import, import_target
 from tui.widgets.loss_plot import LossPlot
 
-COLUMNS = ("Name", "Kind", "Preset", "Params", "Size", "Created", "Parent", "Best val")
-GPT2_SIZES = [("gpt2-small (124M)", "gpt2-small"), ("gpt2-medium (355M)", "gpt2-medium"),
-              ("gpt2-large (774M)", "gpt2-large"), ("gpt2-xl (1558M)", "gpt2-xl")]
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def human_count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1e3:
-        return f"{n / 1e3:.1f}K"
-    return str(n)
-
-
-def metric_text(info: Any) -> str:
-    if info.metric_name is None:
-        return "-"
-    if info.metric_name == "val_acc":
-        return f"acc {info.metric_value:.1%}"
-    return f"loss {info.metric_value:.3f}"
-
-
-def row_for(info: Any) -> tuple[str, ...]:
-    if not info.ok:
-        return (info.name, "BROKEN", "-", "-", human_size(info.file_size), "-", "-", "-")
-    created = (info.created or "-")[:16].replace("T", " ")
-    preset = info.preset or info.metadata.get("preset") or "custom"  # pretraining may shrink the context
-    name = f"{info.name} (built-in)" if info.builtin else info.name
-    return (name, kind_label(info.metadata), preset, human_count(info.n_params),
-            human_size(info.file_size), created, Path(info.parent).name if info.parent else "-", metric_text(info))
-
-
-def find_run_events(checkpoint: Path, metadata: dict[str, Any]) -> Path | None:
-    """The events.jsonl of the run that wrote this checkpoint, if it is still there."""
-    for key in ("run_dir", "run"):
-        value = metadata.get(key)
-        if isinstance(value, str) and (Path(value) / jobs.EVENTS_FILE).is_file():
-            return Path(value) / jobs.EVENTS_FILE
-    from chatgpt_scratch.paths import runs_dir
-
-    folder = runs_dir()
-    if not folder.is_dir():
-        return None
-    target = checkpoint.resolve()
-    steps = metadata.get("steps")  # several runs may have written to this path: the one that wrote this file
-    for run in sorted(folder.iterdir(), reverse=True):  # newest first (names end in the start time)
-        events = run / jobs.EVENTS_FILE
-        if not events.is_file():
-            continue
-        for e in jobs.read_events(events):
-            if (e.get("type") == "checkpoint" and e.get("path") and Path(e["path"]).resolve() == target
-                    and (steps is None or e.get("step") == steps)):
-                return events
-    return None
 
 
 class CheckpointsScreen(MainScreen):
@@ -105,6 +38,20 @@ class CheckpointsScreen(MainScreen):
         Binding("f9,ctrl+r", "refresh", "Refresh"),
     ]
 
+    class Listed(Message):
+        """A worker listed the checkpoints of `folder` (and the built-in ones)."""
+
+        def __init__(self, folder: Path, infos: list[Any], select: Path | None) -> None:
+            super().__init__()
+            self.folder, self.infos, self.select = folder, infos, select
+
+    class FileChanged(Message):
+        """A file operation (rename, duplicate, delete, export, merge) finished: say `text`, select `select`."""
+
+        def __init__(self, text: str, select: Path | None = None) -> None:
+            super().__init__()
+            self.text, self.select = text, select
+
     def __init__(self) -> None:
         super().__init__()
         self.infos: dict[str, Any] = {}  # row key (path) -> CheckpointInfo
@@ -115,9 +62,7 @@ class CheckpointsScreen(MainScreen):
             table = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
             table.add_columns(*COLUMNS)
             yield table
-            with Horizontal(id="ckpt-progress-row", classes="hidden"):
-                yield Label("", id="ckpt-progress-label")
-                yield ProgressBar(total=100, id="ckpt-progress", show_eta=False)
+            yield GPT2Import(id="ckpt-progress-row", classes="hidden")
             with Horizontal(id="ckpt-details"):
                 with VerticalScroll(id="ckpt-meta-scroll"):
                     yield Static("", id="ckpt-meta")
@@ -132,15 +77,17 @@ class CheckpointsScreen(MainScreen):
 
     # --- listing -------------------------------------------------------------------------------
 
+    @work(thread=True, exclusive=True, group="ckpt-list", exit_on_error=False)
     def action_refresh(self, select: Path | None = None) -> None:
-        def work():
-            from chatgpt_scratch.checkpoints import list_checkpoints
-            from chatgpt_scratch.paths import checkpoints_dir
+        from chatgpt_scratch.checkpoints import list_checkpoints
+        from chatgpt_scratch.paths import checkpoints_dir
 
-            return checkpoints_dir(), list_checkpoints()  # the user's folder, then the built-in models
+        # The user's folder, then the built-in models.
+        self.post_message(self.Listed(checkpoints_dir(), list_checkpoints(), select))
 
-        self.app.run_worker_thread(work, lambda result: self.show_list(*result, select=select),
-                                   name="list-checkpoints", group="ckpt-list", exclusive=True)
+    @on(Listed)
+    def listed(self, message: Listed) -> None:
+        self.show_list(message.folder, message.infos, select=message.select)
 
     def show_list(self, folder: Path, infos: list[Any], select: Path | None = None) -> None:
         table = self.query_one("#ckpt-table", DataTable)
@@ -196,26 +143,18 @@ class CheckpointsScreen(MainScreen):
         if info is None:
             meta.update("")
             return
+        meta.update(details_content(info))
         if not info.ok:
-            meta.update(Content.from_markup("[b]$name[/b]\n[red]$error[/red]", name=info.name, error=info.error))
             plot.set_series({})
             return
-        # Header values are anyone's text (a cut-off JSON list, a path): $variables, never parsed as markup.
-        lines = [Content.from_markup("[b]$name[/b]  ($kind, $dtype)\nfile: $path", name=info.name,
-                                     kind=info.kind, dtype=info.dtype or "-", path=str(info.path))]
-        for key, value in sorted(info.metadata.items()):
-            text = value if isinstance(value, str) else json.dumps(value)
-            if len(text) > 300:
-                text = text[:300] + "…"
-            lines.append(Content.from_markup("[b]$key[/b]: $text", key=key, text=text))
-        meta.update(Content("\n").join(lines))
-        path = info.path
+        self.load_curve(info)
 
-        def work():
-            events = find_run_events(path, info.metadata)
-            return jobs.read_events(events) if events else []
-
-        self.app.run_worker_thread(work, plot.set_events, name="ckpt-curve", group="ckpt-curve", exclusive=True)
+    @work(thread=True, exclusive=True, group="ckpt-curve", exit_on_error=False)
+    def load_curve(self, info: Any) -> None:
+        """The loss curve of the run that wrote the checkpoint, if that run is still there."""
+        events = find_run_events(info.path, info.metadata)
+        self.app.call_from_thread(self.query_one("#ckpt-plot", LossPlot).set_events,
+                                  jobs.read_events(events) if events else [])
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -266,9 +205,10 @@ class CheckpointsScreen(MainScreen):
             def work():
                 from chatgpt_scratch.checkpoints import rename_checkpoint
 
-                return rename_checkpoint(info.path, name)
+                new = rename_checkpoint(info.path, name)
+                return f"Renamed to {new.name}", new
 
-            self.app.run_worker_thread(work, lambda new: self._done(f"Renamed to {new.name}", new), name="rename")
+            self.file_operation(work)
 
         self.app.push_screen(TextPrompt(f"New name for {info.name}:", info.name), answer)
 
@@ -280,9 +220,10 @@ class CheckpointsScreen(MainScreen):
         def work():
             from chatgpt_scratch.checkpoints import duplicate_checkpoint
 
-            return duplicate_checkpoint(info.path)
+            new = duplicate_checkpoint(info.path)
+            return f"Copied to {new.name}", new
 
-        self.app.run_worker_thread(work, lambda new: self._done(f"Copied to {new.name}", new), name="duplicate")
+        self.file_operation(work)
 
     def action_delete(self) -> None:
         info = self._need_selection()
@@ -297,11 +238,21 @@ class CheckpointsScreen(MainScreen):
                 from chatgpt_scratch.checkpoints import delete_checkpoint
 
                 delete_checkpoint(info.path)
+                return f"Deleted {info.name}", None
 
-            self.app.run_worker_thread(work, lambda _: self._done(f"Deleted {info.name}"), name="delete")
+            self.file_operation(work)
 
         self.app.push_screen(ConfirmDialog(f"Delete {info.name} ({human_size(info.file_size)})? "
                                            "This cannot be undone.", yes="Delete"), answer)
+
+    @work(thread=True, exit_on_error=False)
+    def file_operation(self, operation: Callable[[], tuple[str, Path | None]]) -> None:
+        """Run a library file operation off the UI thread; it returns (what to say, the row to select)."""
+        self.post_message(self.FileChanged(*operation()))
+
+    @on(FileChanged)
+    def file_changed(self, message: FileChanged) -> None:
+        self._done(message.text, message.select)
 
     def _done(self, message: str, select: Path | None = None) -> None:
         self.notify(message, markup=False)
@@ -320,11 +271,10 @@ class CheckpointsScreen(MainScreen):
             def work():
                 from chatgpt_scratch.gpt2_weights import export_checkpoint_hf
 
-                return export_checkpoint_hf(info.path, folder)
+                return f"Exported to {export_checkpoint_hf(info.path, folder)}", info.path
 
             self.notify(f"Exporting {info.name}…", markup=False)
-            self.app.run_worker_thread(work, lambda out: self.notify(f"Exported to {out}", markup=False),
-                                       name="export-hf")
+            self.file_operation(work)
 
         self.app.push_screen(TextPrompt("Export to the Hugging Face layout, in folder:", default), answer)
 
@@ -345,9 +295,10 @@ class CheckpointsScreen(MainScreen):
             def work():
                 from chatgpt_scratch.lora import merge_adapter_file
 
-                return merge_adapter_file(info.path, out)[0]
+                path = merge_adapter_file(info.path, out)[0]
+                return f"Merged into {path.name}", path
 
-            self.app.run_worker_thread(work, lambda path: self._done(f"Merged into {path.name}", path), name="merge")
+            self.file_operation(work)
 
         self.app.push_screen(TextPrompt(f"Merge {info.name} into its base; save the result as:", default), answer)
 
@@ -363,71 +314,12 @@ class CheckpointsScreen(MainScreen):
         """Run `chatgpt-scratch import-gpt2` as a subprocess and show its download progress."""
         from chatgpt_scratch.paths import checkpoints_dir
 
-        is_file = source not in {size for _, size in GPT2_SIZES}
-        if is_file:
-            path = Path(source).expanduser()
-            name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-            args = ["import-gpt2", "--from", str(path)]
-        else:
-            name = source
-            args = ["import-gpt2", source]
-        out = checkpoints_dir() / f"{name or 'gpt2-imported'}.safetensors"
+        args, out = import_target(source, checkpoints_dir())
         if out.exists():
             self.notify(f"{out.name} exists already; rename or delete it first.", severity="error", markup=False)
             return
-        args += ["--out", str(out)]
-        row = self.query_one("#ckpt-progress-row")
-        row.remove_class("hidden")
-        self.query_one("#ckpt-progress-label", Label).update(Content(f"importing {source}… "))
-        bar = self.query_one("#ckpt-progress", ProgressBar)
-        bar.update(total=100, progress=0)
+        self.query_one(GPT2Import).start(source, args, out)
 
-        def work():
-            try:
-                proc = subprocess.Popen([*jobs.cli_prefix(), *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                reader = _ProgressReader(proc, lambda pct: self.app.call_from_thread(bar.update, progress=pct))
-                reader.run()
-                code = proc.wait()
-                if code != 0:
-                    from chatgpt_scratch.errors import ScratchError
-
-                    raise ScratchError(reader.last_line() or f"import-gpt2 failed (exit {code})")
-                return out
-            finally:
-                self.app.call_from_thread(row.add_class, "hidden")
-
-        self.app.run_worker_thread(work, lambda path: self._done(f"Imported {path.name}", path), name="import-gpt2")
-
-
-class _ProgressReader:
-    """Reads a child's tqdm output (\\r-separated updates) and reports the last percentage seen."""
-
-    PERCENT = re.compile(rb"(\d{1,3})%\|")
-
-    def __init__(self, proc: subprocess.Popen, report) -> None:
-        self.proc = proc
-        self.report = report
-        self.lines: list[str] = []
-
-    def run(self) -> None:
-        buf = b""
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(4096) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(4096):
-            buf += chunk
-            parts = re.split(rb"[\r\n]", buf)
-            buf = parts.pop()
-            for part in parts:
-                if not part.strip():
-                    continue
-                m = self.PERCENT.search(part)
-                if m:
-                    self.report(min(100, int(m.group(1))))
-                else:
-                    self.lines.append(part.decode("utf-8", "replace"))
-
-    def last_line(self) -> str:
-        for line in reversed(self.lines):
-            if line.strip():
-                return line.strip().removeprefix("error: ")
-        return ""
+    @on(GPT2Import.Finished)
+    def imported(self, message: GPT2Import.Finished) -> None:
+        self._done(f"Imported {message.path.name}", message.path)
