@@ -206,14 +206,18 @@ class InstructEvaluation:
     per_entry_rouge_l: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a loss that could not be measured (NaN) is null."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
     def summary_lines(self) -> list[str]:
         lines = []
         if self.val_loss is not None:
             lines.append(f"val loss {self.val_loss:.3f} (perplexity {self.val_ppl:.1f})")
-        lines.append(f"test responses: loss {self.test_response_loss:.3f} "
-                     f"(perplexity {self.test_response_ppl:.1f}), ROUGE-L F1 {self.rouge_l:.3f} over {self.n_test}")
+        if math.isfinite(self.test_response_loss):
+            loss = f"loss {self.test_response_loss:.3f} (perplexity {self.test_response_ppl:.1f})"
+        else:  # every reference answer was cut off: no token to score
+            loss = "loss not measurable (no reference-answer token fits in the context)"
+        lines.append(f"test responses: {loss}, ROUGE-L F1 {self.rouge_l:.3f} over {self.n_test}")
         if self.judge_score is not None:
             lines.append(f"judge {self.judge_model}: mean score {self.judge_score:.1f}/100 "
                          f"({self.judge_scored} of {self.n_test} scored)")

@@ -487,3 +487,39 @@ def test_out_names_are_checked_before_any_work(tmp_path, corpus, capsys, out, me
     err = capsys.readouterr().err
     assert err.startswith("error: --out") and message in err and len(err.splitlines()) == 1, err
     assert not runs.exists() or not any(runs.iterdir())  # no run folder was made
+
+
+# --- 9. metrics that lie; 11: file modes --------------------------------------------------------
+
+
+def test_a_response_loss_with_no_answer_token_is_not_measurable_not_zero():
+    import math
+
+    import torch
+
+    from chatgpt_scratch.config import PRESETS
+    from chatgpt_scratch.evaluate_instruct import InstructEvaluation
+    from chatgpt_scratch.model import GPTModel
+    from chatgpt_scratch.training.instruct_task import IGNORE_INDEX, token_mean_loss
+
+    model = GPTModel(PRESETS["test-tiny"])
+    inputs = torch.zeros(2, 8, dtype=torch.long)
+    targets = torch.full((2, 8), IGNORE_INDEX)  # every answer token was cut off by the context
+    loss = token_mean_loss(model, [(inputs, targets)])
+    assert math.isnan(loss)
+    ev = InstructEvaluation(n_test=2, val_loss=None, val_ppl=None, test_response_loss=loss,
+                            test_response_ppl=math.exp(loss), rouge_l=0.0)
+    assert "test responses: loss not measurable" in ev.summary_lines()[0]
+    assert ev.to_dict()["test_response_loss"] is None and json.dumps(ev.to_dict(), allow_nan=False)
+
+
+def test_responses_and_eval_json_get_the_mode_of_any_new_file(tmp_path):
+    """Not mkstemp's 0600: the same mode as a checkpoint or any file the user's umask makes."""
+    from chatgpt_scratch.evaluate_instruct import write_json_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    checkpoint = _save_tiny(tmp_path / "m.safetensors")
+    for name in ("m.responses.json", "m.eval.json"):
+        mode = write_json_atomic(tmp_path / name, {"a": 1}).stat().st_mode & 0o777
+        assert mode == plain.stat().st_mode & 0o777 == checkpoint.stat().st_mode & 0o777

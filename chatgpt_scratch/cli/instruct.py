@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -158,7 +159,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"data: {data_path} -> train {sizes['train']}, val {sizes['val']}, test {sizes['test']} entries, "
           f"template {template.name}{', prompts masked' if args.mask_instructions else ''}; training {what}: "
           f"{format_params(n_trainable)} of {format_params(model.num_parameters())} parameters", file=sys.stderr)
-    if val_before is not None:
+    if val_before is not None and not math.isfinite(val_before):
+        print("val loss before fine-tuning: not measurable (no answer token fits in the context)", file=sys.stderr)
+        val_before = None
+    elif val_before is not None:
         print(f"val loss before fine-tuning: {val_before:.4f}", file=sys.stderr)
     metadata = {"parent": parent, "val_loss_before": val_before,
                 "lora_rank": args.lora_rank, "lora_alpha": None if not args.lora_rank else alpha}
@@ -178,7 +182,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         evaluation = _evaluate_checkpoint(chosen, data.test, template, args, device)
         summary |= {"evaluation": evaluation.to_dict()}
         summary["evaluation"].pop("per_entry_rouge_l", None)
-        update_metadata(chosen, test_rouge_l=evaluation.rouge_l, test_response_ppl=evaluation.test_response_ppl,
+        update_metadata(chosen, test_rouge_l=evaluation.rouge_l,
+                        test_response_ppl=summary["evaluation"]["test_response_ppl"],  # null: not measurable
                       judge_score=evaluation.judge_score, judge_model=evaluation.judge_model)
     _write_summary(chosen, summary)
     print(f"best checkpoint (lowest val loss): {chosen}", file=sys.stderr)

@@ -125,7 +125,10 @@ def instruct_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
 
 def token_mean_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     max_batches: int | None = None) -> float:
-    """Loss per target token over (inputs, targets) batches (up to max_batches), in eval mode, no gradients."""
+    """Loss per target token over (inputs, targets) batches (up to max_batches), in eval mode, no gradients.
+
+    NaN when there is no target token at all (every response cut off by the context): not measurable,
+    which a 0.0 would hide as a perfect score."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -140,7 +143,7 @@ def token_mean_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
                 count += int((targets != IGNORE_INDEX).sum())
     finally:
         model.train(was_training)
-    return total / max(count, 1)
+    return total / count if count else float("nan")
 
 
 class InstructTask:
