@@ -293,12 +293,21 @@ def default_checkpoint(kinds: tuple[str, ...]) -> CheckpointInfo | None:
 # --- file management (the TUI's rename / duplicate / delete) -------------------------------------
 
 
+MAX_NAME_BYTES = 240  # a file name is at most 255 bytes; a save's temp file adds 14
+
+
 def _sibling(path: Path, new_name: str) -> Path:
     new_name = new_name.strip()
     if not new_name or new_name in (".", "..") or "/" in new_name or "\\" in new_name or new_name.startswith("."):
         raise ScratchError(f"bad checkpoint name {new_name!r}: use a plain file name without folders or a leading dot")
+    if any(ord(c) < 32 or ord(c) == 127 for c in new_name):
+        raise ScratchError("bad checkpoint name: it holds a control character (NUL, tab, escape...); use plain text")
     if not new_name.endswith(SUFFIX):
         new_name += SUFFIX
+    # The longest name any save of it needs is its temp file, `.NAME.XXXXXXXX.tmp`, within 255 bytes.
+    if len(new_name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ScratchError(f"checkpoint name too long ({len(new_name.encode('utf-8'))} bytes); "
+                           f"use at most {MAX_NAME_BYTES - len(SUFFIX)}")
     return path.parent / new_name
 
 
@@ -320,7 +329,10 @@ def rename_checkpoint(path: str | Path, new_name: str) -> Path:
         return path
     if target.exists():
         raise ScratchError(f"cannot rename {path.name}: {target} already exists; choose another name or delete it first")
-    os.rename(path, target)
+    try:
+        os.rename(path, target)
+    except OSError as e:
+        raise ScratchError(f"cannot rename {path.name}: {e.strerror}; nothing was changed") from None
     fsync_dir(target.parent)
     return target
 

@@ -523,3 +523,32 @@ def test_responses_and_eval_json_get_the_mode_of_any_new_file(tmp_path):
     for name in ("m.responses.json", "m.eval.json"):
         mode = write_json_atomic(tmp_path / name, {"a": 1}).stat().st_mode & 0o777
         assert mode == plain.stat().st_mode & 0o777 == checkpoint.stat().st_mode & 0o777
+
+
+# --- 11. names in rename/duplicate ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "x" * 300, "tab\there", "esc\x1b[2J"])
+def test_rename_and_duplicate_refuse_unusable_names_with_a_scratch_error(tmp_path, name):
+    from chatgpt_scratch.checkpoints import duplicate_checkpoint, rename_checkpoint
+    from chatgpt_scratch.errors import ScratchError
+
+    path = _save_tiny(tmp_path / "m.safetensors")
+    before = path.read_bytes()
+    for operation in (rename_checkpoint, duplicate_checkpoint):
+        with pytest.raises(ScratchError):
+            operation(path, name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"] and path.read_bytes() == before
+
+
+def test_generate_with_a_prompt_longer_than_the_context_is_one_error_line(tmp_path, capsys):
+    path = _save_tiny(tmp_path / "m.safetensors", kind="base")  # test-tiny: a short context
+    from chatgpt_scratch.config import PRESETS
+
+    context = PRESETS["test-tiny"].context_length
+    prompt = "word " * (context + 10)
+    for extra in ([], ["--quantize", "int8", "--device", "cpu"]):
+        assert main(["generate", "--checkpoint", str(path), *extra, prompt]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: the prompt is") and f"{context}-token context" in err
+    assert main(["generate", "--checkpoint", str(path), "--max-new-tokens", "3", "word " * (context - 2)]) == 0

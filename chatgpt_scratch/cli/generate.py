@@ -20,7 +20,9 @@ def register(subparsers) -> None:
         epilog='example: chatgpt-scratch generate --checkpoint checkpoints/gpt2.safetensors '
         '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"',
     )
-    p.add_argument("prompt", help='the prompt text; "-" reads it from stdin')
+    p.add_argument("prompt", help='the prompt text; "-" reads it from stdin. A prompt longer than the model\'s '
+                   "context is an error (the reply may run past the context: the model then sees its last "
+                   "context-length tokens)")
     add_checkpoint_arg(p, "generate")
     add_sampling_args(p)
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -70,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "generate")
     model, _ = load_model_for_inference(args.checkpoint, args.device, args.dtype, args.quantize)
+    ids = encode(prompt)
+    context = model.cfg.context_length
+    if len(ids) > context:  # one rule, as chat: a prompt is never cut silently
+        raise ScratchError(f"the prompt is {len(ids)} tokens, longer than the model's {context}-token context; "
+                           f"shorten it to at most {context} tokens (e.g. keep its end)")
     out = sys.stdout
-    for piece in stream_text(model, encode(prompt), sampling, stop_strings=args.stop):
+    for piece in stream_text(model, ids, sampling, stop_strings=args.stop):
         out.write(piece)
         out.flush()
     out.write("\n")
