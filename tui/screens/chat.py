@@ -148,9 +148,11 @@ class ChatScreen(MainScreen):
     # --- models --------------------------------------------------------------------------------
 
     def reload_models(self) -> None:
-        self.query_one("#chat-model", ModelPicker).reload(then=self.models_listed)
+        self.query_one("#chat-model", ModelPicker).reload()
 
-    def models_listed(self, infos: list[Any]) -> None:
+    @on(ModelPicker.Listed, "#chat-model")
+    def models_listed(self, message: ModelPicker.Listed) -> None:
+        infos = message.infos
         empty = self.query_one("#chat-empty", Markdown)
         if not infos:
             from chatgpt_scratch.paths import checkpoints_dir

@@ -77,9 +77,11 @@ class SpamScreen(MainScreen):
 
     def reload_models(self) -> None:
         picker = self.query_one("#spam-model", ModelPicker)
-        picker.reload(then=self.models_listed)
+        picker.reload()
 
-    def models_listed(self, infos: list[Any]) -> None:
+    @on(ModelPicker.Listed, "#spam-model")
+    def models_listed(self, message: ModelPicker.Listed) -> None:
+        infos = message.infos
         status = self.query_one("#spam-status", Label)
         wanted = self.app.state.spam.path
         if not infos:

@@ -152,9 +152,11 @@ class XrayScreen(MainScreen):
     # --- models --------------------------------------------------------------------------------------
 
     def reload_models(self) -> None:
-        self.query_one("#xr-model", ModelPicker).reload(then=self.models_listed)
+        self.query_one("#xr-model", ModelPicker).reload()
 
-    def models_listed(self, infos: list[Any]) -> None:
+    @on(ModelPicker.Listed, "#xr-model")
+    def models_listed(self, message: ModelPicker.Listed) -> None:
+        infos = message.infos
         if not infos:
             self.set_status(NO_MODEL)
             return

@@ -7,7 +7,11 @@ labelled "name (lora → kind, preset)": the screens load them like full models 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from textual import work
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Select
 
 
@@ -20,28 +24,40 @@ class ModelPicker(Select[str]):
         self.paths: list[Path] = []
         self.loaded = False
 
-    def reload(self, then=None) -> None:
-        kinds = self.kinds
+    class Listed(Message):
+        """The picker's options were (re)filled from the checkpoints folder; `infos` are the models offered."""
 
-        def work():
-            from chatgpt_scratch.checkpoints import list_checkpoints
-            from chatgpt_scratch.inference import adapted_kind
+        def __init__(self, picker: ModelPicker, infos: list[Any]) -> None:
+            super().__init__()
+            self.picker, self.infos = picker, infos
 
-            return [i for i in list_checkpoints() if i.ok and adapted_kind(i.metadata) in kinds]
+        @property
+        def control(self) -> ModelPicker:  # so @on(ModelPicker.Listed, "#id") can match the picker
+            return self.picker
 
-        def fill(infos) -> None:
-            current = self.value if self.value != Select.BLANK else None
-            self.paths = [i.path for i in infos]
-            options = [(Content(option_label(i)), str(i.path)) for i in infos]  # file names: not markup
-            with self.prevent(Select.Changed):
-                self.set_options(options)
-                if current in {str(p) for p in self.paths}:
-                    self.value = current
-            self.loaded = True
-            if then is not None:
-                then(infos)
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def reload(self) -> None:
+        """List the checkpoints again (headers only, in a worker); the options change, then Listed is posted."""
+        from chatgpt_scratch.checkpoints import list_checkpoints
+        from chatgpt_scratch.inference import adapted_kind
 
-        self.app.run_worker_thread(work, fill, name=f"list-{self.id}", group=f"list-{self.id}", exclusive=True)
+        infos = [i for i in list_checkpoints() if i.ok and adapted_kind(i.metadata) in self.kinds]
+        self.app.call_from_thread(self._fill, infos)
+
+    def _fill(self, infos: list[Any]) -> None:
+        current = self.value if self.value != Select.BLANK else None
+        self.paths = [i.path for i in infos]
+        options = [(Content(option_label(i)), str(i.path)) for i in infos]  # file names: not markup
+        with self.prevent(Select.Changed):
+            self.set_options(options)
+            if current in {str(p) for p in self.paths}:
+                self.value = current
+        self.loaded = True
+        self.post_message(self.Listed(self, infos))
+
+    def on_worker_state_changed(self, event) -> None:
+        # This widget's worker reports here (the event does not bubble): the App turns errors into a notification.
+        self.app.on_worker_state_changed(event)
 
     def select_path(self, path: Path) -> None:
         """Show `path` as picked without posting Changed (the screen loads it itself)."""
