@@ -191,3 +191,24 @@ def test_tui_shared_state_is_one_reactive_object_the_header_follows():
     header, seen = asyncio.run(_header_follows_state())
     assert header == "chat: my-model · spam: - · device: auto"
     assert seen and seen[-1].chat.name == "my-model"
+
+
+def test_tui_has_no_callback_worker_helper_left():
+    """Every worker is an @work method posting typed messages; the App's callback helper is gone."""
+    import asyncio
+
+    from tui.app import ScratchApp
+
+    assert not hasattr(ScratchApp, "run_worker_thread")
+
+    async def device_shown() -> str:
+        app = ScratchApp(start="spam", detect_device=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(200):
+                if app.state.device != "auto":
+                    break
+                await pilot.pause(0.05)
+            return app.sub_title
+
+    header = asyncio.run(device_shown())
+    assert header.rsplit("device: ", 1)[1] in ("cpu", "cuda", "mps") or header.split("device: ")[1].startswith("cuda")

@@ -11,12 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from tui.state import SharedState
 from tui.widgets.nav import SCREENS
@@ -129,35 +131,26 @@ class ScratchApp(App):
         self.state = self.state.with_model(role, path, self.state.model(role).name)
         self.switch_mode(role)
 
+    class DeviceResolved(Message):
+        """A worker found the device `--device auto` picks (cuda, mps or cpu)."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    @work(thread=True, exit_on_error=False)
     def resolve_device(self) -> None:
-        def work() -> str:
-            from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.device import resolve_device
 
-            return str(resolve_device("auto"))
+        self.post_message(self.DeviceResolved(str(resolve_device("auto"))))
 
-        def done(name: str) -> None:
-            self.state = replace(self.state, device=name)
-
-        self.run_worker_thread(work, done, name="device")
+    @on(DeviceResolved)
+    def device_resolved(self, message: DeviceResolved) -> None:
+        self.state = replace(self.state, device=message.name)
 
     # --- the one place where background work reports back ------------------------------------
-
-    def run_worker_thread(self, fn, on_result=None, name: str = "", group: str = "default",
-                          exclusive: bool = False) -> Worker:
-        """Run fn() in a thread; on success call on_result(value) on the UI thread.
-
-        A failure becomes a notification (see on_worker_state_changed), never a crash.
-        """
-
-        def runner():
-            result = fn()
-            # A newer worker of an exclusive group replaced this one: its result is stale.
-            if on_result is not None and not get_current_worker().is_cancelled:
-                self.call_from_thread(on_result, result)
-            return result
-
-        return self.run_worker(runner, name=name, group=group, thread=True, exclusive=exclusive,
-                               exit_on_error=False)
+    # Every thread worker (an @work method of the App, a screen or a widget) posts typed messages with
+    # its results; its errors end here (screens and widgets forward their Worker.StateChanged).
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

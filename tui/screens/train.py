@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Button, DataTable, Log, Static, TabbedContent, TabPane
 
 from tui import jobs
@@ -39,6 +40,13 @@ class TrainScreen(MainScreen):
         Binding("f8", "resume", "Resume run"),
         Binding("ctrl+o", "toggle_tab", "Form/monitor"),
     ]
+
+    class RunsListed(Message):
+        """A worker read the runs folder (and the jobs started from here)."""
+
+        def __init__(self, runs: list[jobs.RunSummary]) -> None:
+            super().__init__()
+            self.runs = runs
 
     def __init__(self) -> None:
         super().__init__()
@@ -143,14 +151,20 @@ class TrainScreen(MainScreen):
             if proc.poll() is not None:  # reap finished children so they do not linger as zombies
                 del self.procs[key]
 
-        def work():
-            try:
-                return jobs.list_runs()
-            finally:
-                self._runs_busy = False
+        self.list_runs()
 
-        # Not exclusive: a cancelled-before-start worker would never clear _runs_busy.
-        self.app.run_worker_thread(work, self.show_runs, name="list-runs", group="train-runs")
+    # Not exclusive: a worker cancelled before it starts would never clear _runs_busy.
+    @work(thread=True, group="train-runs", exit_on_error=False)
+    def list_runs(self) -> None:
+        try:
+            runs = jobs.list_runs()
+        finally:
+            self._runs_busy = False
+        self.post_message(self.RunsListed(runs))
+
+    @on(RunsListed)
+    def runs_listed(self, message: RunsListed) -> None:
+        self.show_runs(message.runs)
 
     def show_runs(self, runs: list[jobs.RunSummary]) -> None:
         table = self.query_one("#train-runs", DataTable)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
@@ -86,6 +87,20 @@ class XrayScreen(MainScreen):
         Binding("f7", "step('sample')", "Sample ▶"),
         Binding("f8", "back", "◀ Back"),
     ]
+
+    class ModelLoaded(Message):
+        """A worker loaded the model at `path`."""
+
+        def __init__(self, path: Path, model: Any) -> None:
+            super().__init__()
+            self.path, self.model = path, model
+
+    class Computed(Message):
+        """A worker ran the model (or reused its last pass) and computed every view."""
+
+        def __init__(self, views: Views) -> None:
+            super().__init__()
+            self.views = views
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,29 +198,34 @@ class XrayScreen(MainScreen):
 
     def load(self, path: Path) -> None:
         self.set_status(f"Loading {path.name}…")
+        self.load_model(path)
 
-        def work():
-            from chatgpt_scratch.device import resolve_device
-            from chatgpt_scratch.inference import load_for_inference
+    @work(thread=True, exclusive=True, group="xray-load", exit_on_error=False)
+    def load_model(self, path: Path) -> None:
+        from textual.worker import get_current_worker
 
-            with self.lock:
-                model, _ = load_for_inference(path, device=resolve_device("auto"), kind=("base", "instruct"))
-                return model.eval()
+        from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.inference import load_for_inference
 
-        def loaded(model) -> None:
-            self.model, self.loaded_path = model, path
-            self.views = None  # the last forward pass belongs to the previous model
-            cfg = model.cfg
-            layer = self.query_one("#xr-layer", Select)
-            head = self.query_one("#xr-head", Select)
-            with layer.prevent(Select.Changed), head.prevent(Select.Changed):
-                layer.set_options([(str(i), i) for i in range(cfg.n_layers)])
-                layer.value = cfg.n_layers - 1
-                head.set_options([("mean", -1)] + [(str(i), i) for i in range(cfg.n_heads)])
-                head.value = -1
-            self.retokenize()
+        with self.lock:
+            model, _ = load_for_inference(path, device=resolve_device("auto"), kind=("base", "instruct"))
+        if not get_current_worker().is_cancelled:  # a newer pick replaced this one
+            self.post_message(self.ModelLoaded(path, model.eval()))
 
-        self.app.run_worker_thread(work, loaded, name="xray-load", group="xray-load", exclusive=True)
+    @on(ModelLoaded)
+    def model_loaded(self, message: ModelLoaded) -> None:
+        model, path = message.model, message.path
+        self.model, self.loaded_path = model, path
+        self.views = None  # the last forward pass belongs to the previous model
+        cfg = model.cfg
+        layer = self.query_one("#xr-layer", Select)
+        head = self.query_one("#xr-head", Select)
+        with layer.prevent(Select.Changed), head.prevent(Select.Changed):
+            layer.set_options([(str(i), i) for i in range(cfg.n_layers)])
+            layer.value = cfg.n_layers - 1
+            head.set_options([("mean", -1)] + [(str(i), i) for i in range(cfg.n_heads)])
+            head.value = -1
+        self.retokenize()
 
     # --- input -----------------------------------------------------------------------------------------
 
@@ -337,7 +357,17 @@ class XrayScreen(MainScreen):
                     X.top_attended(ray, lay, head, at), X.logit_lens(ray, at), X.loss_view(ray),
                 )
 
-        self.app.run_worker_thread(work, self.show, name="xray-compute", group="xray-compute")
+        self.run_compute(work)
+
+    @work(thread=True, group="xray-compute", exit_on_error=False)
+    def run_compute(self, compute: Callable[[], Views | None]) -> None:
+        views = compute()
+        if views is not None:  # None: overtaken by a newer request while waiting for the lock
+            self.post_message(self.Computed(views))
+
+    @on(Computed)
+    def computed(self, message: Computed) -> None:
+        self.show(message.views)
 
     def refresh_views(self) -> None:
         """Settings or selection changed: recompute the views from the last forward pass."""
