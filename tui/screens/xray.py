@@ -14,9 +14,8 @@ and a sequence number drops results that a newer request has overtaken.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -27,56 +26,17 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
-from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
+from tui.xray_compute import (SAMPLING_FIELDS, SETTINGS_SELECTOR, ViewRequest, Views,  # noqa: F401
+                              compute_views, parse_sampling)
 from tui.widgets.xray_views import render_attention, render_chips, render_lens, render_loss, render_next
 
 DEFAULT_TEXT = "Every effort moves you"
 TYPING_PAUSE_S = 0.25  # recompute once typing pauses this long
-TOP_CANDIDATES = 10
-HEATMAP_TOKENS = 48  # the heatmap shows at most this many tokens, ending at the selected one
 # Chip backgrounds, picked by a hash of the token id (dark enough for white text).
 NO_MODEL = ("No base or instruct checkpoint yet. Import GPT-2 in Checkpoints (4), or train one in Train (3); "
             "`chatgpt-scratch import-gpt2 --help`.")
-
-# The Next-token tab's fields, from sampling.SAMPLING_PARAMS (as the CLI's flags): the model's own
-# distribution (temperature 1) with the usual cuts to show. Blank top-k / top-p = off.
-XRAY_SAMPLING = {"temperature": "1.0", "top_k": "40", "top_p": "0.95", "repetition_penalty": "1.0"}
-SAMPLING_FIELDS = [(p.name, p.short_label, XRAY_SAMPLING[p.name]) for p in sampling_params(XRAY_SAMPLING)]
-
-SETTING_INPUTS = {f"xr-{name}" for name, _, _ in SAMPLING_FIELDS} | {"xr-token"}
-SETTINGS_SELECTOR = ", ".join(f"#{i}" for i in sorted(SETTING_INPUTS))
-
-
-def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Text fields -> SamplingConfig keyword arguments (sampling.parse_sampling_text), plus one message per field."""
-    kwargs, problems = parse_sampling_text(values)
-    errors = []
-    for param in sampling_params(problems):
-        need = "required" if problems[param.name] == "required" else f"a {problems[param.name]}"
-        errors.append(f"{param.short_label}: {need}{' or blank' if param.optional else ''}")
-    return kwargs, errors
-
-
-@dataclass
-class Views:
-    """What the worker hands the UI: plain numbers, ready to draw."""
-
-    seq: int
-    stepped: bool  # the ids grew or shrank by stepping, not by typing: show their text in the input
-    ray: Any  # chatgpt_scratch.xray.XRay, kept to recompute views without a new forward pass
-    tokens: Any  # TokensView
-    next: Any  # NextTokenView
-    layer: int
-    head: int | None
-    token: int
-    attention_start: int  # first token index of the heatmap window
-    attention: list[list[float]]  # (w, w) weights of the chosen layer/head among tokens start..start+w-1
-    attended: list[Any]  # Attended, heaviest first
-    lens: list[Any]  # LensRow per stream position
-    loss: Any  # LossView
-
 
 class XrayScreen(MainScreen):
     MODE = "xray"
@@ -323,47 +283,20 @@ class XrayScreen(MainScreen):
         ids = list(self.ids)
         layer, head, token = selection
 
-        def work() -> Views:
-            from chatgpt_scratch.errors import ScratchError
-            from chatgpt_scratch.generation import SamplingConfig, make_generator
-            from chatgpt_scratch import xray as X
-
-            with self.lock:
-                if seq != self.seq:
-                    return None  # overtaken by a newer request while waiting
-                sampling = SamplingConfig(**sampling_kwargs)
-                nonlocal ray, ids
-                if make_ids is not None:
-                    ids, ray = make_ids(), None
-                if step is not None:
-                    if ray is None:
-                        raise ScratchError("nothing to step from yet; type some text")
-                    if step == "sample" and self.generator is None:
-                        self.generator = make_generator(None)
-                    ids = ray.ids + [X.choose_next(ray, sampling, step, self.generator)]
-                    ray = None
-                if ray is None:
-                    ray = X.xray(model, ids)
-                n = len(ray.ids)
-                at = n - 1 if token is None else token
-                if not 0 <= at < n:
-                    raise ScratchError(f"token # must be 0..{n - 1} for this text")
-                lay = ray.n_layers - 1 if layer is None else layer
-                start = max(0, at + 1 - HEATMAP_TOKENS)
-                window = X.attention_matrix(ray, lay, head)[start:at + 1, start:at + 1]
-                return Views(
-                    seq, step is not None or stepped, ray, X.tokens_of_ids(ray.ids),
-                    X.next_token_view(ray, sampling, TOP_CANDIDATES), lay, head, at, start, window.tolist(),
-                    X.top_attended(ray, lay, head, at), X.logit_lens(ray, at), X.loss_view(ray),
-                )
-
-        self.run_compute(work)
+        request = ViewRequest(seq, model, ids, ray, sampling_kwargs, make_ids, step, stepped, layer, head, token)
+        self.run_compute(request)
 
     @work(thread=True, group="xray-compute", exit_on_error=False)
-    def run_compute(self, compute: Callable[[], Views | None]) -> None:
-        views = compute()
-        if views is not None:  # None: overtaken by a newer request while waiting for the lock
-            self.post_message(self.Computed(views))
+    def run_compute(self, request: ViewRequest) -> None:
+        with self.lock:  # one model pass at a time, in the order asked
+            if request.seq != self.seq:
+                return  # overtaken by a newer request while waiting
+            if request.step == "sample" and self.generator is None:
+                from chatgpt_scratch.generation import make_generator
+
+                self.generator = make_generator(None)
+            views = compute_views(request, self.generator)
+        self.post_message(self.Computed(views))
 
     @on(Computed)
     def computed(self, message: Computed) -> None:
