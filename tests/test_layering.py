@@ -39,3 +39,54 @@ def test_cli_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module an import statement in `path` names (at any depth: lazy imports count)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_cli_imports_the_cli():
+    """The CLI is a front end: library modules never take logic from it (a rule with two front ends
+    lives in the library, and the CLI and the TUI both call it)."""
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(m for m in imported_modules(path) if m.startswith("chatgpt_scratch.cli"))
+        for path in PACKAGE.rglob("*.py")
+        if "cli" not in path.relative_to(PACKAGE).parts and path.name != "__main__.py"  # `python -m` runs the CLI
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_tui_takes_no_logic_from_cli_commands():
+    """The TUI checks a command line it builds with the CLI's parser (chatgpt_scratch.cli.argument_error) and
+    starts jobs as CLI subprocesses; it never imports a command module (chatgpt_scratch.cli.xray, ...)."""
+    tui = PACKAGE.parent / "tui"
+    offenders = {
+        str(path.relative_to(tui)): sorted(m for m in imported_modules(path) if m.startswith("chatgpt_scratch.cli."))
+        for path in tui.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_core_model_does_not_depend_on_use_cases():
+    """The model core (config, attention, model, tokenizer, generation, sampling) imports nothing from the
+    storage or use-case layers at module level, so the book's chapters read on their own."""
+    core = ("config", "attention", "model", "tokenizer", "generation", "sampling")
+    upper = ("checkpoints", "checkpoint_format", "gpt2_weights", "chat", "conversation", "classify", "xray",
+             "lora", "inference", "evaluate_instruct", "training", "data", "cli")
+    offenders = {}
+    for name in core:
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        mods = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+        mods |= {n.module for n in top if isinstance(n, ast.ImportFrom) and n.module}
+        bad = sorted(m for m in mods if m.split(".")[:2][-1] in upper and m.startswith("chatgpt_scratch."))
+        if bad:
+            offenders[name] = bad
+    assert offenders == {}
