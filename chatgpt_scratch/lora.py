@@ -40,10 +40,12 @@ LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
 TARGET_GROUPS: dict[str, tuple[str, ...]] = {
     "qkv": ("att.qkv",), "out_proj": ("att.out_proj",), "ff": ("ff.layers.0", "ff.layers.2"), "head": ("out_head",),
+    "emb": ("tok_emb",),  # the token embedding: a low-rank change of its rows (LoRAEmbedding); opt-in
 }
 # Every linear layer of the GPT: the fused query/key/value projection, the attention
 # output projection, both feed-forward layers, and the output head (the book adapts all).
-DEFAULT_TARGETS: tuple[str, ...] = tuple(layer for group in TARGET_GROUPS.values() for layer in group)
+DEFAULT_TARGETS: tuple[str, ...] = tuple(layer for name, group in TARGET_GROUPS.items() if name != "emb"
+                                         for layer in group)
 
 
 def parse_targets(spec: str) -> tuple[str, ...]:
@@ -106,6 +108,51 @@ class LoRALinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, alpha={self.alpha:g}"
 
 
+class LoRAEmbedding(nn.Module):
+    """A frozen nn.Embedding plus a trainable low-rank change of its rows: E' = E + scaling · (A B).
+
+    A: (num_embeddings, r) starts at zero and B: (r, dim) random (the LoRA paper's embedding variant:
+    one factor zero, so the adapted model starts as the base). A token's row changes through its own
+    row of A, so an adapter can move exactly the tokens a task needs (a classifier's "FREE", "txt")
+    for r·(vocab + dim) numbers instead of vocab·dim.
+    """
+
+    def __init__(self, embedding: nn.Embedding, rank: int, alpha: float):
+        super().__init__()
+        if not isinstance(rank, int) or rank < 1:
+            raise ScratchError(f"LoRA rank must be a whole number >= 1, got {rank!r}")
+        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+            raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
+        self.in_features, self.out_features = embedding.num_embeddings, embedding.embedding_dim
+        self.rank, self.alpha = rank, float(alpha)
+        self.scaling = self.alpha / rank
+        self.weight = embedding.weight  # (num_embeddings, dim), frozen (possibly shared with a tied head)
+        self.weight.requires_grad_(False)
+        factory = dict(device=embedding.weight.device, dtype=embedding.weight.dtype)
+        self.lora_A = nn.Parameter(torch.zeros(self.in_features, rank, **factory))     # (vocab, r)
+        self.lora_B = nn.Parameter(torch.randn(rank, self.out_features, **factory) / math.sqrt(rank))  # (r, dim)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        # (..., ) ids -> (..., dim): the base row plus the low-rank change of that row only.
+        return F.embedding(idx, self.weight) + self.scaling * (F.embedding(idx, self.lora_A) @ self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        return self.scaling * (self.lora_A @ self.lora_B)  # (vocab, dim)
+
+    def merged(self) -> nn.Embedding:
+        embedding = nn.Embedding(self.in_features, self.out_features, device=self.weight.device,
+                                 dtype=self.weight.dtype)
+        with torch.no_grad():
+            embedding.weight.copy_(self.weight + self.delta_weight())
+        return embedding
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.in_features}, dim={self.out_features}, rank={self.rank}, alpha={self.alpha:g}"
+
+
+LORA_MODULES = (LoRALinear, LoRAEmbedding)
+
+
 def _matches(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
@@ -129,13 +176,15 @@ def inject_lora(model: nn.Module, rank: int, alpha: float, targets: Sequence[str
     if not targets:
         raise ScratchError("LoRA needs at least one target layer")
     chosen = [name for name, module in model.named_modules()
-              if isinstance(module, nn.Linear) and _matches(name, targets)]
+              if isinstance(module, (nn.Linear, nn.Embedding)) and _matches(name, targets)]
     if not chosen:
         raise ScratchError(f"no linear layer matches the LoRA targets {list(targets)}")
     for param in model.parameters():
         param.requires_grad_(False)
     for name in chosen:
-        _set_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha))
+        module = model.get_submodule(name)
+        wrapper = LoRAEmbedding if isinstance(module, nn.Embedding) else LoRALinear
+        _set_submodule(model, name, wrapper(module, rank, alpha))
     for name, param in model.named_parameters():
         if name.endswith(LORA_PARAM_SUFFIXES):
             param.requires_grad_(True)
@@ -145,11 +194,11 @@ def inject_lora(model: nn.Module, rank: int, alpha: float, targets: Sequence[str
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    return {name: m for name, m in model.named_modules() if isinstance(m, LORA_MODULES)}
 
 
 def has_lora(model: nn.Module) -> bool:
-    return any(isinstance(m, LoRALinear) for m in model.modules())
+    return any(isinstance(m, LORA_MODULES) for m in model.modules())
 
 
 def lora_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -172,7 +221,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     for name, layer in layers.items():
         _set_submodule(model, name, layer.merged())
     cfg = getattr(model, "cfg", None)
-    if cfg is not None and getattr(cfg, "tie_embeddings", False) and "out_head" in layers:
+    if cfg is not None and getattr(cfg, "tie_embeddings", False) and ("out_head" in layers or "tok_emb" in layers):
         model.cfg = cfg.with_(tie_embeddings=False)
     for param in model.parameters():
         param.requires_grad_(True)

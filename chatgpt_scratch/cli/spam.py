@@ -61,6 +61,11 @@ def _register_finetune(subparsers) -> None:
                    "adapter alone is saved too (OUT.lora.safetensors, usable with classify)")
     p.add_argument("--lora-alpha", type=float, default=None, metavar="A",
                    help="LoRA scaling numerator: updates are scaled by A/R (default: A = R)")
+    p.add_argument("--lora-targets", default="qkv,out_proj,ff", metavar="LIST",
+                   help="with --lora-rank: the adapted layers, a comma list of qkv, out_proj, ff, emb (emb: a low-rank "
+                   "change of the token embedding's rows) (default: qkv,out_proj,ff)")
+    p.add_argument("--lora-norms", action="store_true",
+                   help="with --lora-rank: also train the LayerNorms and the position embedding (a few KB)")
     p.add_argument("--pool", choices=_POOL, default="last-token",
                    help="which hidden state classifies: the last real (non-padding) token, or the mean over "
                    "real tokens (default: last-token)")
@@ -99,6 +104,17 @@ def _build_model(args: argparse.Namespace):
     return model, parent
 
 
+def _spam_lora_targets(spec: str) -> tuple[str, ...]:
+    from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.lora import TARGET_GROUPS
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    allowed = ("qkv", "out_proj", "ff", "emb")  # the head is the classifier's own, trained in full
+    if not names or any(n not in allowed for n in names):
+        raise ScratchError(f"--lora-targets {spec!r}: use a comma list of {', '.join(allowed)}")
+    return tuple(layer for n in names for layer in TARGET_GROUPS[n])
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
@@ -129,7 +145,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     if bad:
         print(describe_non_utf8(bad, str(data_path)), file=sys.stderr)
     data = prepare_spam_data(data_path, max_length, args.balance, args.seed, limit=args.limit)
-    trainable = set_trainable(model, args.train_layers, args.lora_rank, args.lora_alpha)
+    targets = _spam_lora_targets(args.lora_targets)
+    trainable = set_trainable(model, args.train_layers, args.lora_rank, args.lora_alpha, targets, args.lora_norms)
     n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
     what = f"LoRA rank {args.lora_rank} + head" if args.lora_rank else args.train_layers
     sizes = data.info["split_sizes"]

@@ -50,12 +50,14 @@ def parse_train_layers(spec: str, n_layers: int) -> int:
 
 
 def set_trainable(model: nn.Module, train_layers: str = "last-1", lora_rank: int | None = None,
-                  lora_alpha: float | None = None) -> list[str]:
+                  lora_alpha: float | None = None, lora_targets: tuple[str, ...] = LORA_BLOCK_TARGETS,
+                  lora_norms: bool = False) -> list[str]:
     """Freeze the model, then unfreeze the chosen parts; returns the names of the trainable parameters.
 
     head: the classifier head only. last-N: the last N blocks + final norm + head (the book's
     default is last-1). all: everything. lora_rank: low-rank adapters on every block's linear
-    layers, plus the full (fresh) head; the base weights stay frozen.
+    layers (or `lora_targets`, e.g. with the token embedding), plus the full (fresh) head; with
+    lora_norms also the LayerNorms and the position embedding (small); the base weights stay frozen.
     """
     for p in model.parameters():
         p.requires_grad_(False)
@@ -63,7 +65,8 @@ def set_trainable(model: nn.Module, train_layers: str = "last-1", lora_rank: int
         from chatgpt_scratch.lora import inject_lora
 
         inject_lora(model, lora_rank, lora_alpha if lora_alpha is not None else float(lora_rank),
-                    targets=LORA_BLOCK_TARGETS, train_also=("out_head",))
+                    targets=lora_targets,
+                    train_also=("out_head",) + (("norm1", "norm2", "final_norm", "pos_emb") if lora_norms else ()))
     else:
         n_blocks = parse_train_layers(train_layers, len(model.trf_blocks))
         parts: list[nn.Module] = [model.out_head]
