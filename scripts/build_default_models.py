@@ -6,7 +6,7 @@
 Stages (all by default, in this order; each one reads the files the stages before it wrote in --build):
 
   base             pretrain cpu-deep on the compact corpus shipped in datasets/pretrain   (~28 CPU min)
-  instruct-alpaca  instruction-tune it on the book's 935 training entries + 20,000 Alpaca    (~35 CPU min)
+  instruct-alpaca  instruction-tune it on the book's 935 training entries + 20,000 Alpaca    (~30 CPU min)
   instruct         then on the book's 935 entries alone, for their short-answer style;
                    answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
   spam             a LoRA classifier on the base, on the SMS Spam Collection                (~10 CPU min)
@@ -140,8 +140,11 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
         argv = ["finetune-instruct", *start, "--data", "instruction-data", "--mask-instructions", "--epochs", epochs,
                 "--batch-size", "8", "--lr", "5e-4", "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "50",
                 "--device", device, "--dtype", "bfloat16", "--seed", SEED, "--out", str(build / name)]
+        eval_json = build / f"{name}.best.eval.json"
+        if eval_json.exists():  # already run (stages may be split over several calls)
+            return eval_json, shown(argv), json.loads(eval_json.read_text())["train_seconds"]
         seconds = run_cli(argv, build / f"{name}.log")
-        return build / f"{name}.best.eval.json", shown(argv), seconds
+        return eval_json, shown(argv), seconds
 
     def score(eval_json: Path) -> tuple[float, float, int]:
         ev = json.loads(eval_json.read_text())["evaluation"]
@@ -154,9 +157,13 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
                                 "pretrained base, book data only")):
         eval_json, command, seconds = book_only(name, start, "6")
         rows.append((label, *score(eval_json), f"{seconds / 60:.1f} min", command))
+    if not (build / "instruct.best.eval.json").exists():
+        print("ablations: the instruct stages have not finished; run this stage again after them")
+        return
     argv = ["evaluate-instruct", "--checkpoint", str(build / "instruct-alpaca.best.safetensors"), "--data",
             "instruction-data", "--device", device, "--responses", str(build / "instruct-alpaca.responses.json")]
-    run_cli(argv, build / "ablation-alpaca-eval.log")
+    if not (build / "ablation-alpaca-eval.log").exists() or "ROUGE-L" not in (build / "ablation-alpaca-eval.log").read_text():
+        run_cli(argv, build / "ablation-alpaca-eval.log")
     text = (build / "ablation-alpaca-eval.log").read_text()
     rouge = float(re.search(r"ROUGE-L F1\D*([0-9.]+)", text).group(1))
     loss = float(re.search(r"test responses: loss ([0-9.]+)", text).group(1))

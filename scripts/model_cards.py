@@ -160,6 +160,14 @@ def write_cards(folder: Path, build: Path, timings: dict | None = None) -> Path:
     text = render(folder, build, extra)
     (folder / "README.md").write_text(text)
     print(f"wrote {folder / 'README.md'} in {time.perf_counter() - started:.0f} s")
+    from chatgpt_scratch.builtin import BUILTIN_MODELS, card_metrics
+    from chatgpt_scratch.checkpoints import read_metadata
+
+    print("\nmetrics of the installed built-in models:")
+    for stem in BUILTIN_MODELS:
+        path = folder / f"{stem}.safetensors"
+        metrics = card_metrics(read_metadata(path))
+        print(f"  {stem:18} {path.stat().st_size / 1e6:6.1f} MB  " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return folder / "README.md"
 
 
