@@ -131,12 +131,18 @@ class ChatSession:
     def from_checkpoint(cls, path: str | Path, device: str = "auto", sampling: Any = None,
                         dtype: Any = None) -> ChatSession:
         """Load a base or instruct checkpoint (or a lora-adapter of one); an instruct one brings the
-        template it was trained with."""
-        from chatgpt_scratch.device import resolve_device
-        from chatgpt_scratch.inference import load_for_inference
+        template it was trained with.
 
-        model, metadata = load_for_inference(path, device=resolve_device(device), dtype=dtype,
-                                             kind=("instruct", "base"))
+        dtype=None on a CPU uses the precision the checkpoint recommends for chat (`chat_precision` in its
+        header: the fastest one whose greedy replies matched float32's on its test entries, measured by
+        scripts/model_cards.py for the built-in model); otherwise the saved dtype."""
+        from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.inference import apply_chat_precision, load_for_inference
+
+        device = resolve_device(device)
+        model, metadata = load_for_inference(path, device=device, dtype=dtype, kind=("instruct", "base"))
+        if dtype is None:
+            model = apply_chat_precision(model, metadata, device)
         return cls(model, template_from_metadata(metadata, path), sampling, checkpoint=str(path))
 
     @property

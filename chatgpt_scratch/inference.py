@@ -70,3 +70,18 @@ def quantize_int8(model: Any) -> Any:
         warnings.simplefilter("ignore")
         quantized = quantize_dynamic(model.float().cpu(), {nn.Linear}, dtype=torch.qint8)
     return quantized.eval()
+
+
+CHAT_PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any) -> Any:
+    """On a CPU, run the model in the precision its header recommends for chat (`chat_precision`), if any."""
+    import torch
+
+    wanted = metadata.get("chat_precision")
+    if wanted not in CHAT_PRECISIONS or torch.device(device).type != "cpu":
+        return model
+    if wanted == "int8":
+        return quantize_int8(model)
+    return model.to(dtype=getattr(torch, wanted))

@@ -48,6 +48,7 @@ def measure(folder: Path, build: Path) -> dict:
                     test_response_ppl=round(ev.test_response_ppl, 3), test_entries=ev.n_test,
                     test_empty_answers=empty, eval_dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
     extra["instruct_answers"] = answers
+    update_metadata(instruct, **chat_precision(instruct, build))
 
     spam = folder / "default-spam.safetensors"
     classifier = SpamClassifier.load(spam)
@@ -58,6 +59,31 @@ def measure(folder: Path, build: Path) -> dict:
                     test_spam_recall=round(metrics.recall, 4), test_spam_precision=round(metrics.precision, 4))
     del torch
     return extra
+
+
+# A lower precision is used for chat when at least this share of its greedy test replies equal float32's.
+SAME_REPLIES_NEEDED = 0.9
+
+
+def chat_precision(instruct: Path, build: Path) -> dict:
+    """Time float32 / bf16 / int8 chat on the test entries (benchmarks/quantize_fidelity.py, the README's
+    fidelity method) and pick the fastest whose replies match float32's well enough."""
+    import re
+    import subprocess
+
+    out = build / "fidelity.md"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "quantize_fidelity.py"), "--checkpoint", str(instruct),
+                    "--data", str(REPO / "datasets" / "instruction-data.json"), "--limit", "110",
+                    "--new-tokens", "64", "--out", str(out)], check=True, cwd=REPO)
+    rows = {}
+    for line in out.read_text().splitlines():
+        m = re.match(r"\| (float32|bfloat16|int8)[^|]*\| ([0-9.]+) \| ([0-9.]+)% \| (\d+)/(\d+) \| ([0-9.]+) \|", line)
+        if m:
+            rows[m.group(1)] = {"same": int(m.group(4)) / int(m.group(5)), "tokens_per_s": float(m.group(6))}
+    ok = [name for name, r in rows.items() if r["same"] >= SAME_REPLIES_NEEDED]
+    best = max(ok, key=lambda name: rows[name]["tokens_per_s"])
+    return {"chat_precision": best, "chat_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows.items()},
+            "chat_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows.items()}}
 
 
 def greedy_sample(path: Path, prompt: str, n: int = 40) -> str:

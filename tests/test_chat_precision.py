@@ -1,0 +1,38 @@
+"""ChatSession.from_checkpoint runs a model on the CPU in the precision its header recommends for chat."""
+
+from __future__ import annotations
+
+import torch
+
+from chatgpt_scratch.chat import ChatSession
+from chatgpt_scratch.checkpoints import save_checkpoint
+from chatgpt_scratch.config import PRESETS
+from chatgpt_scratch.generation import SamplingConfig
+from chatgpt_scratch.model import GPTModel
+
+
+def _save(tmp_path, **meta):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "m.safetensors", GPTModel(PRESETS["test-tiny"]), kind="instruct",
+                           template="alpaca", **meta)
+
+
+def test_the_header_picks_int8_and_replies_still_come(tmp_path):
+    path = _save(tmp_path, chat_precision="int8")
+    session = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=3))
+    qkv = session.model.trf_blocks[0].att.qkv
+    assert "quantized" in type(qkv).__module__ and qkv.weight().dtype == torch.qint8
+    assert session.stats is None and isinstance("".join(session.send("Hi")), str)
+    assert session.stats.new_tokens >= 1
+
+
+def test_bfloat16_recommendation_and_explicit_dtype_wins(tmp_path):
+    path = _save(tmp_path, chat_precision="bfloat16")
+    assert next(ChatSession.from_checkpoint(path, device="cpu").model.parameters()).dtype == torch.bfloat16
+    explicit = ChatSession.from_checkpoint(path, device="cpu", dtype=torch.float32)
+    assert next(explicit.model.parameters()).dtype == torch.float32
+
+
+def test_no_recommendation_keeps_the_saved_dtype(tmp_path):
+    path = _save(tmp_path)
+    assert next(ChatSession.from_checkpoint(path, device="cpu").model.parameters()).dtype == torch.float32
