@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     ev.add_argument("--max-new-tokens", type=int, default=256, metavar="N",
                     help="longest test answer to generate (default: 256)")
     ev.add_argument("--no-eval", action="store_true", help="skip answering the test split before and after")
-    add_trainer_args(p, batch_size=8, epochs=1, lr=5e-6, weight_decay=0.0, eval_every=20, eval_batches=None)
+    add_trainer_args(p, "finetune-dpo")
     p.set_defaults(func=run_dpo)
 
 

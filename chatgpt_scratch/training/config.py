@@ -75,6 +75,8 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
     "pretrain": dict(lr=4e-4, batch_size=2, epochs=1, eval_every=100, eval_batches=20),
     "finetune-spam": dict(lr=5e-5, batch_size=8, epochs=5, eval_every=50, eval_batches=None),
     "finetune-instruct": dict(lr=5e-5, batch_size=8, epochs=2, eval_every=50, eval_batches=None),
+    # The book's DPO settings (bonus ch07): AdamW lr 5e-6, no weight decay, batch 8, one epoch.
+    "finetune-dpo": dict(lr=5e-6, batch_size=8, epochs=1, eval_every=20, eval_batches=None, weight_decay=0.0),
 }
 DEFAULT_BATCH_SIZE = 8
 
