@@ -31,6 +31,14 @@ def percent(p: float) -> str:
     return (f"{p * 100:.0e}".replace("e-0", "e-") + "%").rjust(7)
 
 
+def significant(x: float, small: float = 10_000.0, digits: int = 4) -> str:
+    """A number for the eye: two decimals below `small`, else `digits` significant digits ('1.297e+11'),
+    so a huge perplexity does not print float noise that differs between CPUs."""
+    if abs(x) < small:
+        return f"{x:.2f}"
+    return f"{x:.{digits}g}"
+
+
 def column_numbers(columns: range) -> list[str]:
     """Header rows numbering 2-cell columns: the units, with a tens row above once numbers reach 10."""
     units = "".join(f"{k % 10:>2d}" for k in columns)

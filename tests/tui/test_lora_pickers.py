@@ -86,8 +86,12 @@ async def test_pickers_offer_adapters_of_their_kind_and_screens_use_them(tiny_ba
     assert shown_probs == SpamClassifier.load(adapters["classifier"], device="cpu").classify([message])[0].probs
 
     assert xray_paths == [adapters["instruct"], tiny_base]
-    assert xray_loaded == adapters["instruct"]  # the model chat uses
-    merged, _ = load_for_inference(adapters["instruct"])
+    # X-ray opens with the library's default *base* model (as `chatgpt-scratch xray` does), not the chat's
+    from chatgpt_scratch.checkpoints import list_checkpoints, pick_default
+    default = pick_default(list_checkpoints(), ("base", "instruct"))
+    assert default is not None and default.path == tiny_base
+    assert xray_loaded == default.path
+    merged, _ = load_for_inference(default.path)
     ids = torch.tensor([[5, 17, 300, 2]])
     with torch.no_grad():
         assert torch.equal(xray_model(ids), merged(ids))

@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
+from chatgpt_scratch.xray_view import significant
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
 from tui.xray_compute import (SAMPLING_FIELDS, SETTINGS_SELECTOR, ViewRequest, Views,  # noqa: F401
@@ -339,7 +340,7 @@ class XrayScreen(MainScreen):
             self.set_text(self.ids)
         self.query_one("#xr-tokens", Static).update(render_chips(views.tokens, views.token))
         loss = views.loss
-        ppl = "-" if loss.perplexity is None else f"{loss.perplexity:.2f}"
+        ppl = "-" if loss.perplexity is None else significant(loss.perplexity)
         self.set_status(f"{views.tokens.n_tokens} tokens · {views.tokens.n_chars} characters · "
                         f"{views.tokens.chars_per_token:.2f} characters per token · perplexity {ppl}")
         self.query_one("#xr-next", Static).update(render_next(views.next))

@@ -9,7 +9,8 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
-from chatgpt_scratch.xray_view import SHADE_LEGEND, bar, column_numbers, fit, heat_style, percent, shade, surprise_style
+from chatgpt_scratch.xray_view import (SHADE_LEGEND, bar, column_numbers, fit, heat_style, percent, shade,
+                                       significant, surprise_style)
 
 CHIP_COLOURS = ["#1f4e79", "#7b2d26", "#2e6b30", "#6a3d7c", "#8a5a00", "#005f6b", "#7a1f4d", "#4a5a12",
                 "#3b3b98", "#8b3a00", "#00606a", "#5c2a86"]
@@ -108,7 +109,7 @@ def render_loss(view) -> Text:
         text.append(t.label.replace("·", " "), style=surprise_style(t.bits))
     text.append("\n")
     if view.perplexity is not None:
-        text.append(f"perplexity {view.perplexity:.2f}", style="bold")
+        text.append(f"perplexity {significant(view.perplexity)}", style="bold")
         text.append(f"  (mean loss {view.mean_nats:.3f} nats = {view.mean_bits:.3f} bits per token)\n\n")
     else:
         text.append("perplexity needs at least two tokens\n\n")
