@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 TASKS = [("Pretrain (next-token)", "pretrain"), ("Spam fine-tune (classifier)", "finetune-spam"),
-         ("Instruction fine-tune", "finetune-instruct")]
+         ("Instruction fine-tune", "finetune-instruct"), ("Preference tune (DPO)", "finetune-dpo")]
+# What each task may start from: pretraining continues a base model (or makes a new one from a preset),
+# fine-tuning starts from a base or instruct model, preference tuning from an instruct model only.
+START_KINDS = {"pretrain": ("base",), "finetune-spam": ("base", "instruct"),
+               "finetune-instruct": ("base", "instruct"), "finetune-dpo": ("instruct",)}
+NEEDS_CHECKPOINT = {"finetune-dpo"}  # no preset: the frozen reference is the --init model itself
 PRESETS = ["cpu-mini", "cpu-small", "test-tiny", "gpt2-small"]  # the ones worth training from scratch here
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
@@ -43,6 +48,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "pretrain": _form_defaults("pretrain", "the-verdict", epochs="10", eval_every="5", sample_every="20"),
     "finetune-spam": _form_defaults("finetune-spam", "sms-spam"),
     "finetune-instruct": _form_defaults("finetune-instruct", "instruction-data", sample_every="50"),
+    "finetune-dpo": _form_defaults("finetune-dpo", "instruction-preference", sample_every="50"),
 }
 FIELDS = [  # (name, label, kind) kind: int | int? | int0 | float | name | flags
     ("epochs", "epochs", "int"),
@@ -115,7 +121,11 @@ class TrainForm:
         if kind == "checkpoint" and not Path(value).is_file():
             return f"checkpoint not found: {value}"
         if kind not in ("preset", "checkpoint"):
+            if self.task in NEEDS_CHECKPOINT:
+                return "no instruct checkpoint yet: make one with Instruction fine-tune first"
             return "pick a preset or a checkpoint"
+        if kind == "preset" and self.task in NEEDS_CHECKPOINT:
+            return "preference tuning starts from an instruct checkpoint"
         return None
 
     default_name: str = ""

@@ -150,6 +150,54 @@ def test_monitor_eta_and_best_metrics():
     assert m.render().plain.endswith(m.message)
 
 
+def test_train_form_builds_the_dpo_command_from_an_instruct_checkpoint_only(tmp_path):
+    """Preference tuning: finetune-dpo with the CLI's own defaults, --init an instruct checkpoint, never a preset."""
+    from chatgpt_scratch.training.config import trainer_defaults
+    from tui.train_form import TASKS
+
+    assert ("Preference tune (DPO)", "finetune-dpo") in TASKS
+    d = trainer_defaults("finetune-dpo")
+    assert DEFAULTS["finetune-dpo"]["data"] == "instruction-preference"
+    assert (DEFAULTS["finetune-dpo"]["lr"], DEFAULTS["finetune-dpo"]["batch_size"]) == ("5e-6", str(d["batch_size"]))
+    form = TrainForm(task="finetune-dpo", start="preset:cpu-mini", data="instruction-preference",
+                     values=dict(DEFAULTS["finetune-dpo"], out="dpo1"))
+    assert form.validate() == {"start": "preference tuning starts from an instruct checkpoint"}
+    form.start = ""
+    assert form.validate() == {"start": "no instruct checkpoint yet: make one with Instruction fine-tune first"}
+    (tmp_path / "instruct.safetensors").write_bytes(b"x")
+    form.start = f"checkpoint:{tmp_path / 'instruct.safetensors'}"
+    assert form.validate() == {}
+    args = form.args("dpo1", tmp_path, model_context=64)
+    assert args[:5] == ["finetune-dpo", "--init", str(tmp_path / "instruct.safetensors"), "--data",
+                        "instruction-preference"]
+    assert "--max-length" in args and "--preset" not in args
+    parsed = build_parser().parse_args(args)  # the CLI's own parser takes every flag the form writes
+    assert (parsed.lr, parsed.batch_size, parsed.max_length, parsed.out) == (
+        5e-6, d["batch_size"], 64, str(tmp_path / "dpo1.safetensors"))
+
+
+def test_monitor_and_plot_show_the_dpo_metrics():
+    """DPO loss, reward margin and reward accuracy (docs/events.md) reach the side panel and the plot."""
+    from tui.widgets.loss_plot import LossPlot
+
+    events = [{"type": "start", "task": "dpo", "total_steps": 40, "step": 0},
+              {"type": "step", "step": 1, "train_loss": 0.6931, "reward_margin": 0.0, "reward_acc": 0.0},
+              {"type": "step", "step": 2, "train_loss": 0.61, "reward_margin": 0.125, "reward_acc": 0.75},
+              {"type": "eval", "step": 2, "val_loss": 0.65, "val_reward_margin": 0.0625, "val_reward_acc": 0.6,
+               "train_eval_loss": 0.6, "train_reward_margin": 0.2, "train_reward_acc": 0.8}]
+    m = Monitor()
+    for e in events:
+        m.add(e)
+    text = m.render().plain
+    assert "loss   0.6100" in text and "best val 0.6500" in text
+    assert "reward margin +0.125 acc 75%" in text
+    assert "val reward +0.062 acc 60%" in text
+    plot = LossPlot()
+    plot.add_events(events)
+    assert plot.train == [(1.0, 0.6931), (2.0, 0.61)] and plot.val == [(2.0, 0.65)]
+    assert plot.margin == [(2.0, 0.0625)] and plot.acc == [(2.0, 0.6)] and plot.acc_label == "val reward acc"
+
+
 def _wait(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """Train screen: a form that builds the CLI command, and a monitor that tails the runs' events.
 
-A job is `chatgpt-scratch pretrain|finetune-spam|finetune-instruct ...`, started as its own
+A job is `chatgpt-scratch pretrain|finetune-spam|finetune-instruct|finetune-dpo ...`, started as its own
 process session (closing the app leaves it running) and stopped with SIGINT (it saves and
 exits). The monitor reads `<run>/events.jsonl`, so runs started from a shell show up too.
 """
@@ -221,8 +221,11 @@ class TrainScreen(MainScreen):
         if not events:
             return
         plot = self.query_one("#train-plot", LossPlot)
+        run = self.selected.name if self.selected else ""
         if any(e.get("type") == "start" and e.get("task") == "spam" for e in events):
-            plot.title = f"loss / accuracy: {self.selected.name if self.selected else ''}"
+            plot.title = f"loss / accuracy: {run}"
+        elif any(e.get("type") == "start" and e.get("task") == "dpo" for e in events):
+            plot.title = f"DPO loss / reward margin / reward acc: {run}"
         plot.add_events(events)
         samples = self.query_one("#train-samples", Log)
         for e in events:

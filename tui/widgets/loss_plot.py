@@ -1,4 +1,5 @@
-"""A live loss plot fed by training events (train raw + smoothed, val loss, val accuracy).
+"""A live loss plot fed by training events (train raw + smoothed, val loss, val accuracy; for preference
+tuning also the val reward margin on the loss axis and the val reward accuracy on the right one).
 
 Points arrive whenever the events file grows; the drawing happens at most
 MAX_REDRAWS_PER_S times a second, so a fast job cannot flood the terminal.
@@ -23,6 +24,8 @@ class LossPlot(PlotextPlot):
         self.train: list[tuple[float, float]] = []
         self.val: list[tuple[float, float]] = []
         self.acc: list[tuple[float, float]] = []
+        self.margin: list[tuple[float, float]] = []  # DPO: val reward margin (chosen - rejected)
+        self.acc_label = "val acc"  # "val reward acc" for preference tuning
         self._dirty = True
         self.redraws = 0  # how many times the data were drawn (tests and the throttle check read it)
 
@@ -32,10 +35,11 @@ class LossPlot(PlotextPlot):
 
     @property
     def n_points(self) -> int:
-        return len(self.train) + len(self.val) + len(self.acc)
+        return len(self.train) + len(self.val) + len(self.acc) + len(self.margin)
 
     def clear(self) -> None:
-        self.train, self.val, self.acc = [], [], []
+        self.train, self.val, self.acc, self.margin = [], [], [], []
+        self.acc_label = "val acc"
         self._dirty = True
 
     def add_events(self, events: list[dict[str, Any]]) -> None:
@@ -54,6 +58,11 @@ class LossPlot(PlotextPlot):
                     self.val.append((float(x), float(e["val_loss"])))
                 if isinstance(e.get("val_acc"), (int, float)):
                     self.acc.append((float(x), float(e["val_acc"])))
+                if isinstance(e.get("val_reward_acc"), (int, float)):
+                    self.acc_label = "val reward acc"
+                    self.acc.append((float(x), float(e["val_reward_acc"])))
+                if isinstance(e.get("val_reward_margin"), (int, float)):
+                    self.margin.append((float(x), float(e["val_reward_margin"])))
             else:
                 continue
             self._dirty = True
@@ -91,8 +100,11 @@ class LossPlot(PlotextPlot):
             xs, ys = zip(*self.val)
             plt.plot(xs, ys, label="val", marker="braille", color="orange")
             plt.scatter(xs, ys, marker="dot", color="orange")
+        if self.margin:
+            xs, ys = zip(*self.margin)
+            plt.plot(xs, ys, label="val reward margin", marker="+", color="magenta")
         if self.acc:
             xs, ys = zip(*self.acc)
-            plt.plot(xs, ys, label="val acc", yside="right", marker="braille", color="green")
+            plt.plot(xs, ys, label=self.acc_label, yside="right", marker="braille", color="green")
             plt.ylim(0, 1, yside="right")
         self.refresh()

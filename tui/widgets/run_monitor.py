@@ -24,6 +24,11 @@ class Monitor:
     best_val: float | None = None
     best_acc: float | None = None
     mfu: float | None = None
+    # preference tuning (DPO): the latest training reward margin/accuracy and the val ones at the best val loss
+    reward_margin: float | None = None
+    reward_acc: float | None = None
+    val_reward_margin: float | None = None
+    val_reward_acc: float | None = None
     device: str | None = None
     state: str = ""
     message: str = ""
@@ -37,10 +42,14 @@ class Monitor:
             self.device = f"{e.get('device')}, {amp} autocast" if amp and amp != "float32" else e.get("device")
             self.state = "running"
         elif kind == "step":
-            for key in ("step", "epoch", "lr", "tokens_per_s", "elapsed_s", "train_loss", "mfu"):
+            for key in ("step", "epoch", "lr", "tokens_per_s", "elapsed_s", "train_loss", "mfu", "reward_margin",
+                        "reward_acc"):
                 if e.get(key) is not None:
                     setattr(self, key, e[key])
         elif kind == "eval":
+            for key in ("val_reward_margin", "val_reward_acc"):  # the latest eval's, as the plot's last point
+                if isinstance(e.get(key), (int, float)):
+                    setattr(self, key, e[key])
             if isinstance(e.get("val_loss"), (int, float)):
                 self.best_val = e["val_loss"] if self.best_val is None else min(self.best_val, e["val_loss"])
             if isinstance(e.get("val_acc"), (int, float)):
@@ -74,6 +83,10 @@ class Monitor:
             f"[b]best val[/b] {fmt(self.best_val, '.4f')}" + (
                 f" acc {self.best_acc:.1%}" if self.best_acc is not None else ""),
         ]
+        if self.reward_margin is not None or self.val_reward_margin is not None:
+            lines.append(f"[b]reward[/b] margin {fmt(self.reward_margin, '+.3f')} acc {fmt(self.reward_acc, '.0%')}")
+            lines.append(f"[b]val reward[/b] {fmt(self.val_reward_margin, '+.3f')} "
+                         f"acc {fmt(self.val_reward_acc, '.0%')}")
         if self.mfu is not None:
             lines.append(f"[b]MFU[/b]    {self.mfu:.1%}")
         if self.device:

@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from textual.widgets.select import InvalidSelectValueError
 
 from tui import jobs
-from tui.train_form import DEFAULTS, DEVICES, FIELDS, PRESETS, TASKS, TrainForm
+from tui.train_form import DEFAULTS, DEVICES, FIELDS, NEEDS_CHECKPOINT, PRESETS, START_KINDS, TASKS, TrainForm
 
 
 def set_select(select: Select, value: str) -> None:
@@ -88,16 +88,20 @@ class TrainFormPanel(VerticalScroll):
         infos, datasets = message.infos, message.datasets
         self.contexts = {str(i.path): i.config.context_length for i in infos if i.ok and i.config}
         start = self.query_one("#f-start", Select)
-        options = [(f"preset {p} (new model)", f"preset:{p}") for p in PRESETS]
-        # Pretraining continues a base model; fine-tuning starts from a base or instruct one.
-        kinds = ("base",) if self.form.task == "pretrain" else ("base", "instruct")
-        options += [(Content(f"{i.name} ({i.kind})"), f"checkpoint:{i.path}") for i in infos
-                    if i.ok and i.kind in kinds]
+        task = self.form.task
+        options = [] if task in NEEDS_CHECKPOINT else [(f"preset {p} (new model)", f"preset:{p}") for p in PRESETS]
+        kinds = START_KINDS[task]
+        offered = [i for i in infos if i.ok and i.kind in kinds]
+        options += [(Content(f"{i.name} ({i.kind}{', built-in' if i.builtin else ''})"), f"checkpoint:{i.path}")
+                    for i in offered]
         current = start.value
         with start.prevent(Select.Changed):
             start.set_options(options)
             values = {v for _, v in options}
-            start.value = current if current in values else self._default_start(options)
+            if current in values:
+                start.value = current
+            elif options:
+                start.value = self._default_start(options, offered)
         self.form.start = str(start.value) if start.value != Select.BLANK else ""
         known = self.query_one("#f-data-known", Select)
         with known.prevent(Select.Changed):
@@ -106,9 +110,15 @@ class TrainFormPanel(VerticalScroll):
         set_select(known, current if current in datasets else DEFAULTS[self.form.task]["data"])
         self.update_command()
 
-    def _default_start(self, options: list[tuple[str, str]]) -> str:
+    def _default_start(self, options: list[tuple[Any, str]], offered: list[Any]) -> str:
         if self.form.task == "pretrain":
             return "preset:cpu-mini"  # trains in minutes on a laptop CPU
+        if self.form.task in NEEDS_CHECKPOINT:
+            from chatgpt_scratch.checkpoints import pick_default
+
+            best = pick_default(offered, START_KINDS[self.form.task])  # the library's rule: the best instruct model
+            if best is not None:
+                return f"checkpoint:{best.path}"
         checkpoints = [v for _, v in options if v.startswith("checkpoint:")]
         return checkpoints[0] if checkpoints else options[0][1]
 
