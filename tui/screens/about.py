@@ -14,10 +14,11 @@ from textual.widgets import Button, Markdown
 KEYS = """\
 | Key | Does |
 |---|---|
-| 1 2 3 4 (5) or F1-F4 (F5) | Chat, Spam, Train, Checkpoints (X-ray); F-keys work while typing |
+| F1 F2 F3 F4 F5 | Chat, Spam, Train, Checkpoints, X-ray: from every screen, also while typing |
+| 1 2 3 4 5 | the same, when no text box has the focus (in a text box a digit is typed) |
 | ctrl+p | command palette |
 | ctrl+t | light / dark theme |
-| F10 | this view |
+| F10 | this view; Esc or F10 closes it |
 | ctrl+q | quit (training jobs keep running) |
 """
 
