@@ -281,8 +281,7 @@ async def test_export_to_hugging_face_then_import_it_back(tiny_base, checkpoints
 async def test_train_form_shows_errors_beside_fields_and_starts_nothing(tiny_base):
     app = ScratchApp(start="train", detect_device=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = app.screen
-        await pilot.press("ctrl+o")
+        screen = app.screen  # no runs yet: the Train screen opens on the New-run form
         screen.query_one("#f-lr", Input).value = "fast"
         screen.query_one("#f-batch_size", Input).value = "0"
         await pilot.pause(0.1)
@@ -359,8 +358,7 @@ async def test_real_training_job_plots_stops_and_leaves_a_checkpoint(tmp_path, c
     corpus.write_text(CORPUS)
     app = ScratchApp(start="train", detect_device=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = app.screen
-        await pilot.press("ctrl+o")
+        screen = app.screen  # no runs yet: the Train screen opens on the New-run form
         await wait_until(pilot, lambda: screen.form.start == "preset:cpu-mini", what="the form")
         screen.query_one("#f-start").value = "preset:test-tiny"
         for name, value in [("max_steps", "500"), ("context", "16"), ("batch_size", "2"), ("eval_every", "3"),

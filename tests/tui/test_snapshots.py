@@ -52,14 +52,19 @@ def test_spam_screen(relative_data_dirs, tiny_classifier, snap_compare, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_train_screen_monitor(relative_data_dirs, snap_compare, size):
+    async def to_monitor(pilot) -> None:
+        await settled()(pilot)
+        await pilot.press("ctrl+o")  # no runs: the screen opens on the form
+        await settled()(pilot)
+
     app = ScratchApp(start="train", detect_device=False)
-    assert snap_compare(app, terminal_size=size, run_before=settled())
+    assert snap_compare(app, terminal_size=size, run_before=to_monitor)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_train_screen_form(relative_data_dirs, tiny_base, snap_compare, size):
-    async def fill(pilot) -> None:
-        await pilot.press("ctrl+o")
+    async def fill(pilot) -> None:  # no runs: the screen opens on the form
+        await settled()(pilot)
         pilot.app.screen.query_one("#f-out").value = "demo"
         await settled()(pilot)
 

@@ -58,11 +58,14 @@ class TrainScreen(MainScreen):
         self.announced: set[str] = set()  # runs whose failure was already notified
         self.procs_started: set[str] = set()  # names of the jobs started in this session
         self._runs_busy = False
+        self._listed_once = False
 
     # --- layout --------------------------------------------------------------------------------
 
     def compose_body(self) -> ComposeResult:
-        with TabbedContent(id="train-tabs", initial="train-monitor-pane"):
+        # With no runs yet there is nothing to monitor: open on the form (the tabs above switch, as ctrl+o does).
+        initial = "train-monitor-pane" if _may_have_runs() else "train-form-pane"
+        with TabbedContent(id="train-tabs", initial=initial):
             with TabPane("New run", id="train-form-pane"):
                 yield TrainFormPanel(id="train-form")
             with TabPane("Monitor", id="train-monitor-pane"):
@@ -164,6 +167,9 @@ class TrainScreen(MainScreen):
 
     @on(RunsListed)
     def runs_listed(self, message: RunsListed) -> None:
+        first, self._listed_once = not self._listed_once, True
+        if first and not message.runs:  # folders that are not runs: still nothing to monitor
+            self.query_one(TabbedContent).active = "train-form-pane"
         self.show_runs(message.runs)
 
     def show_runs(self, runs: list[jobs.RunSummary]) -> None:
@@ -305,3 +311,13 @@ class TrainScreen(MainScreen):
     @on(Button.Pressed, "#train-resume")
     def resume_pressed(self) -> None:
         self.action_resume()
+
+
+def _may_have_runs() -> bool:
+    """A cheap look before the first paint (the full listing runs in a worker): any folder in the runs folder."""
+    from chatgpt_scratch.paths import runs_dir
+
+    try:
+        return any(entry.is_dir() for entry in runs_dir().iterdir())
+    except OSError:
+        return False
