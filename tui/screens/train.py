@@ -71,7 +71,7 @@ class TrainScreen(MainScreen):
             with TabPane("Monitor", id="train-monitor-pane"):
                 with Vertical(id="train-monitor"):
                     table = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True)
-                    table.add_columns("Run", "Task", "State", "Step", "Best val")
+                    self._step_column = table.add_columns("Run", "Task", "State", "Step", "Best val")[3]
                     yield table
                     with Horizontal(id="train-live"):
                         yield LossPlot(id="train-plot", title="loss")
@@ -199,8 +199,6 @@ class TrainScreen(MainScreen):
                 table.move_cursor(row=table.get_row_index(keep))
         elif runs and self.selected is None:
             self.select_run(runs[0].path)
-        if self.selected is not None and str(self.selected) in self.runs and not self.monitor.state:
-            self.monitor.state = self.runs[str(self.selected)].state
         self.update_metrics()
 
     @on(DataTable.RowHighlighted, "#train-runs")
@@ -250,16 +248,28 @@ class TrainScreen(MainScreen):
         self.update_metrics()
 
     def update_metrics(self) -> None:
+        """The side panel. Its state is the runs list's (RunSummary.state: events and the process together),
+        so the two never disagree; the events alone only decide while the run is not listed yet."""
         summary = self.runs.get(str(self.selected)) if self.selected else None
-        if summary is not None and summary.state not in ("running", "starting") and self.monitor.state in (
-                "", "running"):
-            self.monitor.state = summary.state
-        text = self.monitor.render() if self.selected else Content("Select a run above.")
+        state = summary.state if summary is not None else self.monitor.state
+        text = self.monitor.render(state) if self.selected else Content("Select a run above.")
+        if summary is not None and self.monitor.step is not None:
+            self._show_step(summary, self.monitor.step, self.monitor.total_steps or summary.total_steps)
         if summary is not None and summary.state in ("interrupted", "failed", "error") and summary.log:
             log = jobs.tail_text(Path(summary.log), 600).strip().splitlines()
             if log:
                 text += Content.from_markup("\n[red]$line[/red]", line=log[-1])
         self.query_one("#train-metrics", Static).update(text)
+
+    def _show_step(self, summary: jobs.RunSummary, step: int, total: int | None) -> None:
+        """The selected run's Step cell follows the events the plot reads (4 times a second, the list every 2 s)."""
+        if summary.step is not None and step < summary.step:
+            return
+        table = self.query_one("#train-runs", DataTable)
+        try:
+            table.update_cell(str(summary.path), self._step_column, f"{step}/{total}" if total else str(step))
+        except Exception:  # the row is being rebuilt
+            pass
 
     def action_stop(self) -> None:
         summary = self.runs.get(str(self.selected)) if self.selected else None

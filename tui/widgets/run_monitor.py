@@ -66,12 +66,14 @@ class Monitor:
             return None
         return (self.total_steps - self.step) * self.elapsed_s / done
 
-    def render(self) -> Content:
-        """The metrics panel. Run state, device and messages are $variables: shown as written, never as markup."""
+    def render(self, state: str | None = None) -> Content:
+        """The metrics panel, for the run in `state` (the runs list's; default: the one the events say).
+        Run state, device and messages are $variables: shown as written, never as markup."""
         def fmt(v, spec="", none="-"):
             return none if v is None else format(v, spec)
 
-        eta = self.eta_s()
+        state = self.state if state is None else state
+        eta = self.eta_s() if state in ("running", "starting") else None  # an ended run has no ETA
         lines = [
             "[b]state[/b]  $state",
             f"[b]step[/b]   {fmt(self.step)}/{fmt(self.total_steps)}",
@@ -93,7 +95,7 @@ class Monitor:
             lines.append("[b]device[/b] $device")
         if self.message:
             lines.append("[red]$message[/red]")
-        return Content.from_markup("\n".join(lines), state=self.state or "-", device=self.device or "",
+        return Content.from_markup("\n".join(lines), state=state or "-", device=self.device or "",
                                    message=self.message)
 
 
