@@ -81,3 +81,33 @@ def test_checkpoints_screen(relative_data_dirs, tiny_base, tiny_classifier, snap
 
     app = ScratchApp(start="checkpoints", detect_device=False)
     assert snap_compare(app, terminal_size=size, run_before=focus_table)
+
+
+def test_about_at_80x24(relative_data_dirs, snap_compare):
+    """The About box fits 80x24: keys table readable, scrollable, and it says how to close it."""
+    async def open_about(pilot) -> None:
+        await settled()(pilot)
+        await pilot.press("f10")
+        await settled()(pilot)
+
+    app = ScratchApp(start="spam", detect_device=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_about)
+
+
+def test_xray_after_about_checkpoints_and_a_resize(relative_data_dirs, tiny_base, snap_compare):
+    """The path of issue 14 #4: About and Checkpoints at 120x40, then a resize to 80x24 and X-ray. Nothing
+    of the earlier screens may be left (the X-ray prompt row, the column titles)."""
+    from textual.widgets import Input
+
+    async def walk(pilot) -> None:
+        await pilot.press("f10")
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await settled()(pilot)
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("f5")
+        await settled(lambda a: getattr(a.screen, "views", None) is not None)(pilot)
+        pilot.app.screen.query_one("#xr-text", Input).cursor_blink = False
+
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=walk)
