@@ -65,7 +65,7 @@ class GPT2Import(Horizontal):
             if code != 0:
                 from chatgpt_scratch.errors import ScratchError
 
-                raise ScratchError(reader.last_line() or f"import-gpt2 failed (exit {code})")
+                raise ScratchError(in_app_terms(reader.last_line() or f"import-gpt2 failed (exit {code})"))
             self.post_message(self.Finished(out))
         finally:
             self.app.call_from_thread(self.add_class, "hidden")
@@ -106,3 +106,13 @@ class _ProgressReader:
             if line.strip():
                 return line.strip().removeprefix("error: ")
         return ""
+
+
+# The CLI's way round a failed download is a flag; in the app it is the dialog's path field.
+APP_FALLBACK = "type the path of a local model.safetensors in the Import GPT-2 dialog (i) instead"
+
+
+def in_app_terms(message: str) -> str:
+    """An import-gpt2 error line as the app's user can act on it: no CLI flags they have no place to type."""
+    return (message.replace("use --from FILE", APP_FALLBACK)
+            .replace("give a local model.safetensors with --from FILE", APP_FALLBACK))
