@@ -164,3 +164,4 @@ def test_finetune_dpo_end_to_end(tmp_path, capsys):
     evals = [e for e in events if e["type"] == "eval"]
     assert "reward_margin" in steps[-1] and "reward_acc" in steps[-1]
     assert {"val_reward_margin", "val_reward_acc", "train_reward_acc"} <= set(evals[-1])
+    assert "val_ppl" not in evals[-1]  # the DPO loss is not a per-token LM loss

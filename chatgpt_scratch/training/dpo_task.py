@@ -224,6 +224,7 @@ class DPOTask:
     checkpoint_kind = "instruct"
     best_metric = "val_loss"   # the DPO loss on the val pairs (so the plots and pickers read it like any loss)
     best_mode = "min"
+    loss_is_lm = False         # no perplexity: the DPO loss is not a per-token cross-entropy
 
     def __init__(self, data: PreferenceData, beta: float = 0.1, batch_size: int = 8, max_length: int | None = None,
                  seed: int = 123, lora_base: str | Path | None = None):

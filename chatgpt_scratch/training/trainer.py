@@ -249,7 +249,9 @@ class Trainer:
             metrics = dict(self.task.evaluate(self.model, self.cfg.eval_batches))
         self.model.train()
         # Perplexity means something for next-token tasks only, not for a classifier's loss.
-        if "val_loss" in metrics and "val_ppl" not in metrics and self.task.checkpoint_kind != "classifier":
+        # A perplexity only where val_loss is a per-token LM loss (not a classifier's, not DPO's).
+        if "val_loss" in metrics and "val_ppl" not in metrics and getattr(self.task, "loss_is_lm", True) \
+                and self.task.checkpoint_kind != "classifier":
             metrics["val_ppl"] = math.exp(min(metrics["val_loss"], 700.0))
         metrics = {k: float(v) for k, v in metrics.items()}
         self.last_metrics = metrics
