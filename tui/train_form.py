@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +130,20 @@ class TrainForm:
     default_name: str = ""
 
     def new_default_name(self) -> None:
-        self.default_name = f"{self.task}-{datetime.now().strftime('%m%d-%H%M%S')}"
+        """TASK-N, the first N no checkpoint or job has: the CLI adds the date to the run folder
+        (runs/TASK-N-YYYYmmdd-HHMMSS), so the name itself carries none."""
+        n = 1
+        while name_taken(f"{self.task}-{n}"):
+            n += 1
+        self.default_name = f"{self.task}-{n}"
 
     def run_name(self) -> str:
         out = self.values.get("out", "").strip().removesuffix(".safetensors")
-        if not self.default_name:
+        if out:
+            return out
+        if self.default_name.rpartition("-")[0] != self.task:  # none yet, or made for another task
             self.new_default_name()
-        return out or self.default_name
+        return self.default_name
 
     def args(self, name: str, checkpoints: Path, model_context: int | None = None) -> list[str]:
         """The CLI arguments (after `chatgpt-scratch`); the checkpoint is written to CHECKPOINTS/NAME.safetensors."""
@@ -160,3 +166,11 @@ class TrainForm:
             args += ["--lora-rank", v["lora_rank"]]
         args += ["--device", self.device, "--out", str(checkpoints / f"{name}.safetensors")]
         return args + shlex.split(v.get("extra", ""))  # last: they override the fields above
+
+
+def name_taken(name: str) -> bool:
+    """A run name is taken when a checkpoint or a job started from the app has it."""
+    from chatgpt_scratch.paths import checkpoints_dir, runs_dir
+    from tui import jobs
+
+    return (checkpoints_dir() / f"{name}.safetensors").exists() or (jobs.jobs_dir(runs_dir()) / f"{name}.json").exists()

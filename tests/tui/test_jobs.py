@@ -297,3 +297,19 @@ def test_a_nonsense_pid_in_the_job_file_never_reaches_kill_or_waitpid(tmp_path, 
         jobs.stop_job(pid)
     assert [c for c in calls if c[1] and c[1][0] in (-1, 0)] == []
     assert calls == [] or all(c[1][0] > 1 for c in calls)
+
+
+def test_a_runs_default_name_has_no_date_of_its_own_and_follows_the_task(checkpoints_folder):
+    """Issue 14 #8: the CLI dates the run folder, so a default name with a date gave two
+    (pretrain-1204-212126-20261204-212156). TASK-N, the first free N; a new task gets its own."""
+    import re
+
+    (checkpoints_folder / "pretrain-1.safetensors").write_bytes(b"x")
+    form = TrainForm(task="pretrain", start="preset:test-tiny", data="the-verdict",
+                     values=dict(DEFAULTS["pretrain"], out=""))
+    assert form.run_name() == "pretrain-2"
+    form.task = "finetune-dpo"
+    assert form.run_name() == "finetune-dpo-1"
+    args = form.args(form.run_name(), checkpoints_folder)
+    assert args[args.index("--out") + 1] == str(checkpoints_folder / "finetune-dpo-1.safetensors")
+    assert not re.search(r"\d{4}-\d{6}", form.run_name())

@@ -29,3 +29,27 @@ async def test_digits_type_in_text_boxes_and_f_keys_switch_from_everywhere(check
     assert "| F1 F2 F3 F4 F5 | Chat, Spam, Train, Checkpoints, X-ray: from every screen, also while typing |" in about
     assert "| 1 2 3 4 5 | the same, when no text box has the focus (in a text box a digit is typed) |" in about
     assert "Esc or F10 closes it" in about
+
+
+async def test_home_and_end_move_the_checkpoints_selection_and_d_copies_that_row(tiny_base, tiny_classifier):
+    """Issue 14 #8: Home/End moved the view sideways and d duplicated a model the user did not see selected."""
+    from textual.widgets import DataTable
+
+    from tests.tui.conftest import wait_until
+
+    app = ScratchApp(start="checkpoints", detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#ckpt-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the table")
+        table.focus()
+        await pilot.press("end")
+        at_end = table.cursor_row, screen.selected_path()
+        await pilot.press("home")
+        at_home = table.cursor_row, screen.selected_path()
+        await pilot.press("end", "d")
+        await wait_until(pilot, lambda: (tiny_classifier.parent / "tiny-spam-copy.safetensors").exists()
+                         or any("Copied" in n.message for n in app._notifications), what="the copy")
+        copied = [n.message for n in app._notifications if "Copied" in n.message]
+    assert at_end == (1, tiny_classifier) and at_home == (0, tiny_base)
+    assert copied and "tiny-spam" in copied[0]

@@ -20,6 +20,7 @@ from tui.screens.dialogs import ChoicePrompt, ConfirmDialog, TextPrompt
 from tui.checkpoint_rows import COLUMNS, details_content, find_run_events, human_size, row_for  # noqa: F401 (find_run_events: public here too)
 from tui.widgets.gpt2_import import GPT2_SIZES, GPT2Import, import_target
 from tui.widgets.loss_plot import LossPlot
+from tui.widgets.row_table import RowTable
 
 
 
@@ -59,7 +60,7 @@ class CheckpointsScreen(MainScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="ckpt-body"):
             yield Label("Loading checkpoints…", id="ckpt-folder")
-            table = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
+            table = RowTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
             table.add_columns(*COLUMNS)
             yield table
             yield GPT2Import(id="ckpt-progress-row", classes="hidden")

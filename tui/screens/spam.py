@@ -17,6 +17,7 @@ from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Stati
 
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
+from tui.widgets.row_table import RowTable
 
 NO_CLASSIFIER = (
     "No classifier checkpoint yet. Make one in the Train screen (3): task 'spam fine-tune', "
@@ -63,7 +64,7 @@ class SpamScreen(MainScreen):
             with Horizontal(id="spam-result"):
                 yield Static("", id="spam-label")
                 yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="spam-bar")
-            table = DataTable(id="spam-table", cursor_type="row", zebra_stripes=True)
+            table = RowTable(id="spam-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Label", "Prob.", "Message")
             yield table
 

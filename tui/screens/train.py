@@ -22,8 +22,9 @@ from textual.widgets import Button, DataTable, Log, Static, TabbedContent, TabPa
 
 from tui import jobs
 from tui.screens.base import MainScreen
-from tui.train_form import DEFAULTS, FIELDS, TASKS, TrainForm  # noqa: F401 (DEFAULTS, FIELDS: public here too)
+from tui.train_form import DEFAULTS, FIELDS, TASKS, TrainForm, name_taken  # noqa: F401 (DEFAULTS, FIELDS: public here too)
 from tui.widgets.loss_plot import LossPlot
+from tui.widgets.row_table import RowTable
 from tui.widgets.run_monitor import Monitor
 from tui.widgets.train_form import TrainFormPanel, set_select  # noqa: F401 (set_select: public here too)
 
@@ -70,7 +71,7 @@ class TrainScreen(MainScreen):
                 yield TrainFormPanel(id="train-form")
             with TabPane("Monitor", id="train-monitor-pane"):
                 with Vertical(id="train-monitor"):
-                    table = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True)
+                    table = RowTable(id="train-runs", cursor_type="row", zebra_stripes=True)
                     self._step_column = table.add_columns("Run", "Task", "State", "Step", "Best val")[3]
                     yield table
                     with Horizontal(id="train-live"):
@@ -115,11 +116,10 @@ class TrainScreen(MainScreen):
             self.query_one(TabbedContent).active = "train-form-pane"
             self.notify("Fix the fields marked in red first.", severity="error")
             return
-        from chatgpt_scratch.paths import checkpoints_dir, runs_dir
 
         form = self.form
         name = form.run_name()
-        if (checkpoints_dir() / f"{name}.safetensors").exists() or (jobs.jobs_dir(runs_dir()) / f"{name}.json").exists():
+        if name_taken(name):
             self.query_one(TabbedContent).active = "train-form-pane"
             self.notify(f"The name {name} is taken (a checkpoint or run has it); choose another output name.",
                         severity="error", markup=False)

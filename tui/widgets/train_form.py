@@ -56,7 +56,7 @@ class TrainFormPanel(VerticalScroll):
                                                                compact=True))
         for name, label, _ in FIELDS:
             value = "" if name == "out" else DEFAULTS["pretrain"][name]
-            placeholder = "default: task-date-time" if name == "out" else ""
+            placeholder = "default: task-N (the run folder adds the date)" if name == "out" else ""
             if name == "max_steps":
                 placeholder = "blank: use epochs"
             if name == "extra":
