@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, PAD_ID, batch_order, split_examples
+from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, batch_order, split_examples
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
@@ -137,23 +137,14 @@ def collate_pairs(pairs: Sequence[EncodedPair], max_length: int | None = None) -
     rejected), and the reference log-probabilities (2B,) (NaN where not precomputed).
 
     A row longer than max_length keeps its first max_length tokens (the prompt first)."""
-    rows, starts = [], []
-    for responses in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
-        for pair, response in zip(pairs, responses):
-            rows.append(pair.prompt + response)
-            starts.append(len(pair.prompt))
-    width = max(len(r) for r in rows) - 1
-    if max_length is not None:
-        width = min(width, max_length)
-    inputs = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-    targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for i, (row, start) in enumerate(zip(rows, starts)):
-        n = min(len(row) - 1, width)
-        inputs[i, :n] = torch.tensor(row[:n])
-        # target position t predicts row[t + 1]; response tokens are row[start:]
-        tgt = torch.tensor(row[1:n + 1])
-        keep = torch.arange(1, n + 1) >= start
-        targets[i, :n] = torch.where(keep, tgt, torch.full_like(tgt, IGNORE_INDEX))
+    # The instruct collate with the prompt masked: each row is prompt + response + end token, and only
+    # the response tokens (with the end token) are targets. Chosen rows first, then rejected.
+    from chatgpt_scratch.data.instruct import EncodedExample, collate
+
+    rows = [EncodedExample(p.prompt + response[:-1], len(p.prompt))  # collate appends the end token
+            for responses in ([p.chosen for p in pairs], [p.rejected for p in pairs])
+            for p, response in zip(pairs, responses)]
+    inputs, targets = collate(rows, max_length, mask_instructions=True)
     ref = torch.tensor([p.ref_chosen if p.ref_chosen is not None else math.nan for p in pairs]
                        + [p.ref_rejected if p.ref_rejected is not None else math.nan for p in pairs],
                        dtype=torch.float32)
