@@ -53,3 +53,25 @@ async def test_home_and_end_move_the_checkpoints_selection_and_d_copies_that_row
         copied = [n.message for n in app._notifications if "Copied" in n.message]
     assert at_end == (1, tiny_classifier) and at_home == (0, tiny_base)
     assert copied and "tiny-spam" in copied[0]
+
+
+async def test_a_new_classification_replaces_the_spam_table(tiny_classifier):
+    """Issue 14 #8: the rows of an earlier classification stayed under a new multi-line one."""
+    from textual.widgets import DataTable, TextArea
+
+    from tests.tui.conftest import wait_until
+
+    app = ScratchApp(start="spam", detect_device=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.classifier is not None, what="the classifier")
+        box = screen.query_one("#spam-input", TextArea)
+        box.text = "an earlier message"
+        await pilot.press("ctrl+j")
+        await wait_until(pilot, lambda: screen.results, what="the first result")
+        box.text = "first line\nsecond line"
+        await pilot.press("ctrl+j")
+        await wait_until(pilot, lambda: screen.results and screen.results[0][2] == "first line", what="the batch")
+        table = screen.query_one("#spam-table", DataTable)
+        rows = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+    assert rows == ["first line", "second line"]

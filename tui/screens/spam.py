@@ -51,7 +51,7 @@ class SpamScreen(MainScreen):
         super().__init__()
         self.classifier: Any = None
         self.loaded_path: Path | None = None
-        self.results: list[tuple[str, float, str]] = []  # (label, probability, text), newest first
+        self.results: list[tuple[str, float, str]] = []  # (label, probability, text) of the last classification
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="spam-body"):
@@ -168,8 +168,9 @@ class SpamScreen(MainScreen):
             f"{len(texts)} message{'s' if len(texts) > 1 else ''} classified in {seconds * 1000:.0f} ms "
             f"with {self.loaded_path.name if self.loaded_path else 'the model'}"))
         table = self.query_one("#spam-table", DataTable)
-        # Newest results on top; older ones stay below.
-        self.results = [(p.label, p.probability, t) for t, p in zip(texts, predictions)] + self.results
+        # The table is this classification's: one row per line of the box, in its order. Older results kept
+        # below a new batch read as part of it (issue 14 #8).
+        self.results = [(p.label, p.probability, t) for t, p in zip(texts, predictions)]
         table.clear()
         for label, prob, text in self.results[:500]:
             # Text, not a str: a DataTable parses str cells as markup, and messages are anyone's text.
