@@ -313,3 +313,17 @@ def test_a_runs_default_name_has_no_date_of_its_own_and_follows_the_task(checkpo
     args = form.args(form.run_name(), checkpoints_folder)
     assert args[args.index("--out") + 1] == str(checkpoints_folder / "finetune-dpo-1.safetensors")
     assert not re.search(r"\d{4}-\d{6}", form.run_name())
+
+
+def test_every_plotted_line_has_its_own_marker():
+    """Issue 14 #5: 'train (smoothed)' and 'val' were both braille: the same in a monochrome terminal."""
+    from tui.widgets.loss_plot import LossPlot
+
+    plot = LossPlot()
+    plot.add_events([{"type": "step", "step": i, "train_loss": 5.0 - i / 10} for i in range(1, 6)]
+                    + [{"type": "eval", "step": 5, "val_loss": 4.6, "val_reward_margin": 0.1, "val_reward_acc": 0.6}])
+    plot._draw()
+    markers = [marker for _, marker, _ in plot.legend]
+    assert [label for label, _, _ in plot.legend] == ["train", "train (smoothed)", "val", "val reward margin",
+                                                     "val reward acc"]
+    assert len(set(markers)) == len(markers)

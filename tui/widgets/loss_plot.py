@@ -27,6 +27,7 @@ class LossPlot(PlotextPlot):
         self.margin: list[tuple[float, float]] = []  # DPO: val reward margin (chosen - rejected)
         self.acc_label = "val acc"  # "val reward acc" for preference tuning
         self._dirty = True
+        self.legend: list[tuple[str, str, str]] = []  # (label, marker, colour) of the lines last drawn
         self.redraws = 0  # how many times the data were drawn (tests and the throttle check read it)
 
     def on_mount(self) -> None:
@@ -89,22 +90,27 @@ class LossPlot(PlotextPlot):
             self.refresh()
             return
         self.redraws += 1
+        self.legend = []
+        # Each line its own marker as well as its colour: in a monochrome terminal the marks tell them apart.
         if self.train:
             xs, ys = zip(*self.train)
             if len(xs) > 1:
-                plt.plot(xs, ys, label="train", marker="dot", color="gray")
-                plt.plot(xs, smooth(list(ys)), label="train (smoothed)", marker="braille", color="cyan")
+                self._line(xs, ys, "train", "dot", "gray")
+                self._line(xs, smooth(list(ys)), "train (smoothed)", "braille", "cyan")
             else:
-                plt.scatter(xs, ys, label="train", color="cyan")
+                self._line(xs, ys, "train", "braille", "cyan", scatter=True)
         if self.val:
             xs, ys = zip(*self.val)
-            plt.plot(xs, ys, label="val", marker="braille", color="orange")
-            plt.scatter(xs, ys, marker="dot", color="orange")
+            self._line(xs, ys, "val", "x", "orange")
         if self.margin:
             xs, ys = zip(*self.margin)
-            plt.plot(xs, ys, label="val reward margin", marker="+", color="magenta")
+            self._line(xs, ys, "val reward margin", "+", "magenta")
         if self.acc:
             xs, ys = zip(*self.acc)
-            plt.plot(xs, ys, label=self.acc_label, yside="right", marker="braille", color="green")
+            self._line(xs, ys, self.acc_label, "o", "green", yside="right")
             plt.ylim(0, 1, yside="right")
         self.refresh()
+
+    def _line(self, xs, ys, label: str, marker: str, color: str, scatter: bool = False, **kw: Any) -> None:
+        (self.plt.scatter if scatter else self.plt.plot)(xs, ys, label=label, marker=marker, color=color, **kw)
+        self.legend.append((label, marker, color))
