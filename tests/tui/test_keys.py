@@ -75,3 +75,34 @@ async def test_a_new_classification_replaces_the_spam_table(tiny_classifier):
         table = screen.query_one("#spam-table", DataTable)
         rows = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
     assert rows == ["first line", "second line"]
+
+
+async def test_chat_says_what_it_loads_and_for_how_long(tiny_base, monkeypatch):
+    """Issue 14 #10: while a model loads the status line names it, its size and the seconds so far."""
+    import threading
+
+    from chatgpt_scratch import chat as chat_module
+    from tests.tui.conftest import wait_until
+
+    release = threading.Event()
+    real = chat_module.ChatSession.from_checkpoint.__func__
+
+    def slow(cls, *args, **kwargs):
+        release.wait(10)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(chat_module.ChatSession, "from_checkpoint", classmethod(slow))
+    app = ScratchApp(start="chat", detect_device=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.screen
+        status = lambda: str(screen.query_one("#chat-status").render())  # noqa: E731
+        await wait_until(pilot, lambda: "loading tiny-base.safetensors" in status(), what="the loading line")
+        first = status()
+        await pilot.pause(0.7)
+        later = status()
+        release.set()
+        await wait_until(pilot, lambda: screen.session is not None, what="the model")
+        await pilot.pause(0.7)
+        done = status()
+    assert "tiny-base.safetensors, 12.4 MB…" in first and first != later  # the seconds move on
+    assert "Type a message." in done and "loading" not in done

@@ -8,6 +8,7 @@ ctrl+up/ctrl+down (or a click) select a message; ctrl+y copies it (the last repl
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,9 @@ class ChatScreen(MainScreen):
         # The session, the store and the open conversation: the library's one chat object (the CLI's too).
         self.chat = ChatConversation(None, None)
         self.loaded_path: Path | None = None
+        self._loading_path: Path | None = None  # the model being loaded (the status line counts the seconds)
+        self._loading_since = 0.0
+        self._loading_timer: Any = None
         self.replying = False
         self.reply_widget: Markdown | None = None
 
@@ -183,9 +187,32 @@ class ChatScreen(MainScreen):
         if self.replying:
             self.notify("Wait for the reply to finish (or press Esc) before switching models.", severity="warning")
             return
-        self.set_status(f"loading {path.name}…")
         self.query_one("#chat-log").loading = True
+        self._loading_since, self._loading_path = time.monotonic(), path
+        self._show_loading()
+        if self._loading_timer is None:
+            self._loading_timer = self.set_interval(0.5, self._show_loading)
         self.load_session(path)
+
+    def _show_loading(self) -> None:
+        """While a model loads: which file, how big, and for how long so far (issue 14 #10)."""
+        path = self._loading_path
+        if path is None:
+            return
+        from tui.checkpoint_rows import human_size  # the size the Checkpoints screen shows
+
+        try:
+            size = f", {human_size(path.stat().st_size)}"
+        except OSError:
+            size = ""
+        self.set_status(f"loading {path.name}{size}… {time.monotonic() - self._loading_since:.1f} s "
+                        "(PyTorch starts once, then the weights are read)")
+
+    def _loading_done(self) -> None:
+        self._loading_path = None
+        if self._loading_timer is not None:
+            self._loading_timer.stop()
+            self._loading_timer = None
 
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_session(self, path: Path) -> None:
@@ -197,6 +224,8 @@ class ChatScreen(MainScreen):
             session = ChatSession.from_checkpoint(path, device="auto")
         finally:
             self.app.call_from_thread(setattr, self.query_one("#chat-log"), "loading", False)
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._loading_done)
         if not get_current_worker().is_cancelled:  # a newer pick replaced this one
             self.post_message(self.ModelLoaded(path, session))
 
