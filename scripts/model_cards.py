@@ -32,7 +32,6 @@ def measure(folder: Path, build: Path) -> dict:
     from chatgpt_scratch.evaluate_instruct import evaluate_instruct
     from chatgpt_scratch.inference import load_for_inference
     from chatgpt_scratch.training.instruct_task import prepare_instruct_data
-    from chatgpt_scratch.training.spam_task import SpamTask, prepare_spam_data
 
     extra: dict = {}
     instruct = folder / "default-instruct.safetensors"
@@ -51,10 +50,15 @@ def measure(folder: Path, build: Path) -> dict:
     update_metadata(instruct, **chat_precision(instruct, build))
 
     spam = folder / "default-spam.safetensors"
+    # Through SpamClassifier, as `classify` and the app use it (its header's pooling and length).
+    from chatgpt_scratch.classify import classification_metrics
+    from chatgpt_scratch.data.spam import LABELS, load_messages, stratified_split
+
     classifier = SpamClassifier.load(spam)
-    spam_data = prepare_spam_data(resolve_dataset("sms-spam"), classifier.model.cfg.context_length, "none",
-                                  BUILTIN_SPAM_SEED)
-    metrics = SpamTask(spam_data, seed=BUILTIN_SPAM_SEED).test_metrics(classifier.model)
+    test = stratified_split(load_messages(resolve_dataset("sms-spam")), (0.7, 0.1, 0.2), BUILTIN_SPAM_SEED).test
+    spam_id = LABELS.index("spam")
+    predicted = [int(p.label == "spam") for p in classifier.classify([m.text for m in test], batch_size=32)]
+    metrics = classification_metrics([int(m.label == spam_id) for m in test], predicted)
     update_metadata(spam, test_metrics=metrics.to_dict(), test_acc=round(metrics.accuracy, 4),
                     test_spam_recall=round(metrics.recall, 4), test_spam_precision=round(metrics.precision, 4))
     del torch
@@ -130,14 +134,18 @@ def render(folder: Path, build: Path, extra: dict) -> str:
     for stem, info in infos.items():
         m = card_metrics(info.metadata)
         out.append(f"| `{stem}.safetensors` ({info.file_size / 1e6:.1f} MB) | {BUILTIN_MODELS[stem]}, "
-                   f"{info.preset or 'custom'} | " + ", ".join(f"{k} {v}" for k, v in m.items()) + " |")
+                   f"{info.preset or info.metadata.get('preset') or 'custom'} | " + ", ".join(f"{k} {v}" for k, v in m.items()) + " |")
     for stem, info in infos.items():
         meta = info.metadata
         cfg = info.config
         out += ["", f"## {stem}", ""]
-        out.append(f"- **What**: {BUILTIN_MODELS[stem]} model, preset `{info.preset}` ({cfg.n_layers} layers, width "
-                   f"{cfg.emb_dim}, {cfg.n_heads} heads, context {cfg.context_length}, GPT-2 BPE vocabulary, tied "
-                   f"embeddings), {info.n_params:,} parameters in this file, stored as {info.dtype}.")
+        preset = info.preset or meta.get("preset") or infos["default-base"].metadata.get("preset") or "custom"
+        out.append(f"- **What**: {BUILTIN_MODELS[stem]} model, preset `{preset}` ({cfg.n_layers} layers, width "
+                   f"{cfg.emb_dim}, {cfg.n_heads} heads, context {cfg.context_length}, GPT-2 BPE vocabulary"
+                   + (", tied embeddings" if cfg.tie_embeddings else "")
+                   + (f", a {cfg.n_classes}-class head" if cfg.n_classes else "")
+                   + f"), {info.n_params:,} parameters in this file, stored as {info.dtype}"
+                   + (" (a LoRA adapter: merged onto default-base when loaded)." if info.kind == "lora-adapter" else "."))
         out.append("- **Metrics** (in the header): " + ", ".join(f"{k} = {v}" for k, v in card_metrics(meta).items()))
         seconds = meta.get("train_seconds") or {}
         out.append(f"- **Compute**: {meta.get('train_device') or 'cpu'} ({machine}); wall time "
@@ -152,9 +160,12 @@ def render(folder: Path, build: Path, extra: dict) -> str:
             out.append("- **Cannot**: follow instructions, know facts; it continues text in the style of "
                        "19th-century novels and children's stories, and loses the thread after a few sentences.")
         if stem == "default-instruct":
-            out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json` plus Stanford "
-                       "Alpaca (51,502 entries, less any that repeat a book val/test question), then the 935 book "
-                       "entries alone; the book's 55 val and 110 test entries never train.")
+            extra_n = meta.get("extra_train_entries")
+            out.append("- **Data**: first the book's 935 training entries of `datasets/instruction-data.json` plus the "
+                       "first 20,000 entries of Stanford Alpaca (one epoch; an entry repeating a book val/test question "
+                       "is dropped), then the 935 book entries alone for 3 epochs (this file's own header records the "
+                       f"last stage{'' if extra_n is None else f', {extra_n:,} extra entries'}); the book's 55 val and "
+                       "110 test entries never train.")
             out.append("- **What each ingredient buys** (ROUGE-L F1 on the book's 110 test entries, greedy):")
             out += ["", notes["ablations.md"], ""]
             out.append("- **10 test answers** (greedy, as shipped):")
@@ -162,8 +173,13 @@ def render(folder: Path, build: Path, extra: dict) -> str:
             for a in extra.get("instruct_answers", [])[:10]:
                 out.append(f"| {_md(a['instruction'])} | {_md(a.get('input', ''))} | {_md(a['output'])} | "
                            f"{_md(a.get('model_response', ''))} |")
-            out += ["", "- **Speed and precision** (`benchmarks/quantize_fidelity.py` on this file):", "",
-                    notes["fidelity.md"], ""]
+            out += ["", "- **Speed and precision** (`benchmarks/quantize_fidelity.py` on this file, while other jobs "
+                    "ran on the machine):", "", notes["fidelity.md"], "",
+                    f"  Chat on a CPU uses **{meta.get('chat_precision', 'the stored dtype')}** (`chat_precision` in "
+                    f"the header): the fastest precision whose greedy test replies equal float32's for at least "
+                    f"{SAME_REPLIES_NEEDED:.0%} of the entries (bf16 and int8 matched "
+                    f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%} here, with the same "
+                    "reference-answer loss to 0.002).", ""]
             out.append("- **Cannot**: be trusted on facts (it is 26M parameters trained for an hour on a CPU); it "
                        "answers in the book's short style, is best at rewriting a given input (grammar, voice, "
                        "synonyms, plural forms), and often invents content for open questions.")
@@ -179,10 +195,13 @@ def render(folder: Path, build: Path, extra: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_cards(folder: Path, build: Path, timings: dict | None = None) -> Path:
+def write_cards(folder: Path, build: Path, timings: dict | None = None, render_only: bool = False) -> Path:
     os.environ["CHATGPT_SCRATCH_BUNDLED"] = "off"  # the build may rewrite the headers of the built-in files
     started = time.perf_counter()
-    extra = measure(folder, build)
+    if render_only:  # the headers already hold the measurements
+        extra = {"instruct_answers": json.loads((build / "default-instruct.responses.json").read_text())}
+    else:
+        extra = measure(folder, build)
     text = render(folder, build, extra)
     (folder / "README.md").write_text(text)
     print(f"wrote {folder / 'README.md'} in {time.perf_counter() - started:.0f} s")
@@ -198,5 +217,6 @@ def write_cards(folder: Path, build: Path, timings: dict | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    build = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "build" / "defaults"
-    write_cards(REPO / "checkpoints", build)
+    args = [a for a in sys.argv[1:] if a != "--render-only"]
+    build = Path(args[0]) if args else REPO / "build" / "defaults"
+    write_cards(REPO / "checkpoints", build, render_only="--render-only" in sys.argv)
