@@ -97,7 +97,7 @@ def test_lora_targets_choose_the_layers_and_leaving_out_the_head_keeps_it_tied(t
     assert main(["finetune-instruct", "--data", str(data), "--init", str(base), "--lora-rank", "2",
                  "--lora-targets", "qkv,mlp", *COMMON]) == 1
     assert capsys.readouterr().err == ("error: --lora-targets 'qkv,mlp': use all, or a comma list of qkv, "
-                                       "out_proj, ff, head\n")
+                                       "out_proj, ff, head, emb\n")
 
 
 def test_bad_data_stops_before_training(tmp_path, base, capsys):

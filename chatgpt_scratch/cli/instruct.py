@@ -83,8 +83,8 @@ def _register_finetune(subparsers) -> None:
     lora.add_argument("--lora-alpha", type=float, default=None, metavar="A",
                       help="adapter updates are scaled by A/R (default: A = 2R)")
     lora.add_argument("--lora-targets", default="all", metavar="LIST",
-                      help="layers that get adapters: all, or a comma list of qkv, out_proj, ff, head "
-                      "(default: all). A model whose head shares the token embedding (GPT-2's) gets its own head "
+                      help="layers that get adapters: all, or a comma list of qkv, out_proj, ff, head, emb "
+                      "(emb: the token embedding's rows; default: all = every linear layer). A model whose head shares the token embedding (GPT-2's) gets its own head "
                       "matrix when an adapted head is merged; leave out head to keep the merged file its base's size")
     ev = p.add_argument_group("evaluation after training")
     _add_eval_args(ev)
