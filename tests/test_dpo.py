@@ -165,3 +165,27 @@ def test_finetune_dpo_end_to_end(tmp_path, capsys):
     assert "reward_margin" in steps[-1] and "reward_acc" in steps[-1]
     assert {"val_reward_margin", "val_reward_acc", "train_reward_acc"} <= set(evals[-1])
     assert "val_ppl" not in evals[-1]  # the DPO loss is not a per-token LM loss
+
+
+def test_finetune_dpo_stops_and_resumes_exactly(tmp_path):
+    rows = [{"instruction": f"Say word {i}.", "input": "", "chosen": f"Word {i}.", "rejected": f"No {i} no."}
+            for i in range(40)]
+    data = tmp_path / "prefs.json"
+    data.write_text(json.dumps(rows))
+    torch.manual_seed(0)
+    init = save_checkpoint(tmp_path / "instruct.safetensors", GPTModel(TINY), kind="instruct", template="alpaca")
+    common = ["--data", str(data), "--init", str(init), "--batch-size", "4", "--lr", "1e-3", "--eval-every", "0",
+              "--no-eval", "--device", "cpu"]
+    runs = Path(os.environ["CHATGPT_SCRATCH_RUNS"])
+
+    def losses(run_dir: Path) -> list[float]:
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        return [e["train_loss"] for e in events if e["type"] == "step"]
+
+    assert main(["finetune-dpo", *common, "--max-steps", "4", "--out", str(tmp_path / "straight")]) == 0
+    assert main(["finetune-dpo", *common, "--max-steps", "2", "--out", str(tmp_path / "split")]) == 0
+    split = next(runs.glob("split-*"))
+    assert main(["finetune-dpo", "--resume", str(split), "--max-steps", "4"]) == 0
+    straight = losses(next(runs.glob("straight-*")))
+    assert len(straight) == 4
+    assert losses(split) == pytest.approx(straight, abs=1e-5)  # the reference is recomputed from --init

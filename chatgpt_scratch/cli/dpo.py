@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", default="instruction-preference", metavar="PATH|NAME",
                    help="preference data: a JSON/JSONL file, or instruction-preference (the book's 1,100 entries "
                    "with chosen/rejected answers; default)")
-    p.add_argument("--init", required=True, metavar="CHECKPOINT",
+    p.add_argument("--init", metavar="CHECKPOINT",
                    help="the instruct model to tune (also the frozen reference); a LoRA adapter of one works too")
     p.add_argument("--beta", type=float, default=0.1,
                    help="how far the model may move from the reference: higher keeps it closer (default: 0.1)")
@@ -68,7 +68,9 @@ def run_dpo(args: argparse.Namespace) -> int:
     from chatgpt_scratch.model import format_params
     from chatgpt_scratch.training.dpo_task import DPOTask, prepare_preference_data
 
-    args = prepare_resume(args)
+    args = prepare_resume(args)  # --resume RUN: that run's own flags (its --init among them)
+    if not args.init:
+        raise ScratchError("finetune-dpo needs --init CHECKPOINT: the instruct model to tune (also the reference)")
     seed_everything(args.seed)
     if args.lora_rank is not None and args.lora_rank < 1:
         raise ScratchError(f"--lora-rank must be at least 1, got {args.lora_rank}")
