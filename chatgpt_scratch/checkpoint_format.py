@@ -46,6 +46,12 @@ SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
+def sibling_file(checkpoint: str | Path, suffix: str) -> Path:
+    """A file that belongs to a checkpoint, beside it: NAME.safetensors -> NAME<suffix> (.eval.json, .loss.png, ...)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(SUFFIX) + suffix)
+
+
 def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     """dict of any JSON-able values -> safetensors' str -> str header."""
     out, json_keys = {}, []

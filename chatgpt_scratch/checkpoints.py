@@ -280,7 +280,10 @@ def pick_default(infos: list[CheckpointInfo], kinds: tuple[str, ...]) -> Checkpo
     def key(info: CheckpointInfo):
         kind_rank = kinds.index(adapted_kind(info.metadata))
         metric_rank = rank_for_default(info)
-        return (kind_rank, info.kind == "lora-adapter" and not info.builtin, metric_rank, info.builtin, info.name)
+        # A full model before an adapter (faster to load), except that a built-in adapter (the shipped
+        # spam model) competes with the user's full models by metric, so a worse model never hides it.
+        user_adapter = info.kind == "lora-adapter" and not info.builtin
+        return (kind_rank, user_adapter, metric_rank, info.builtin, info.name)
 
     return min(candidates, key=key)
 

@@ -48,15 +48,26 @@ DEFAULT_TARGETS: tuple[str, ...] = tuple(layer for name, group in TARGET_GROUPS.
                                          for layer in group)
 
 
-def parse_targets(spec: str) -> tuple[str, ...]:
-    """"qkv,ff" -> ("att.qkv", "ff.layers.0", "ff.layers.2"); "all" -> DEFAULT_TARGETS."""
+def parse_targets(spec: str, groups: Sequence[str] | None = None) -> tuple[str, ...]:
+    """"qkv,ff" -> ("att.qkv", "ff.layers.0", "ff.layers.2"); "all" -> DEFAULT_TARGETS.
+
+    groups: the short names a command allows (then "all" is not one of them); default: every group."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
-    if names == ["all"]:
+    if groups is None and names == ["all"]:
         return DEFAULT_TARGETS
-    unknown = [n for n in names if n not in TARGET_GROUPS]
+    allowed = list(TARGET_GROUPS) if groups is None else list(groups)
+    unknown = [n for n in names if n not in allowed]
     if unknown or not names:
-        raise ScratchError(f"--lora-targets {spec!r}: use all, or a comma list of {', '.join(TARGET_GROUPS)}")
+        choices = ("all, or " if groups is None else "") + f"a comma list of {', '.join(allowed)}"
+        raise ScratchError(f"--lora-targets {spec!r}: use {choices}")
     return tuple(layer for n in names for layer in TARGET_GROUPS[n])
+
+
+def _check_rank_alpha(rank: Any, alpha: Any) -> None:
+    if not isinstance(rank, int) or rank < 1:
+        raise ScratchError(f"LoRA rank must be a whole number >= 1, got {rank!r}")
+    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+        raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
 
 
 class LoRALinear(nn.Module):
@@ -69,10 +80,7 @@ class LoRALinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
-        if not isinstance(rank, int) or rank < 1:
-            raise ScratchError(f"LoRA rank must be a whole number >= 1, got {rank!r}")
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-            raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
+        _check_rank_alpha(rank, alpha)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.rank, self.alpha = rank, float(alpha)
         self.scaling = self.alpha / rank
@@ -119,10 +127,7 @@ class LoRAEmbedding(nn.Module):
 
     def __init__(self, embedding: nn.Embedding, rank: int, alpha: float):
         super().__init__()
-        if not isinstance(rank, int) or rank < 1:
-            raise ScratchError(f"LoRA rank must be a whole number >= 1, got {rank!r}")
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-            raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
+        _check_rank_alpha(rank, alpha)
         self.in_features, self.out_features = embedding.num_embeddings, embedding.embedding_dim
         self.rank, self.alpha = rank, float(alpha)
         self.scaling = self.alpha / rank
@@ -245,8 +250,9 @@ def _non_base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def adapter_path(model_path: str | Path) -> Path:
     """Where a fine-tune writes the adapter beside its merged model: NAME.safetensors -> NAME.lora.safetensors."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.removesuffix(".safetensors") + ".lora.safetensors")
+    from chatgpt_scratch.checkpoint_format import sibling_file
+
+    return sibling_file(model_path, ".lora.safetensors")
 
 
 def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str | Path,

@@ -22,8 +22,6 @@ sys.path.insert(0, str(REPO))
 
 def measure(folder: Path, build: Path) -> dict:
     """Test metrics of the installed instruct and spam files, written into their headers."""
-    import torch
-
     from chatgpt_scratch.builtin import BUILTIN_SPAM_SEED
     from chatgpt_scratch.chat import template_from_metadata
     from chatgpt_scratch.checkpoints import update_metadata
@@ -61,7 +59,6 @@ def measure(folder: Path, build: Path) -> dict:
     metrics = classification_metrics([int(m.label == spam_id) for m in test], predicted)
     update_metadata(spam, test_metrics=metrics.to_dict(), test_acc=round(metrics.accuracy, 4),
                     test_spam_recall=round(metrics.recall, 4), test_spam_precision=round(metrics.precision, 4))
-    del torch
     return extra
 
 

@@ -55,7 +55,7 @@ def checkpoint_or_default(checkpoint: str | None, command: str) -> str:
 
     if checkpoint:
         return checkpoint
-    from chatgpt_scratch.checkpoints import default_checkpoint
+    from chatgpt_scratch.checkpoints import adapted_kind, default_checkpoint
     from chatgpt_scratch.errors import ScratchError
 
     kinds = DEFAULT_KINDS[command]
@@ -64,6 +64,6 @@ def checkpoint_or_default(checkpoint: str | None, command: str) -> str:
         raise ScratchError(f"{command}: no {' or '.join(kinds)} model found in the checkpoints folder and no "
                            "built-in one; pass --checkpoint PATH (`chatgpt-scratch checkpoints list` shows yours)")
     origin = "built-in default" if info.builtin else "your best"
-    print(f"using {info.path} ({origin} {info.kind if info.kind != 'lora-adapter' else kinds[0]} model; "
+    print(f"using {info.path} ({origin} {adapted_kind(info.metadata)} model; "
           "--checkpoint PATH picks another)", file=sys.stderr)
     return str(info.path)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from chatgpt_scratch.checkpoint_format import sibling_file
+
 
 def register(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
@@ -136,7 +138,7 @@ def run_dpo(args: argparse.Namespace) -> int:
         update_metadata(chosen, test_rouge_l=summary["after"]["rouge_l"],
                         test_response_ppl=summary["after"]["test_response_ppl"],
                         test_rouge_l_before=summary["before"]["rouge_l"])
-    path = _sibling(chosen, ".eval.json")
+    path = sibling_file(chosen, ".eval.json")
     from chatgpt_scratch.evaluate_instruct import write_json_atomic
 
     write_json_atomic(path, summary)
@@ -155,7 +157,7 @@ def _before_after(init: str, chosen: Path, test, template, args: argparse.Namesp
     results, answers = {}, {}
     for label, path in (("before", init), ("after", chosen)):
         model, _ = load_for_inference(path, device=device, kind="instruct")
-        responses = _sibling(Path(chosen), f".{label}.responses.json")
+        responses = sibling_file(Path(chosen), f".{label}.responses.json")
         print(f"answering {len(examples)} test instructions with the model {label} DPO ({Path(path).name})",
               file=sys.stderr)
         ev = evaluate_instruct(model, examples, template, responses_path=responses, val_loss=None,
@@ -167,11 +169,8 @@ def _before_after(init: str, chosen: Path, test, template, args: argparse.Namesp
               file=sys.stderr)
     side_by_side = [{"instruction": e.instruction, "input": e.input, "reference": e.output,
                      "before": b, "after": a} for e, b, a in zip(examples, answers["before"], answers["after"])]
-    compare = _sibling(Path(chosen), ".compare.json")
+    compare = sibling_file(Path(chosen), ".compare.json")
     write_json_atomic(compare, side_by_side)
     print(f"side by side: {compare}", file=sys.stderr)
     return {"before": results["before"], "after": results["after"], "compare": str(compare)}
 
-
-def _sibling(checkpoint: Path, suffix: str) -> Path:
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + suffix)

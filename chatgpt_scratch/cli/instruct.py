@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from chatgpt_scratch.checkpoint_format import sibling_file
 from chatgpt_scratch.cli.common import add_device_arg, args_device
 
 _TEMPLATES = ("alpaca", "phi3")
@@ -195,7 +196,7 @@ def _evaluate_checkpoint(path: Path, test, template, args: argparse.Namespace, d
     from chatgpt_scratch.evaluate_instruct import evaluate_instruct
 
     model, meta = load_checkpoint(path, device=device)
-    responses = _sibling(path, ".responses.json")
+    responses = sibling_file(path, ".responses.json")
     print(f"answering {len(test)} test instructions with {path.name} (greedy, up to {args.max_new_tokens} tokens)",
           file=sys.stderr)
     evaluation = evaluate_instruct(model, test, template, responses_path=responses,
@@ -218,15 +219,11 @@ def _progress_printer():
     return progress
 
 
-def _sibling(checkpoint: Path, suffix: str) -> Path:
-    """checkpoints/NAME.best.safetensors -> checkpoints/NAME.best<suffix>"""
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + suffix)
-
 
 def _write_summary(checkpoint: Path, summary: dict) -> None:
     from chatgpt_scratch.evaluate_instruct import write_json_atomic
 
-    path = write_json_atomic(_sibling(checkpoint, ".eval.json"), summary)
+    path = write_json_atomic(sibling_file(checkpoint, ".eval.json"), summary)
     print(f"summary: {path}", file=sys.stderr)
 
 
@@ -303,7 +300,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     template = get_template(meta["template"]) if meta.get("template") else ALPACA
     data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)
     examples = getattr(data, args.split)[: args.limit]
-    responses = Path(args.responses) if args.responses else _sibling(Path(args.checkpoint), ".responses.json")
+    responses = Path(args.responses) if args.responses else sibling_file(Path(args.checkpoint), ".responses.json")
     evaluation = evaluate_instruct(model, examples, template, responses_path=responses,
                                    val_loss=meta.get("val_loss"), max_new_tokens=args.max_new_tokens,
                                    batch_size=args.batch_size, judge=args.judge, progress=_progress_printer())

@@ -104,17 +104,6 @@ def _build_model(args: argparse.Namespace):
     return model, parent
 
 
-def _spam_lora_targets(spec: str) -> tuple[str, ...]:
-    from chatgpt_scratch.errors import ScratchError
-    from chatgpt_scratch.lora import TARGET_GROUPS
-
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    allowed = ("qkv", "out_proj", "ff", "emb")  # the head is the classifier's own, trained in full
-    if not names or any(n not in allowed for n in names):
-        raise ScratchError(f"--lora-targets {spec!r}: use a comma list of {', '.join(allowed)}")
-    return tuple(layer for n in names for layer in TARGET_GROUPS[n])
-
-
 def run_finetune(args: argparse.Namespace) -> int:
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
@@ -145,7 +134,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     if bad:
         print(describe_non_utf8(bad, str(data_path)), file=sys.stderr)
     data = prepare_spam_data(data_path, max_length, args.balance, args.seed, limit=args.limit)
-    targets = _spam_lora_targets(args.lora_targets)
+    from chatgpt_scratch.lora import parse_targets
+
+    # The head is the classifier's own, trained in full: not an adapter target here.
+    targets = parse_targets(args.lora_targets, groups=("qkv", "out_proj", "ff", "emb"))
     trainable = set_trainable(model, args.train_layers, args.lora_rank, args.lora_alpha, targets, args.lora_norms)
     n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
     what = f"LoRA rank {args.lora_rank} + head" if args.lora_rank else args.train_layers

@@ -454,4 +454,6 @@ def _plot(run_dir: Path, checkpoint: Path) -> None:
 
 def loss_plot_path(checkpoint: Path) -> Path:
     """checkpoints/NAME.safetensors -> checkpoints/NAME.loss.png"""
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".loss.png")
+    from chatgpt_scratch.checkpoint_format import sibling_file
+
+    return sibling_file(checkpoint, ".loss.png")
