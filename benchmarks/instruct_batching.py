@@ -19,7 +19,7 @@ from chatgpt_scratch.data.instruct import (
     batch_order, book_collate, collate, encode_examples, load_instruction_data, padding_fraction, split_examples,
 )
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 from chatgpt_scratch.training.instruct_task import instruct_loss, masked_lm_loss
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "instruction-data.json"

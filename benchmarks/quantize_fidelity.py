@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from chatgpt_scratch.chat import template_from_metadata
 from chatgpt_scratch.data.instruct import encode_examples, load_instruction_data, split_examples
 from chatgpt_scratch.generation import SamplingConfig, generate
-from chatgpt_scratch.inference import load_for_inference
-from chatgpt_scratch.inference import quantize_int8
+from chatgpt_scratch.usecases.inference import load_for_inference
+from chatgpt_scratch.usecases.inference import quantize_int8
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 

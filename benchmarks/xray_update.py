@@ -28,7 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from chatgpt_scratch import xray as X
+from chatgpt_scratch.usecases import xray as X
 from chatgpt_scratch.generation import SamplingConfig
 from chatgpt_scratch.tokenizer import encode
 

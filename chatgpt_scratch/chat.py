@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.templates import PromptTemplate, get_template
+from chatgpt_scratch.data.templates import PromptTemplate, get_template
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, StreamDecoder, get_tokenizer
 
 TURN_SEPARATOR = "\n\n"  # between one turn's response and the next turn's prompt
@@ -136,8 +136,8 @@ class ChatSession:
         dtype=None on a CPU uses the precision the checkpoint recommends for chat (`chat_precision` in its
         header: the fastest one whose greedy replies matched float32's on its test entries, measured by
         scripts/model_cards.py for the built-in model); otherwise the saved dtype."""
-        from chatgpt_scratch.device import resolve_device
-        from chatgpt_scratch.inference import apply_chat_precision, load_for_inference
+        from chatgpt_scratch.system.device import resolve_device
+        from chatgpt_scratch.usecases.inference import apply_chat_precision, load_for_inference
 
         device = resolve_device(device)
         model, metadata = load_for_inference(path, device=device, dtype=dtype, kind=("instruct", "base"))

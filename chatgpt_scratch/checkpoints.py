@@ -20,13 +20,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from chatgpt_scratch.checkpoint_format import (  # noqa: F401 (re-exported: the format's public names)
+from chatgpt_scratch.storage.checkpoint_format import (  # noqa: F401 (re-exported: the format's public names)
     FORMAT, KINDS, MODEL_KINDS, SUFFIX, SafetensorsHeader, a_kind, adapted_kind, atomic_save_tensors,
     checkpoint_header, checkpoint_metadata, config_from_metadata, decode_metadata, encode_metadata, kind_label,
     read_metadata, read_safetensors_header, require_kind, write_checkpoint_file)
 from chatgpt_scratch.config import PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import fsync_dir, remove_stale_temps  # noqa: F401 (remove_stale_temps: re-exported)
+from chatgpt_scratch.storage.fileio import fsync_dir, remove_stale_temps  # noqa: F401 (remove_stale_temps: re-exported)
 from chatgpt_scratch.model import GPTModel
 
 
@@ -179,7 +179,7 @@ def best_metric(metadata: dict[str, Any]) -> tuple[str, float] | tuple[None, Non
 
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """Everything the header says about one checkpoint; never raises for a broken file (see `.error`)."""
-    from chatgpt_scratch.builtin import is_builtin
+    from chatgpt_scratch.storage.builtin import is_builtin
 
     path = Path(path)
     try:
@@ -226,8 +226,8 @@ def list_checkpoints(folder: str | Path | None = None) -> list[CheckpointInfo]:
     """
     if folder is not None:
         return _list_folder(Path(folder))
-    from chatgpt_scratch.builtin import builtin_paths
-    from chatgpt_scratch.paths import checkpoints_dir
+    from chatgpt_scratch.storage.builtin import builtin_paths
+    from chatgpt_scratch.storage.paths import checkpoints_dir
 
     infos = _list_folder(checkpoints_dir())
     seen = {_resolved(i.path) for i in infos}
@@ -323,7 +323,7 @@ def _existing(path: str | Path) -> Path:
 
 def rename_checkpoint(path: str | Path, new_name: str) -> Path:
     """Rename within the same folder ("new-name" or "new-name.safetensors"); never overwrites."""
-    from chatgpt_scratch.builtin import refuse_builtin
+    from chatgpt_scratch.storage.builtin import refuse_builtin
 
     path = _existing(path)
     refuse_builtin(path, "rename")
@@ -342,8 +342,8 @@ def rename_checkpoint(path: str | Path, new_name: str) -> Path:
 
 def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
     """Copy byte for byte beside the original (default name: NAME-copy, NAME-copy2, ...); never overwrites."""
-    from chatgpt_scratch.builtin import is_builtin
-    from chatgpt_scratch.paths import checkpoints_dir
+    from chatgpt_scratch.storage.builtin import is_builtin
+    from chatgpt_scratch.storage.paths import checkpoints_dir
 
     path = _existing(path)
     # A copy of a built-in model is the user's own: it goes to their checkpoints folder.
@@ -365,7 +365,7 @@ def duplicate_checkpoint(path: str | Path, new_name: str | None = None) -> Path:
 
 def delete_checkpoint(path: str | Path) -> None:
     """Delete one checkpoint file (broken ones too)."""
-    from chatgpt_scratch.builtin import refuse_builtin
+    from chatgpt_scratch.storage.builtin import refuse_builtin
 
     path = Path(path)
     refuse_builtin(path, "delete")
@@ -378,4 +378,4 @@ def delete_checkpoint(path: str | Path) -> None:
 
 # GPT-2 import/export live in gpt2_weights (which builds on checkpoint_format, not on this module, so
 # there is no import circle); the public API names them here.
-from chatgpt_scratch.gpt2_weights import export_hf, import_gpt2  # noqa: E402,F401
+from chatgpt_scratch.storage.gpt2_weights import export_hf, import_gpt2  # noqa: E402,F401

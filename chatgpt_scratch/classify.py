@@ -163,8 +163,8 @@ class SpamClassifier:
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "SpamClassifier":
         """Load a kind-"classifier" checkpoint (or a lora-adapter of a classifier); any other kind is a
         one-line ScratchError naming the kind needed."""
-        from chatgpt_scratch.device import resolve_device
-        from chatgpt_scratch.inference import load_for_inference
+        from chatgpt_scratch.system.device import resolve_device
+        from chatgpt_scratch.usecases.inference import load_for_inference
 
         if isinstance(device, str):
             device = resolve_device(device)

@@ -19,7 +19,7 @@ from chatgpt_scratch.errors import ScratchError
 
 if TYPE_CHECKING:
     from chatgpt_scratch.chat import ChatSession
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
 
 TITLE_CHARS = 60
 
@@ -70,7 +70,7 @@ class ChatConversation:
     def _save_turn(self, replace: bool) -> None:
         """Raises ChatStoreError (after the reply has streamed: the user has it) when the database fails;
         saving then stops for this conversation (`save_error` says why), the chat goes on."""
-        from chatgpt_scratch.chat_store import ChatStoreError
+        from chatgpt_scratch.storage.chat_store import ChatStoreError
 
         if self.store is None:
             return
@@ -124,7 +124,7 @@ class ChatConversation:
 
     def markdown(self) -> str:
         """The session's turns as the Markdown a saved conversation exports to."""
-        from chatgpt_scratch.chat_store import Conversation, Message, conversation_markdown
+        from chatgpt_scratch.storage.chat_store import Conversation, Message, conversation_markdown
 
         turns = self.session.turns if self.session is not None else []
         title = conversation_title(turns[0].user) if turns else "Conversation"

@@ -250,7 +250,7 @@ def _non_base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def adapter_path(model_path: str | Path) -> Path:
     """Where a fine-tune writes the adapter beside its merged model: NAME.safetensors -> NAME.lora.safetensors."""
-    from chatgpt_scratch.checkpoint_format import sibling_file
+    from chatgpt_scratch.storage.checkpoint_format import sibling_file
 
     return sibling_file(model_path, ".lora.safetensors")
 
@@ -263,7 +263,7 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     rank, alpha, the adapted layers and the adapted model's config; `metadata` adds
     provenance (model_kind="instruct", template=..., dataset, val_loss, ...).
     """
-    from chatgpt_scratch.checkpoint_format import atomic_save_tensors, checkpoint_header, encode_metadata
+    from chatgpt_scratch.storage.checkpoint_format import atomic_save_tensors, checkpoint_header, encode_metadata
 
     layers = lora_layers(model)
     if not layers:
@@ -308,7 +308,7 @@ def _identity(path: Path) -> tuple[int, int]:
 @lru_cache(maxsize=8)
 def _base_digest(resolved_path: str, size: int, mtime_ns: int) -> str:
     """sha256 of a base file, hashed once per version of it: a fine-tune saves many times against one base."""
-    from chatgpt_scratch.fileio import sha256_file
+    from chatgpt_scratch.storage.fileio import sha256_file
 
     return sha256_file(resolved_path)
 
@@ -334,7 +334,7 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
     from safetensors.torch import load_file
 
     from chatgpt_scratch.checkpoints import config_from_metadata, load_checkpoint, read_metadata, require_kind
-    from chatgpt_scratch.fileio import sha256_file
+    from chatgpt_scratch.storage.fileio import sha256_file
     from chatgpt_scratch.model import to_classifier
 
     path = Path(path)
@@ -394,7 +394,7 @@ def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = F
         out = out.with_name(out.name + SUFFIX)
     if out.exists() and not overwrite:
         raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
-    from chatgpt_scratch.inference import adapted_kind
+    from chatgpt_scratch.usecases.inference import adapted_kind
 
     model, meta = load_lora_adapter(adapter, merge=True)
     kind = adapted_kind(meta)  # the one rule for what an adapter makes (listings and pickers use it too)

@@ -225,9 +225,9 @@ def __getattr__(name: str):
     if name == "quantize_int8":
         import warnings
 
-        from chatgpt_scratch.inference import quantize_int8
+        from chatgpt_scratch.usecases.inference import quantize_int8
 
-        warnings.warn("chatgpt_scratch.model.quantize_int8 moved to chatgpt_scratch.inference.quantize_int8",
+        warnings.warn("chatgpt_scratch.model.quantize_int8 moved to chatgpt_scratch.usecases.inference.quantize_int8",
                       DeprecationWarning, stacklevel=2)
         return quantize_int8
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Called by `scripts/build_default_models.py --stages cards` (or `python scripts/model_cards.py`).
 Every number in a card is measured here on the *installed* file (bf16, as shipped) and written
 into that file's header first; the card is then rendered from the headers alone, with
-`chatgpt_scratch.builtin.card_metrics`, so header and card cannot disagree (a test checks it).
+`chatgpt_scratch.storage.builtin.card_metrics`, so header and card cannot disagree (a test checks it).
 The base model's header is never rewritten: the spam adapter records its sha256.
 """
 
@@ -22,13 +22,13 @@ sys.path.insert(0, str(REPO))
 
 def measure(folder: Path, build: Path) -> dict:
     """Test metrics of the installed instruct and spam files, written into their headers."""
-    from chatgpt_scratch.builtin import BUILTIN_SPAM_SEED
+    from chatgpt_scratch.storage.builtin import BUILTIN_SPAM_SEED
     from chatgpt_scratch.chat import template_from_metadata
     from chatgpt_scratch.checkpoints import update_metadata
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.data.registry import resolve_dataset
-    from chatgpt_scratch.evaluate_instruct import evaluate_instruct
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.evaluate_instruct import evaluate_instruct
+    from chatgpt_scratch.usecases.inference import load_for_inference
     from chatgpt_scratch.training.instruct_task import prepare_instruct_data
 
     extra: dict = {}
@@ -89,7 +89,7 @@ def chat_precision(instruct: Path, build: Path) -> dict:
 
 def greedy_sample(path: Path, prompt: str, n: int = 40) -> str:
     from chatgpt_scratch.generation import SamplingConfig, generate
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
     from chatgpt_scratch.tokenizer import get_tokenizer
 
     model, _ = load_for_inference(path, kind="base")
@@ -103,7 +103,7 @@ def _md(text: str) -> str:
 
 
 def render(folder: Path, build: Path, extra: dict) -> str:
-    from chatgpt_scratch.builtin import BUILTIN_MODELS, card_metrics
+    from chatgpt_scratch.storage.builtin import BUILTIN_MODELS, card_metrics
     from chatgpt_scratch.checkpoints import checkpoint_info
 
     infos = {stem: checkpoint_info(folder / f"{stem}.safetensors") for stem in BUILTIN_MODELS}
@@ -202,7 +202,7 @@ def write_cards(folder: Path, build: Path, timings: dict | None = None, render_o
     text = render(folder, build, extra)
     (folder / "README.md").write_text(text)
     print(f"wrote {folder / 'README.md'} in {time.perf_counter() - started:.0f} s")
-    from chatgpt_scratch.builtin import BUILTIN_MODELS, card_metrics
+    from chatgpt_scratch.storage.builtin import BUILTIN_MODELS, card_metrics
     from chatgpt_scratch.checkpoints import read_metadata
 
     print("\nmetrics of the installed built-in models:")

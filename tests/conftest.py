@@ -55,7 +55,7 @@ def _isolated_app_dirs(tmp_path, monkeypatch):
 def bundled(monkeypatch):
     """The real shipped models and datasets of this checkout (builtin.py), as a fresh install sees them."""
     monkeypatch.delenv("CHATGPT_SCRATCH_BUNDLED", raising=False)
-    from chatgpt_scratch.builtin import bundled_root
+    from chatgpt_scratch.storage.builtin import bundled_root
 
     return bundled_root()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatgpt_scratch import builtin
+from chatgpt_scratch.storage import builtin
 from chatgpt_scratch.checkpoints import (
     default_checkpoint, delete_checkpoint, duplicate_checkpoint, list_checkpoints, pick_default, rename_checkpoint,
     save_checkpoint,

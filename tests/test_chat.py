@@ -14,7 +14,7 @@ from chatgpt_scratch.config import GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.generation import SamplingConfig, generate_text
 from chatgpt_scratch.model import GPTModel, to_classifier
-from chatgpt_scratch.templates import ALPACA, PromptTemplate
+from chatgpt_scratch.data.templates import ALPACA, PromptTemplate
 from chatgpt_scratch.tokenizer import encode
 
 TINY = GPTConfig(context_length=128, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from chatgpt_scratch.chat_store import SCHEMA_VERSION, ChatStore, default_db_path
+from chatgpt_scratch.storage.chat_store import SCHEMA_VERSION, ChatStore, default_db_path
 from chatgpt_scratch.errors import ScratchError
 
 

@@ -186,7 +186,7 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, saved, ids, monkeypatc
     old_logits = load_checkpoint(saved)[0](ids)
 
     if fail_in == "save_file":
-        from chatgpt_scratch import checkpoint_format  # where the file is written (checkpoints re-exports it)
+        from chatgpt_scratch.storage import checkpoint_format  # where the file is written (checkpoints re-exports it)
 
         real = checkpoint_format.save_file
 

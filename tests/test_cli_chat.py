@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from chatgpt_scratch.chat import ChatSession
-from chatgpt_scratch.chat_store import ChatStore, default_db_path
+from chatgpt_scratch.storage.chat_store import ChatStore, default_db_path
 from chatgpt_scratch.checkpoints import save_checkpoint
 from chatgpt_scratch.cli import main
 from chatgpt_scratch.cli.chat import ChatController, run_interactive, run_piped, split_input
@@ -21,7 +21,7 @@ from chatgpt_scratch.config import GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.generation import SamplingConfig, generate_text
 from chatgpt_scratch.model import GPTModel, to_classifier
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(context_length=128, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)

@@ -11,7 +11,7 @@ from chatgpt_scratch.checkpoints import save_checkpoint
 from chatgpt_scratch.cli import main
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig, generate_text
-from chatgpt_scratch.inference import quantize_int8
+from chatgpt_scratch.usecases.inference import quantize_int8
 from chatgpt_scratch.model import GPTModel, to_classifier
 
 

@@ -17,7 +17,7 @@ from chatgpt_scratch.cli import main
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, get_tokenizer
 from chatgpt_scratch.training.dpo_task import (
     DPOTask, EncodedPair, PreferenceData, PreferenceExample, batch_dpo, collate_pairs, load_preference_data,

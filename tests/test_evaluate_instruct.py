@@ -14,12 +14,12 @@ from chatgpt_scratch.cli import main
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.data.instruct import InstructionExample
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.evaluate_instruct import (
+from chatgpt_scratch.usecases.evaluate_instruct import (
     JudgeUnavailable, clean_response, evaluate_instruct, judge_prompt, judge_responses, parse_judge, parse_score,
     read_responses, response_loss, rouge_l,
 )
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 from chatgpt_scratch.tokenizer import encode
 
 EXAMPLES = [InstructionExample("Convert 45 kilometers to meters.", "", "45 kilometers is 45000 meters."),

@@ -42,7 +42,7 @@ def failing_writes(folder: Path, code: int, monkeypatch):
     """Writes under `folder` fail with `code` (EROFS: read-only; ENOSPC: full); reads still work."""
     import safetensors
 
-    from chatgpt_scratch import checkpoint_format
+    from chatgpt_scratch.storage import checkpoint_format
 
     folder = folder.resolve()
     error = lambda path: OSError(code, os.strerror(code), os.fsdecode(path))  # noqa: E731

@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from chatgpt_scratch import fileio
+from chatgpt_scratch.storage import fileio
 
 
 def _mode(path) -> int:
@@ -41,7 +41,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
 def test_token_cache_and_evaluation_json_get_ordinary_permissions(tmp_path):
     """They used to keep mkstemp's 0600: unreadable to a group that shares the project folder."""
-    from chatgpt_scratch import evaluate_instruct
+    from chatgpt_scratch.usecases import evaluate_instruct
     from chatgpt_scratch.data import corpus
 
     out = evaluate_instruct.write_json_atomic(tmp_path / "r.json", [{"a": 1}])

@@ -13,7 +13,7 @@ from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.data.instruct import EncodedExample
 from chatgpt_scratch.lora import load_lora_adapter
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 from chatgpt_scratch.training.instruct_task import InstructData, InstructTask, instruct_loss, masked_lm_loss
 
 TINY = PRESETS["test-tiny"].with_(tie_embeddings=True)

@@ -23,11 +23,11 @@ from chatgpt_scratch.checkpoints import save_checkpoint  # noqa: E402
 from chatgpt_scratch.cli import main  # noqa: E402
 from chatgpt_scratch.config import PRESETS  # noqa: E402
 from chatgpt_scratch.errors import ScratchError  # noqa: E402
-from chatgpt_scratch.gguf_export import export_gguf  # noqa: E402
-from chatgpt_scratch.inference import load_for_inference  # noqa: E402
+from chatgpt_scratch.storage.gguf_export import export_gguf  # noqa: E402
+from chatgpt_scratch.usecases.inference import load_for_inference  # noqa: E402
 from chatgpt_scratch.lora import inject_lora, save_lora_adapter  # noqa: E402
 from chatgpt_scratch.model import GPTModel, to_classifier  # noqa: E402
-from chatgpt_scratch.templates import ALPACA, PHI3  # noqa: E402
+from chatgpt_scratch.data.templates import ALPACA, PHI3  # noqa: E402
 from chatgpt_scratch.tokenizer import get_tokenizer  # noqa: E402
 
 TINY = PRESETS["test-tiny"]  # emb 32, 4 heads, 2 layers, context 64: every row a multiple of Q8_0's 32

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from chatgpt_scratch import gpt2_weights as gw
+from chatgpt_scratch.storage import gpt2_weights as gw
 from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.errors import ScratchError

@@ -121,7 +121,7 @@ def _disk_full_in(folder: Path, monkeypatch):
     """safetensors' writer raising what it raises on a full disk, for files under `folder` only."""
     import safetensors.torch
 
-    from chatgpt_scratch import checkpoint_format
+    from chatgpt_scratch.storage import checkpoint_format
 
     real = safetensors.torch.save_file
 
@@ -242,7 +242,7 @@ ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
 
 
 def test_escape_sequences_in_a_header_are_shown_escaped_by_checkpoints_list_and_info(tmp_path, capsys):
-    from chatgpt_scratch.terminal_text import printable
+    from chatgpt_scratch.system.terminal_text import printable
 
     folder = tmp_path / "ck"
     path = _save_tiny(folder / "m.safetensors")
@@ -286,7 +286,7 @@ def _stored(db: Path) -> list[tuple[str, str]]:
 
 
 def test_non_utf8_piped_input_is_answered_noted_and_saved(chat_ckpt):
-    from chatgpt_scratch.chat_store import default_db_path
+    from chatgpt_scratch.storage.chat_store import default_db_path
 
     result = _chat(chat_ckpt, b"caf\xe9 win\nsecond\n")
     assert result.returncode == 0, result.stderr.decode()
@@ -297,7 +297,7 @@ def test_non_utf8_piped_input_is_answered_noted_and_saved(chat_ckpt):
 
 
 def test_piped_slash_commands_are_commands_never_prompts(chat_ckpt):
-    from chatgpt_scratch.chat_store import default_db_path
+    from chatgpt_scratch.storage.chat_store import default_db_path
 
     result = _chat(chat_ckpt, b"/temperature 1.0\n/settings\nhello\n/bogus\n//not a command\n/quit\nafter quit\n")
     out, err = result.stdout.decode(), result.stderr.decode()
@@ -309,7 +309,7 @@ def test_piped_slash_commands_are_commands_never_prompts(chat_ckpt):
 
 
 def _fill(db: Path) -> bytes:
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
 
     with ChatStore(db) as store:
         cid = store.create_conversation("kept")
@@ -337,7 +337,7 @@ def test_a_read_only_chat_database_still_answers_and_keeps_its_history(tmp_path,
     """Read-only as SQLite sees it (mode=ro: the tests may run as root, for whom chmod 444 changes nothing)."""
     import sqlite3
 
-    from chatgpt_scratch import chat_store
+    from chatgpt_scratch.storage import chat_store
     from chatgpt_scratch.cli.chat import ChatController, run_piped
 
     db = tmp_path / "chat.db"
@@ -357,7 +357,7 @@ def test_a_read_only_chat_database_still_answers_and_keeps_its_history(tmp_path,
 
 
 def test_a_damaged_chat_database_still_answers_and_is_left_as_it_was(chat_ckpt):
-    from chatgpt_scratch.chat_store import default_db_path
+    from chatgpt_scratch.storage.chat_store import default_db_path
 
     db = default_db_path()
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +376,7 @@ def test_a_lock_held_too_long_reports_after_the_reply_and_loses_nothing(tmp_path
     """A lock held > 10 s: the store's busy timeout ends with `database is locked`."""
     import sqlite3
 
-    from chatgpt_scratch.chat_store import ChatStore, ChatStoreError
+    from chatgpt_scratch.storage.chat_store import ChatStore, ChatStoreError
     from chatgpt_scratch.cli.chat import ChatController, run_piped
 
     db = tmp_path / "chat.db"
@@ -469,7 +469,7 @@ def test_resume_with_a_damaged_run_json_is_one_clear_error(tmp_path, capsys, con
 
 
 def test_run_json_is_written_atomically(tmp_path, corpus, monkeypatch):
-    from chatgpt_scratch import fileio
+    from chatgpt_scratch.storage import fileio
 
     written = []
     real = fileio.write_text_atomic
@@ -498,7 +498,7 @@ def test_a_response_loss_with_no_answer_token_is_not_measurable_not_zero():
     import torch
 
     from chatgpt_scratch.config import PRESETS
-    from chatgpt_scratch.evaluate_instruct import InstructEvaluation
+    from chatgpt_scratch.usecases.evaluate_instruct import InstructEvaluation
     from chatgpt_scratch.model import GPTModel
     from chatgpt_scratch.training.instruct_task import IGNORE_INDEX, token_mean_loss
 
@@ -515,7 +515,7 @@ def test_a_response_loss_with_no_answer_token_is_not_measurable_not_zero():
 
 def test_responses_and_eval_json_get_the_mode_of_any_new_file(tmp_path):
     """Not mkstemp's 0600: the same mode as a checkpoint or any file the user's umask makes."""
-    from chatgpt_scratch.evaluate_instruct import write_json_atomic
+    from chatgpt_scratch.usecases.evaluate_instruct import write_json_atomic
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")

@@ -12,7 +12,7 @@ from chatgpt_scratch.data.instruct import (
     padding_fraction, parse_instruction_text, split_examples,
 )
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.templates import ALPACA, PHI3
+from chatgpt_scratch.data.templates import ALPACA, PHI3
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID, decode, encode
 
 E = ENDOFTEXT_ID

@@ -16,10 +16,10 @@ from chatgpt_scratch.cli import main
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.generation import SamplingConfig
-from chatgpt_scratch.inference import adapted_kind, load_for_inference
+from chatgpt_scratch.usecases.inference import adapted_kind, load_for_inference
 from chatgpt_scratch.lora import inject_lora, load_lora_adapter, merge_lora, save_lora_adapter
 from chatgpt_scratch.model import GPTModel, to_classifier
-from chatgpt_scratch.templates import ALPACA
+from chatgpt_scratch.data.templates import ALPACA
 
 CFG = PRESETS["test-tiny"].with_(context_length=128, tie_embeddings=True)  # tied: merging unties the head
 IDS = torch.tensor([[5, 17, 300, 2, 9, 44]])

@@ -88,7 +88,7 @@ def test_xray_front_ends_draw_with_the_library_view_module_only():
     import ast
     from pathlib import Path
 
-    from chatgpt_scratch import xray_view
+    from chatgpt_scratch.usecases import xray_view
     from chatgpt_scratch.cli import xray as cli_xray
     from tui.widgets import xray_views
 
@@ -106,7 +106,8 @@ def test_xray_front_ends_draw_with_the_library_view_module_only():
 def test_one_downloader_and_one_atomic_write():
     """GPT-2 weights and datasets download through fileio.download_file (resume, size and sha256 checks);
     the helpers that write files all end in fileio.write_atomically."""
-    from chatgpt_scratch import fileio, gpt2_weights
+    from chatgpt_scratch.storage import fileio
+    from chatgpt_scratch.storage import gpt2_weights
     from chatgpt_scratch.data import corpus, registry
 
     assert gpt2_weights.download_file is fileio.download_file and registry.download_file is fileio.download_file
@@ -127,7 +128,9 @@ def test_tui_error_text_knows_subclasses_of_the_project_error():
 def test_quantize_int8_lives_in_inference_and_the_old_name_warns():
     import warnings
 
-    from chatgpt_scratch import inference, model
+    from chatgpt_scratch import model
+
+    from chatgpt_scratch.usecases import inference
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -141,13 +144,17 @@ def test_checkpoint_format_has_one_home_and_no_import_circle():
     import subprocess
     import sys
 
-    from chatgpt_scratch import checkpoint_format, checkpoints, inference
+    from chatgpt_scratch import checkpoints
+
+    from chatgpt_scratch.storage import checkpoint_format
+
+    from chatgpt_scratch.usecases import inference
 
     for name in ("read_metadata", "require_kind", "encode_metadata", "atomic_save_tensors", "KINDS", "adapted_kind"):
         assert getattr(checkpoints, name) is getattr(checkpoint_format, name)
     assert inference.adapted_kind is checkpoint_format.adapted_kind
     assert "__getattr__" not in vars(checkpoints)
-    code = ("import sys, chatgpt_scratch.gpt2_weights; "
+    code = ("import sys, chatgpt_scratch.storage.gpt2_weights; "
             "print('chatgpt_scratch.checkpoints' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from chatgpt_scratch import paths
+from chatgpt_scratch.storage import paths
 from chatgpt_scratch.data.registry import REGISTRY, DatasetInfo, resolve_dataset
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import sha256_file
+from chatgpt_scratch.storage.fileio import sha256_file
 
 TEXT = b"I HAD always thought Jack Gisburn rather a cheap genius\n" * 50
 

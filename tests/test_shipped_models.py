@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatgpt_scratch.builtin import BUILTIN_MODELS, builtin_paths, card_metrics, is_builtin
+from chatgpt_scratch.storage.builtin import BUILTIN_MODELS, builtin_paths, card_metrics, is_builtin
 from chatgpt_scratch.checkpoints import checkpoint_info, delete_checkpoint, read_metadata, rename_checkpoint
 from chatgpt_scratch.errors import ScratchError
 
@@ -54,7 +54,7 @@ def test_all_three_ship_within_the_size_limit():
 
 @pytest.mark.parametrize("stem", list(BUILTIN_MODELS))
 def test_each_loads_as_its_kind(stem):
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
 
     model, meta = load_for_inference(FOLDER / f"{stem}.safetensors", kind=BUILTIN_MODELS[stem])
     assert meta["kind"] == BUILTIN_MODELS[stem]

@@ -277,7 +277,7 @@ def test_loss_plot_has_an_accuracy_panel_only_for_classifiers(tmp_path):
 
     from PIL import Image
 
-    from chatgpt_scratch.plots import plot_run
+    from chatgpt_scratch.training.plots import plot_run
 
     def write(name, with_acc):
         lines = [{"type": "step", "step": s, "epoch": s / 10, "tokens_seen": 100 * s, "train_loss": 5.0 - 0.1 * s}

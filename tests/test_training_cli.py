@@ -16,7 +16,7 @@ import torch
 
 from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, read_safetensors_header
 from chatgpt_scratch.cli import main
-from chatgpt_scratch.fileio import sha256_file
+from chatgpt_scratch.storage.fileio import sha256_file
 from chatgpt_scratch.training.events import read_events
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +81,9 @@ def test_pretrain_writes_checkpoint_provenance_plot_and_streams_events(tmp_path,
     (True, "auto", "float32", True), (False, "auto", "float32", False), (True, "bfloat16", "bfloat16", False)])
 def test_cpu_dtype_auto_is_float32_with_a_hint_where_bf16_is_native(tmp_path, text_file, capsys, monkeypatch,
                                                                     native_bf16, dtype, amp, hint):
-    import chatgpt_scratch.device
+    import chatgpt_scratch.system.device
 
-    monkeypatch.setattr(chatgpt_scratch.device, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(chatgpt_scratch.system.device, "cpu_has_native_bf16", lambda: native_bf16)
     assert main(["pretrain", "--data", str(text_file), *TINY, "--max-steps", "1", "--dtype", dtype,
                  "--events", "-", "--out", str(tmp_path / "m")]) == 0
     captured = capsys.readouterr()

@@ -16,7 +16,7 @@ from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.generation import SamplingConfig, generate, make_generator
 from chatgpt_scratch.model import GPTModel, to_classifier
 from chatgpt_scratch.tokenizer import encode
-from chatgpt_scratch.xray import (
+from chatgpt_scratch.usecases.xray import (
     attention_matrix, choose_next, lens_logits, logit_lens, loss_view, next_token_view, recording_attention,
     token_label, tokenize, top_attended, visible_text, xray,
 )
@@ -308,7 +308,7 @@ def test_cli_bad_head_and_token_are_one_line_errors(checkpoint, capsys):
 
 
 def test_cli_as_instruction_wraps_the_text_in_the_checkpoints_template(model, tmp_path, capsys):
-    from chatgpt_scratch.templates import get_template
+    from chatgpt_scratch.data.templates import get_template
 
     path = save_checkpoint(tmp_path / "instruct.safetensors", model, "instruct", template="alpaca")
     assert main(["xray", "--checkpoint", str(path), "Name a colour.", "--as-instruction", "--view", "tokens"]) == 0

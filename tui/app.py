@@ -140,7 +140,7 @@ class ScratchApp(App):
 
     @work(thread=True, exit_on_error=False)
     def resolve_device(self) -> None:
-        from chatgpt_scratch.device import resolve_device
+        from chatgpt_scratch.system.device import resolve_device
 
         self.post_message(self.DeviceResolved(str(resolve_device("auto"))))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.content import Content
 
-from chatgpt_scratch.inference import kind_label
+from chatgpt_scratch.usecases.inference import kind_label
 from tui import jobs
 
 COLUMNS = ("Name", "Kind", "Preset", "Params", "Size", "Created", "Parent", "Best val")
@@ -61,7 +61,7 @@ def find_run_events(checkpoint: Path, metadata: dict[str, Any]) -> Path | None:
         value = metadata.get(key)
         if isinstance(value, str) and (Path(value) / jobs.EVENTS_FILE).is_file():
             return Path(value) / jobs.EVENTS_FILE
-    from chatgpt_scratch.paths import runs_dir
+    from chatgpt_scratch.storage.paths import runs_dir
 
     folder = runs_dir()
     if not folder.is_dir():

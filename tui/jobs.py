@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatgpt_scratch import procinfo
+from chatgpt_scratch.system import procinfo
 from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
 
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
@@ -261,7 +261,7 @@ def list_runs(folder: str | Path | None = None) -> list[RunSummary]:
     """Every run folder (one with events.jsonl, run.json or a TUI job file) and every job started
     here that has no run folder (yet), newest first."""
     if folder is None:
-        from chatgpt_scratch.paths import runs_dir
+        from chatgpt_scratch.storage.paths import runs_dir
 
         folder = runs_dir()
     folder = Path(folder)
@@ -305,7 +305,7 @@ def start_job(args: list[str], name: str, task: str = "", runs_folder: Path | No
     resuming (the folder is known), else link_jobs finds it once the CLI has made it.
     """
     if runs_folder is None:
-        from chatgpt_scratch.paths import runs_dir
+        from chatgpt_scratch.storage.paths import runs_dir
 
         runs_folder = runs_dir()
     folder = jobs_dir(runs_folder)

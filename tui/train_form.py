@@ -170,7 +170,7 @@ class TrainForm:
 
 def name_taken(name: str) -> bool:
     """A run name is taken when a checkpoint or a job started from the app has it."""
-    from chatgpt_scratch.paths import checkpoints_dir, runs_dir
+    from chatgpt_scratch.storage.paths import checkpoints_dir, runs_dir
     from tui import jobs
 
     return (checkpoints_dir() / f"{name}.safetensors").exists() or (jobs.jobs_dir(runs_dir()) / f"{name}.json").exists()

@@ -1,6 +1,6 @@
 """The X-ray screen's requests and computation, off the UI thread: the sampling fields and their parse,
 then from a request (text ids, sampling, the selected layer/head/token, an optional step) to Views,
-plain numbers ready to draw. The model work itself is the library's (chatgpt_scratch.xray); this
+plain numbers ready to draw. The model work itself is the library's (chatgpt_scratch.usecases.xray); this
 module only chooses what to ask it. No widgets."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Views:
 
     seq: int
     stepped: bool  # the ids grew or shrank by stepping, not by typing: show their text in the input
-    ray: Any  # chatgpt_scratch.xray.XRay, kept to recompute views without a new forward pass
+    ray: Any  # chatgpt_scratch.usecases.xray.XRay, kept to recompute views without a new forward pass
     tokens: Any  # TokensView
     next: Any  # NextTokenView
     layer: int
@@ -69,7 +69,7 @@ class ViewRequest:
 def compute_views(request: ViewRequest, generator: Any = None) -> Views:
     """Run (or reuse) the forward pass and compute every view. ScratchError for a step with no text yet
     or a token index outside the text."""
-    from chatgpt_scratch import xray as X
+    from chatgpt_scratch.usecases import xray as X
     from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.generation import SamplingConfig
 

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_app() or 0
         return args.func(args) or 0
     except ScratchError as e:
-        from chatgpt_scratch.terminal_text import printable
+        from chatgpt_scratch.system.terminal_text import printable
 
         try:  # one line, whatever file names or header text the message quotes
             print(f"error: {printable(e)}", file=sys.stderr)
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `chatgpt-scratch ... | head`
         return 0
     except OSError as e:  # an environment fault no command foresaw (disk, permissions): one line, no traceback
-        from chatgpt_scratch.fileio import os_error_text
-        from chatgpt_scratch.terminal_text import printable
+        from chatgpt_scratch.storage.fileio import os_error_text
+        from chatgpt_scratch.system.terminal_text import printable
 
         try:
             print(f"error: {printable(os_error_text(e))}", file=sys.stderr)

@@ -26,11 +26,11 @@ from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_s
 from chatgpt_scratch.conversation import ChatConversation
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
-from chatgpt_scratch.terminal_text import printable
+from chatgpt_scratch.system.terminal_text import printable
 
 if TYPE_CHECKING:
     from chatgpt_scratch.chat import ChatSession
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
 
 KEYS_HELP = """\
 keys:
@@ -282,7 +282,7 @@ def split_input(text: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.chat_store import ChatStore, default_db_path
+    from chatgpt_scratch.storage.chat_store import ChatStore, default_db_path
 
     if args.db:
         print(default_db_path())
@@ -323,7 +323,7 @@ def run_piped(controller: ChatController, stdin: TextIO, stdout: TextIO, stderr:
     sent to the model or saved; what it says goes to stderr (stdout holds replies only). A line that is
     not UTF-8 is answered with the undecodable bytes as U+FFFD, and a note on stderr says so.
     """
-    from chatgpt_scratch.chat_store import ChatStoreError, clean_text
+    from chatgpt_scratch.storage.chat_store import ChatStoreError, clean_text
 
     failed = 0
     for number, raw in enumerate(stdin, 1):
@@ -395,7 +395,7 @@ def run_interactive(controller: ChatController, pt_input=None, pt_output=None) -
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.shortcuts import print_formatted_text
 
-    from chatgpt_scratch.paths import app_data_dir
+    from chatgpt_scratch.storage.paths import app_data_dir
 
     def note(text: str) -> None:
         print_formatted_text(FormattedText([("ansibrightblack", text)]), output=pt_output)

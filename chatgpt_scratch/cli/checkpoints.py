@@ -52,11 +52,11 @@ def _metric(info) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.terminal_text import printable
+    from chatgpt_scratch.system.terminal_text import printable
     from chatgpt_scratch.checkpoints import list_checkpoints
-    from chatgpt_scratch.inference import kind_label
+    from chatgpt_scratch.usecases.inference import kind_label
     from chatgpt_scratch.model import format_params
-    from chatgpt_scratch.paths import checkpoints_dir
+    from chatgpt_scratch.storage.paths import checkpoints_dir
 
     folder = args.folder or checkpoints_dir()
     infos = list_checkpoints(args.folder)  # no FOLDER: yours, then the built-in models
@@ -92,9 +92,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from chatgpt_scratch.checkpoints import a_kind, checkpoint_info
     from chatgpt_scratch.errors import ScratchError
-    from chatgpt_scratch.inference import adapted_kind
+    from chatgpt_scratch.usecases.inference import adapted_kind
     from chatgpt_scratch.model import format_params
-    from chatgpt_scratch.terminal_text import printable
+    from chatgpt_scratch.system.terminal_text import printable
 
     info = checkpoint_info(args.path)
     if not info.ok:

@@ -25,7 +25,7 @@ def add_sampling_args(parser: argparse.ArgumentParser, names=None, **defaults) -
 
 def args_device(args: argparse.Namespace) -> str:
     """The device --device names, resolved (auto -> cuda, mps or cpu)."""
-    from chatgpt_scratch.device import resolve_device
+    from chatgpt_scratch.system.device import resolve_device
 
     return str(resolve_device(args.device))
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatgpt_scratch.checkpoint_format import sibling_file
+from chatgpt_scratch.storage.checkpoint_format import sibling_file
 
 
 def register(subparsers) -> None:
@@ -64,9 +64,9 @@ def run_dpo(args: argparse.Namespace) -> int:
     from chatgpt_scratch.chat import template_from_metadata
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
     from chatgpt_scratch.data.registry import resolve_dataset
-    from chatgpt_scratch.device import resolve_device
+    from chatgpt_scratch.system.device import resolve_device
     from chatgpt_scratch.errors import ScratchError
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
     from chatgpt_scratch.model import format_params
     from chatgpt_scratch.training.dpo_task import DPOTask, prepare_preference_data
 
@@ -139,7 +139,7 @@ def run_dpo(args: argparse.Namespace) -> int:
                         test_response_ppl=summary["after"]["test_response_ppl"],
                         test_rouge_l_before=summary["before"]["rouge_l"])
     path = sibling_file(chosen, ".eval.json")
-    from chatgpt_scratch.evaluate_instruct import write_json_atomic
+    from chatgpt_scratch.usecases.evaluate_instruct import write_json_atomic
 
     write_json_atomic(path, summary)
     print(f"summary: {path}", file=sys.stderr)
@@ -150,8 +150,8 @@ def run_dpo(args: argparse.Namespace) -> int:
 def _before_after(init: str, chosen: Path, test, template, args: argparse.Namespace, device: str) -> dict:
     """Both models answer the test split (greedy): ROUGE-L and reference-answer loss, and a side-by-side file."""
     from chatgpt_scratch.data.instruct import InstructionExample
-    from chatgpt_scratch.evaluate_instruct import evaluate_instruct, write_json_atomic
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.evaluate_instruct import evaluate_instruct, write_json_atomic
+    from chatgpt_scratch.usecases.inference import load_for_inference
 
     examples = [InstructionExample(e.instruction, e.input, e.output or e.chosen) for e in test]
     results, answers = {}, {}

@@ -47,15 +47,15 @@ def load_model_for_inference(path: str, device_name: str, dtype: str = "float32"
     """Load a checkpoint (or lora-adapter) onto the device in the requested precision; returns (model, metadata)."""
     import torch
 
-    from chatgpt_scratch.device import resolve_device
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.system.device import resolve_device
+    from chatgpt_scratch.usecases.inference import load_for_inference
 
     device = resolve_device(device_name)
     if quantize == "int8" and device.type != "cpu":
         raise ScratchError("--quantize int8 runs on the CPU only; add --device cpu or drop --quantize")
     model, metadata = load_for_inference(path, device=device, dtype=getattr(torch, dtype), kind=kind)
     if quantize == "int8":
-        from chatgpt_scratch.inference import quantize_int8
+        from chatgpt_scratch.usecases.inference import quantize_int8
 
         model = quantize_int8(model)
     return model, metadata

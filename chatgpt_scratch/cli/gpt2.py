@@ -41,9 +41,9 @@ def register(subparsers) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from chatgpt_scratch.checkpoints import save_checkpoint
     from chatgpt_scratch.errors import ScratchError
-    from chatgpt_scratch.gpt2_weights import import_gpt2_with_provenance, size_name
+    from chatgpt_scratch.storage.gpt2_weights import import_gpt2_with_provenance, size_name
     from chatgpt_scratch.model import format_params
-    from chatgpt_scratch.paths import checkpoints_dir
+    from chatgpt_scratch.storage.paths import checkpoints_dir
 
     if (args.size is None) == (args.from_file is None):
         raise ScratchError("give either a GPT-2 SIZE (e.g. gpt2) or --from FILE, not both and not neither")
@@ -62,7 +62,7 @@ def run_import(args: argparse.Namespace) -> int:
     print(f"saved {imported.provenance.get('gpt2_size', 'GPT-2')} ({format_params(imported.model.num_parameters())} "
           f"parameters) to {out}")
     if args.size is not None:
-        from chatgpt_scratch.gpt2_weights import HF_NAMES, downloads_dir
+        from chatgpt_scratch.storage.gpt2_weights import HF_NAMES, downloads_dir
 
         kept = downloads_dir() / HF_NAMES[size_name(args.size)]
         print(f"the downloaded original stays in {kept} (re-importing skips the download; delete it to free the space)")
@@ -70,7 +70,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.gpt2_weights import export_checkpoint_hf
+    from chatgpt_scratch.storage.gpt2_weights import export_checkpoint_hf
 
     out = export_checkpoint_hf(args.checkpoint, args.out_dir)
     print(f"wrote {out}/model.safetensors and config.json; load it with "

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatgpt_scratch.checkpoint_format import sibling_file
+from chatgpt_scratch.storage.checkpoint_format import sibling_file
 from chatgpt_scratch.cli.common import add_device_arg, args_device
 
 _TEMPLATES = ("alpaca", "phi3")
@@ -114,7 +114,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from chatgpt_scratch.data.registry import resolve_dataset
     from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.model import format_params
-    from chatgpt_scratch.templates import get_template
+    from chatgpt_scratch.data.templates import get_template
     from chatgpt_scratch.lora import adapter_path
     from chatgpt_scratch.training.instruct_task import InstructTask, prepare_instruct_data
 
@@ -193,7 +193,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def _evaluate_checkpoint(path: Path, test, template, args: argparse.Namespace, device: str):
     from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata
-    from chatgpt_scratch.evaluate_instruct import evaluate_instruct
+    from chatgpt_scratch.usecases.evaluate_instruct import evaluate_instruct
 
     model, meta = load_checkpoint(path, device=device)
     responses = sibling_file(path, ".responses.json")
@@ -221,7 +221,7 @@ def _progress_printer():
 
 
 def _write_summary(checkpoint: Path, summary: dict) -> None:
-    from chatgpt_scratch.evaluate_instruct import write_json_atomic
+    from chatgpt_scratch.usecases.evaluate_instruct import write_json_atomic
 
     path = write_json_atomic(sibling_file(checkpoint, ".eval.json"), summary)
     print(f"summary: {path}", file=sys.stderr)
@@ -266,10 +266,10 @@ def _register_evaluate(subparsers) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from chatgpt_scratch.data.registry import resolve_dataset
-    from chatgpt_scratch.evaluate_instruct import (
+    from chatgpt_scratch.usecases.evaluate_instruct import (
         JudgeUnavailable, evaluate_instruct, judge_responses, parse_judge, read_responses, rouge_l,
     )
-    from chatgpt_scratch.templates import ALPACA, get_template
+    from chatgpt_scratch.data.templates import ALPACA, get_template
     from chatgpt_scratch.training.instruct_task import prepare_instruct_data
 
     if args.score:
@@ -293,7 +293,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
 
     from chatgpt_scratch.cli.common import checkpoint_or_default
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "evaluate-instruct")
     model, meta = load_for_inference(args.checkpoint, device=args_device(args), kind=("instruct", "base"))

@@ -125,7 +125,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if max_length > context:
         raise ScratchError(f"--max-length {max_length} is longer than the model's context ({context}); "
                            f"use at most {context}")
-    from chatgpt_scratch.fileio import describe_non_utf8, non_utf8_lines
+    from chatgpt_scratch.storage.fileio import describe_non_utf8, non_utf8_lines
 
     try:
         bad = non_utf8_lines(Path(data_path).read_bytes()) if Path(data_path).is_file() else []
@@ -206,7 +206,7 @@ def looks_like_path(arg: str) -> bool:
 
 
 def _decoded_lines(data: bytes, source: str) -> list[str]:
-    from chatgpt_scratch.fileio import describe_non_utf8, non_utf8_lines
+    from chatgpt_scratch.storage.fileio import describe_non_utf8, non_utf8_lines
 
     bad = non_utf8_lines(data)
     if bad:
@@ -238,7 +238,7 @@ def run_classify(args: argparse.Namespace) -> int:
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.errors import ScratchError
 
-    from chatgpt_scratch.terminal_text import printable
+    from chatgpt_scratch.system.terminal_text import printable
 
     texts, as_table = _read_texts(args)
     if not texts:

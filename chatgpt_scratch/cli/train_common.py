@@ -220,7 +220,7 @@ def seed_everything(seed: int) -> None:
 
 
 def new_run_dir(out: str | Path | None, task_name: str) -> Path:
-    from chatgpt_scratch import paths
+    from chatgpt_scratch.storage import paths
 
     stem = Path(out).name.removesuffix(".safetensors") if out else task_name
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -233,8 +233,8 @@ def new_run_dir(out: str | Path | None, task_name: str) -> Path:
 
 
 def default_out(args: argparse.Namespace, task_name: str) -> Path:
-    from chatgpt_scratch import paths
-    from chatgpt_scratch.builtin import refuse_builtin
+    from chatgpt_scratch.storage import paths
+    from chatgpt_scratch.storage.builtin import refuse_builtin
 
     out = Path(args.out) if args.out else paths.checkpoints_dir() / task_name
     stem = out.name.removesuffix(".safetensors")
@@ -377,7 +377,7 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
     the run folder and the task's own metadata (datasets + sha256, ...) are added automatically.
     Raises ScratchError (exit 1) on a diverged loss; SIGINT/SIGTERM end it normally as `stopped`.
     """
-    from chatgpt_scratch.device import resolve_device
+    from chatgpt_scratch.system.device import resolve_device
     from chatgpt_scratch.training import distributed
     from chatgpt_scratch.training.events import EventLog
     from chatgpt_scratch.training.trainer import Trainer
@@ -394,7 +394,7 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not args.resume:
-            from chatgpt_scratch.fileio import write_text_atomic
+            from chatgpt_scratch.storage.fileio import write_text_atomic
 
             run_doc = {"command": getattr(args, "command", task.name), "args": args_to_json(args)}
             write_text_atomic(run_dir / RUN_FILE, json.dumps(run_doc, indent=2))  # --resume needs all of it
@@ -403,7 +403,7 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
     meta = {**(metadata or {}), "train_args": args_to_json(args)}
     trainer = Trainer(task, model, cfg, run_dir, out=out, events=events, metadata=meta, resume=bool(args.resume))
     if info.is_main and trainer.amp_dtype is None and trainer.device.type == "cpu" and cfg.dtype == "auto":
-        from chatgpt_scratch.device import cpu_has_native_bf16
+        from chatgpt_scratch.system.device import cpu_has_native_bf16
 
         if cpu_has_native_bf16():
             say("hint: this CPU does bfloat16 in hardware; --dtype bfloat16 trains about 1.4x faster "
@@ -441,7 +441,7 @@ def run_training(task: Any, model: Any, args: argparse.Namespace,
 
 
 def _plot(run_dir: Path, checkpoint: Path) -> None:
-    from chatgpt_scratch.plots import plot_run
+    from chatgpt_scratch.training.plots import plot_run
 
     try:
         png = plot_run(run_dir / EVENTS_FILE, loss_plot_path(checkpoint))
@@ -454,6 +454,6 @@ def _plot(run_dir: Path, checkpoint: Path) -> None:
 
 def loss_plot_path(checkpoint: Path) -> Path:
     """checkpoints/NAME.safetensors -> checkpoints/NAME.loss.png"""
-    from chatgpt_scratch.checkpoint_format import sibling_file
+    from chatgpt_scratch.storage.checkpoint_format import sibling_file
 
     return sibling_file(checkpoint, ".loss.png")

@@ -1,6 +1,6 @@
 """`chatgpt-scratch xray --checkpoint PATH "text"`: the Model X-ray views as plain text.
 
-The numbers come from chatgpt_scratch.xray (one forward pass of the real model);
+The numbers come from chatgpt_scratch.usecases.xray (one forward pass of the real model);
 this module only draws them with unicode bars and shade characters.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.xray_view import SHADE_LEGEND, bar, column_numbers, describe_sampling, fit, percent, shade
+from chatgpt_scratch.usecases.xray_view import SHADE_LEGEND, bar, column_numbers, describe_sampling, fit, percent, shade
 
 VIEWS = ("tokens", "next", "attention", "lens", "loss")
 
@@ -45,11 +45,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from chatgpt_scratch.chat import template_from_metadata
-    from chatgpt_scratch.device import resolve_device
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.system.device import resolve_device
+    from chatgpt_scratch.usecases.inference import load_for_inference
     from chatgpt_scratch.sampling import sampling_from
     from chatgpt_scratch.tokenizer import encode
-    from chatgpt_scratch.xray import xray
+    from chatgpt_scratch.usecases.xray import xray
 
     head = parse_head(args.head)
     if args.top < 1:
@@ -102,7 +102,7 @@ def parse_head(value: str) -> int | None:
 
 
 def render_tokens(ray, text: str) -> str:
-    from chatgpt_scratch.xray import tokens_of_ids
+    from chatgpt_scratch.usecases.xray import tokens_of_ids
 
     view = tokens_of_ids(ray.ids, text)
     lines = [f"TOKENS  {view.n_tokens} tokens · {view.n_chars} characters · "
@@ -114,7 +114,7 @@ def render_tokens(ray, text: str) -> str:
 
 
 def render_next(ray, sampling, top: int) -> str:
-    from chatgpt_scratch.xray import next_token_view, token_label
+    from chatgpt_scratch.usecases.xray import next_token_view, token_label
 
     view = next_token_view(ray, sampling, top=top)
     after = token_label(ray.ids[view.position])
@@ -134,7 +134,7 @@ def render_next(ray, sampling, top: int) -> str:
 
 
 def render_attention(ray, layer: int, head: int | None, token: int) -> str:
-    from chatgpt_scratch.xray import attention_matrix, token_label, top_attended
+    from chatgpt_scratch.usecases.xray import attention_matrix, token_label, top_attended
 
     matrix = attention_matrix(ray, layer, head)  # (n, n)
     which = "mean of heads" if head is None else f"head {head}"
@@ -159,7 +159,7 @@ def render_attention(ray, layer: int, head: int | None, token: int) -> str:
 
 
 def render_lens(ray, token: int) -> str:
-    from chatgpt_scratch.xray import logit_lens, token_label
+    from chatgpt_scratch.usecases.xray import logit_lens, token_label
 
     rows = logit_lens(ray, token)
     final = rows[-1]
@@ -175,7 +175,7 @@ def render_lens(ray, token: int) -> str:
 
 
 def render_loss(ray) -> str:
-    from chatgpt_scratch.xray import loss_view
+    from chatgpt_scratch.usecases.xray import loss_view
 
     view = loss_view(ray)
     worst = max((t.nats for t in view.tokens if t.nats is not None), default=1.0) or 1.0

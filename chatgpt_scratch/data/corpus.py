@@ -22,9 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from chatgpt_scratch import paths
+from chatgpt_scratch.storage import paths
 from chatgpt_scratch.data.registry import resolve_dataset
-from chatgpt_scratch.fileio import sha256_file, write_atomically
+from chatgpt_scratch.storage.fileio import sha256_file, write_atomically
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 

@@ -30,7 +30,7 @@ import torch
 
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import IGNORE_INDEX
-from chatgpt_scratch.templates import PromptTemplate
+from chatgpt_scratch.data.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 PAD_ID = ENDOFTEXT_ID  # the book pads with <|endoftext|>

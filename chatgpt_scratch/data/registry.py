@@ -20,9 +20,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatgpt_scratch import paths
+from chatgpt_scratch.storage import paths
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import download_file, write_bytes_atomic
+from chatgpt_scratch.storage.fileio import download_file, write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def resolve_dataset(name_or_path: str | Path, download: bool = True) -> Path:
     local = paths.datasets_dir() / info.filename
     if local.exists():
         return local
-    from chatgpt_scratch.builtin import bundled_datasets_dir
+    from chatgpt_scratch.storage.builtin import bundled_datasets_dir
 
     bundled = bundled_datasets_dir()
     if bundled is not None and (bundled / info.filename).exists():

@@ -29,7 +29,7 @@ from torch import nn
 
 from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, batch_order, split_examples
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.templates import PromptTemplate
+from chatgpt_scratch.data.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 Batch = tuple[torch.Tensor, ...]
@@ -115,7 +115,7 @@ class PreferenceData:
 def prepare_preference_data(path: str | Path, template: PromptTemplate, split_seed: int | None = None,
                             limit: int | None = None) -> PreferenceData:
     """Load + validate, split 85/5/10 as the book (file order: the book's own test entries), encode."""
-    from chatgpt_scratch.fileio import sha256_file
+    from chatgpt_scratch.storage.fileio import sha256_file
 
     path = Path(path)
     examples = load_preference_data(path)

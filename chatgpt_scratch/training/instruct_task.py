@@ -26,7 +26,7 @@ from chatgpt_scratch.data.instruct import (
     iterate_batches, load_instruction_data, split_examples,
 )
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.templates import PromptTemplate
+from chatgpt_scratch.data.templates import PromptTemplate
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T), targets (B, T)
 
@@ -56,7 +56,7 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     training split only, so val and test stay those of `path` (e.g. the book's split plus Alpaca).
     An extra entry whose instruction and input equal a val or test entry's is left out.
     """
-    from chatgpt_scratch.fileio import sha256_file
+    from chatgpt_scratch.storage.fileio import sha256_file
 
     path = Path(path)
     examples = load_instruction_data(path)

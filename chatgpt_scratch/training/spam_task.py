@@ -99,7 +99,7 @@ def prepare_spam_data(path: str | Path, max_length: int, balance: str = "none", 
                       limit: int | None = None) -> SpamData:
     """Read, (optionally) undersample, split stratified and encode. `limit` keeps a stratified
     subset of that many messages first (quick trials and tests)."""
-    from chatgpt_scratch.fileio import sha256_file
+    from chatgpt_scratch.storage.fileio import sha256_file
 
     if balance not in BALANCE_CHOICES:
         raise ScratchError(f"--balance must be one of {', '.join(BALANCE_CHOICES)}; got {balance!r}")

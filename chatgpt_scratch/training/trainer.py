@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from chatgpt_scratch import procinfo
+from chatgpt_scratch.system import procinfo
 from chatgpt_scratch.checkpoints import model_tensors, save_checkpoint
-from chatgpt_scratch.device import resolve_device
+from chatgpt_scratch.system.device import resolve_device
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.training import distributed, state
 from chatgpt_scratch.training.config import TrainConfig

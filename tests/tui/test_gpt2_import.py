@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import download_file
+from chatgpt_scratch.storage.fileio import download_file
 from tui.widgets.gpt2_import import APP_FALLBACK, in_app_terms
 
 

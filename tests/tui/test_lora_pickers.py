@@ -42,7 +42,7 @@ async def test_pickers_offer_adapters_of_their_kind_and_screens_use_them(tiny_ba
     from chatgpt_scratch.chat import ChatSession
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.generation import SamplingConfig
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
     from tests.tui.test_screens import set_greedy
 
     adapters = _adapters(tiny_base, checkpoints_folder)

@@ -28,7 +28,7 @@ PROMPT = 'Hello [/b] [x="y'  # markup-like text must stay text everywhere it is 
 
 async def test_chat_streams_a_reply_and_stores_it(tiny_base):
     from chatgpt_scratch.chat import ChatSession
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
     from chatgpt_scratch.generation import SamplingConfig
 
     app = ScratchApp(detect_device=False)
@@ -393,7 +393,7 @@ async def test_chat_screen_and_cli_repl_save_a_conversation_the_same_way(tiny_ba
     """Both front ends drive the library's ChatConversation: a long first message makes the same title,
     a regenerated reply replaces the stored one, and the stored rows (roles, texts, checkpoint) match."""
     from chatgpt_scratch.chat import ChatSession
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
     from chatgpt_scratch.cli.chat import ChatController
     from chatgpt_scratch.generation import SamplingConfig
 
@@ -441,7 +441,7 @@ async def test_a_failing_worker_becomes_one_notification(tmp_path):
 
 async def test_chat_conversations_are_renamed_exported_and_deleted(tiny_base, tmp_path):
     """F6 renames, ctrl+e exports as Markdown, ctrl+d deletes (after a confirmation) the open conversation."""
-    from chatgpt_scratch.chat_store import ChatStore
+    from chatgpt_scratch.storage.chat_store import ChatStore
     from tui.screens.dialogs import ConfirmDialog, TextPrompt
 
     app = ScratchApp(detect_device=False)

@@ -18,8 +18,8 @@ from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig
 from chatgpt_scratch.model import GPTModel, to_classifier
 from chatgpt_scratch.tokenizer import decode, encode
-from chatgpt_scratch.xray_view import significant
-from chatgpt_scratch.xray import attention_matrix, loss_view, next_token_view, xray
+from chatgpt_scratch.usecases.xray_view import significant
+from chatgpt_scratch.usecases.xray import attention_matrix, loss_view, next_token_view, xray
 from tui.app import ScratchApp
 from tui.screens.xray import DEFAULT_TEXT, NO_MODEL, XrayScreen
 

@@ -24,7 +24,7 @@ KEYS = """\
 
 
 def folders_markdown() -> str:
-    from chatgpt_scratch import paths  # stdlib only: no torch
+    from chatgpt_scratch.storage import paths  # stdlib only: no torch
 
     def row(label: str, path, env: str) -> str:
         where = f"from ${env}" if env in os.environ else f"default; set ${env} to change"

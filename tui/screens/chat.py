@@ -2,7 +2,7 @@
 
 The model runs in a thread worker (ChatSession.send is an iterator of text pieces);
 pieces are batched and appended to a Markdown widget at most ~20 times a second.
-Conversations are kept in the shared SQLite store (chatgpt_scratch.chat_store).
+Conversations are kept in the shared SQLite store (chatgpt_scratch.storage.chat_store).
 ctrl+up/ctrl+down (or a click) select a message; ctrl+y copies it (the last reply if none is selected).
 """
 
@@ -135,7 +135,7 @@ class ChatScreen(MainScreen):
                 yield Input(placeholder="Message (Enter to send, Esc stops a reply)", id="chat-input")
 
     def on_mount(self) -> None:
-        from chatgpt_scratch.paths import checkpoints_dir  # stdlib only
+        from chatgpt_scratch.storage.paths import checkpoints_dir  # stdlib only
 
         self.query_one("#chat-input", Input).focus()
         self.set_status(f"looking for models in {checkpoints_dir()}…")
@@ -159,7 +159,7 @@ class ChatScreen(MainScreen):
         infos = message.infos
         empty = self.query_one("#chat-empty", Markdown)
         if not infos:
-            from chatgpt_scratch.paths import checkpoints_dir
+            from chatgpt_scratch.storage.paths import checkpoints_dir
 
             empty.display = True
             empty.update(how_to_get_a_model(checkpoints_dir()))
@@ -242,7 +242,7 @@ class ChatScreen(MainScreen):
 
     @work(thread=True, exit_on_error=False)
     def open_store(self) -> None:
-        from chatgpt_scratch.chat_store import ChatStore
+        from chatgpt_scratch.storage.chat_store import ChatStore
 
         store = ChatStore()
         self.post_message(self.StoreOpened(store, store.list_conversations()))

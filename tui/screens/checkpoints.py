@@ -81,7 +81,7 @@ class CheckpointsScreen(MainScreen):
     @work(thread=True, exclusive=True, group="ckpt-list", exit_on_error=False)
     def action_refresh(self, select: Path | None = None) -> None:
         from chatgpt_scratch.checkpoints import list_checkpoints
-        from chatgpt_scratch.paths import checkpoints_dir
+        from chatgpt_scratch.storage.paths import checkpoints_dir
 
         # The user's folder, then the built-in models.
         self.post_message(self.Listed(checkpoints_dir(), list_checkpoints(), select))
@@ -173,7 +173,7 @@ class CheckpointsScreen(MainScreen):
             self.notify(info.error, severity="error", markup=False)
             return
         from chatgpt_scratch.checkpoints import a_kind
-        from chatgpt_scratch.inference import adapted_kind
+        from chatgpt_scratch.usecases.inference import adapted_kind
 
         wanted = {"chat": ("base", "instruct"), "spam": ("classifier",)}[role]
         kind = adapted_kind(info.metadata)  # a LoRA adapter counts as the model it makes
@@ -189,7 +189,7 @@ class CheckpointsScreen(MainScreen):
         """A built-in model cannot be renamed or deleted: say so at once, before any dialog."""
         if not info.builtin:
             return False
-        from chatgpt_scratch.builtin import builtin_message
+        from chatgpt_scratch.storage.builtin import builtin_message
 
         self.notify(builtin_message(info.path, action), severity="warning", markup=False)
         return True
@@ -270,7 +270,7 @@ class CheckpointsScreen(MainScreen):
                 return
 
             def work():
-                from chatgpt_scratch.gpt2_weights import export_checkpoint_hf
+                from chatgpt_scratch.storage.gpt2_weights import export_checkpoint_hf
 
                 return f"Exported to {export_checkpoint_hf(info.path, folder)}", info.path
 
@@ -313,7 +313,7 @@ class CheckpointsScreen(MainScreen):
 
     def start_import(self, source: str) -> None:
         """Run `chatgpt-scratch import-gpt2` as a subprocess and show its download progress."""
-        from chatgpt_scratch.paths import checkpoints_dir
+        from chatgpt_scratch.storage.paths import checkpoints_dir
 
         args, out = import_target(source, checkpoints_dir())
         if out.exists():

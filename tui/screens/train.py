@@ -130,7 +130,7 @@ class TrainScreen(MainScreen):
         self.update_command()
 
     def launch(self, args: list[str], name: str, task: str, run_dir: Path | None = None) -> None:
-        from chatgpt_scratch.paths import runs_dir
+        from chatgpt_scratch.storage.paths import runs_dir
 
         try:
             proc = jobs.start_job(args, name, task=task, runs_folder=runs_dir(), run_dir=run_dir)
@@ -325,7 +325,7 @@ class TrainScreen(MainScreen):
 
 def _may_have_runs() -> bool:
     """A cheap look before the first paint (the full listing runs in a worker): any folder in the runs folder."""
-    from chatgpt_scratch.paths import runs_dir
+    from chatgpt_scratch.storage.paths import runs_dir
 
     try:
         return any(entry.is_dir() for entry in runs_dir().iterdir())

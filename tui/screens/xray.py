@@ -5,7 +5,7 @@ sampling settings (which tokens survive temperature, top-k and top-p), the
 attention of any layer and head, the logit lens and the per-token loss. Step
 forward one token at a time (pick the top token or sample one).
 
-All numbers come from chatgpt_scratch.xray, computed in a thread worker; torch is
+All numbers come from chatgpt_scratch.usecases.xray, computed in a thread worker; torch is
 imported there, never at module level, so opening the app stays fast. One lock
 serialises the model calls (attention recording is a flag on the shared model),
 and a sequence number drops results that a newer request has overtaken.
@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
-from chatgpt_scratch.xray_view import significant
+from chatgpt_scratch.usecases.xray_view import significant
 from tui.screens.base import MainScreen
 from tui.widgets.model_picker import ModelPicker
 from tui.xray_compute import (SAMPLING_FIELDS, SETTINGS_SELECTOR, ViewRequest, Views,  # noqa: F401
@@ -165,8 +165,8 @@ class XrayScreen(MainScreen):
     def load_model(self, path: Path) -> None:
         from textual.worker import get_current_worker
 
-        from chatgpt_scratch.device import resolve_device
-        from chatgpt_scratch.inference import load_for_inference
+        from chatgpt_scratch.system.device import resolve_device
+        from chatgpt_scratch.usecases.inference import load_for_inference
 
         with self.lock:
             model, _ = load_for_inference(path, device=resolve_device("auto"), kind=("base", "instruct"))

@@ -39,7 +39,7 @@ class ModelPicker(Select[str]):
     def reload(self) -> None:
         """List the checkpoints again (headers only, in a worker); the options change, then Listed is posted."""
         from chatgpt_scratch.checkpoints import list_checkpoints
-        from chatgpt_scratch.inference import adapted_kind
+        from chatgpt_scratch.usecases.inference import adapted_kind
 
         infos = [i for i in list_checkpoints() if i.ok and adapted_kind(i.metadata) in self.kinds]
         self.app.call_from_thread(self._fill, infos)
@@ -68,7 +68,7 @@ class ModelPicker(Select[str]):
 
 def option_label(info) -> str:
     """'name (instruct, gpt2-small)'; an adapter shows what it makes: 'name (lora → instruct, gpt2-small)'."""
-    from chatgpt_scratch.inference import adapted_kind
+    from chatgpt_scratch.usecases.inference import adapted_kind
 
     kind = info.kind if info.kind != "lora-adapter" else f"lora → {adapted_kind(info.metadata)}"
     builtin = ", built-in" if getattr(info, "builtin", False) else ""

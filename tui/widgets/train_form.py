@@ -183,7 +183,7 @@ class TrainFormPanel(VerticalScroll):
         return errors
 
     def current_args(self) -> list[str]:
-        from chatgpt_scratch.paths import checkpoints_dir
+        from chatgpt_scratch.storage.paths import checkpoints_dir
 
         return self.form.args(self.form.run_name(), checkpoints_dir(), self.start_context())
 

@@ -1,5 +1,5 @@
-"""The X-ray screen's views as rich Text: pure functions of the library's results (chatgpt_scratch.xray),
-drawn with the scales of chatgpt_scratch.xray_view that `chatgpt-scratch xray` prints with too."""
+"""The X-ray screen's views as rich Text: pure functions of the library's results (chatgpt_scratch.usecases.xray),
+drawn with the scales of chatgpt_scratch.usecases.xray_view that `chatgpt-scratch xray` prints with too."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
-from chatgpt_scratch.xray_view import (SHADE_LEGEND, bar, column_numbers, fit, heat_style, percent, shade,
+from chatgpt_scratch.usecases.xray_view import (SHADE_LEGEND, bar, column_numbers, fit, heat_style, percent, shade,
                                        significant, surprise_style)
 
 CHIP_COLOURS = ["#1f4e79", "#7b2d26", "#2e6b30", "#6a3d7c", "#8a5a00", "#005f6b", "#7a1f4d", "#4a5a12",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.paths import app_data_dir
+from chatgpt_scratch.storage.paths import app_data_dir
 
 DB_NAME = "chat.db"
 ROLES = ("user", "assistant", "system")

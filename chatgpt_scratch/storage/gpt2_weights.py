@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from chatgpt_scratch.checkpoint_format import atomic_save_tensors, read_safetensors_header
+from chatgpt_scratch.storage.checkpoint_format import atomic_save_tensors, read_safetensors_header
 from chatgpt_scratch.config import ALIASES, PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.fileio import download_file, sha256_file  # noqa: F401 (download_file: public here too)
+from chatgpt_scratch.storage.fileio import download_file, sha256_file  # noqa: F401 (download_file: public here too)
 
 HF_REPO = "openai-community"
 SIZES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -245,7 +245,7 @@ def hf_url(size: str) -> str:
 
 
 def downloads_dir() -> Path:
-    from chatgpt_scratch.paths import checkpoints_dir
+    from chatgpt_scratch.storage.paths import checkpoints_dir
 
     return checkpoints_dir() / "downloads"
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from chatgpt_scratch.config import GPTConfig
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import remove_stale_temps, write_atomically
+from chatgpt_scratch.storage.fileio import remove_stale_temps, write_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -101,7 +101,7 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], head
 
 def write_checkpoint_file(target: Path, write: Callable[[str], None], size_hint: int | None = None) -> None:
     """write_atomically, refused for a built-in model (shipped read-only)."""
-    from chatgpt_scratch.builtin import refuse_builtin
+    from chatgpt_scratch.storage.builtin import refuse_builtin
 
     refuse_builtin(target, "overwrite")
     write_atomically(target, write, size_hint=size_hint)

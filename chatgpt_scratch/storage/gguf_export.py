@@ -99,7 +99,7 @@ def gguf_tensors(model: Any) -> dict[str, Any]:
     """
     import torch
 
-    from chatgpt_scratch.gpt2_weights import hf_state_dict
+    from chatgpt_scratch.storage.gpt2_weights import hf_state_dict
 
     gguf = _gguf()
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, model.cfg.n_layers)
@@ -256,7 +256,7 @@ def modelfile_path(gguf_path: str | Path) -> Path:
 
 
 def refuse_classifier(checkpoint: str | Path, header: dict[str, Any]) -> None:
-    from chatgpt_scratch.inference import adapted_kind
+    from chatgpt_scratch.usecases.inference import adapted_kind
 
     if adapted_kind(header) == "classifier":
         what = "a LoRA adapter for a classifier" if header.get("kind") == "lora-adapter" else "a classifier"
@@ -275,7 +275,7 @@ def load_exportable(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
     import torch
 
     from chatgpt_scratch.checkpoints import read_metadata
-    from chatgpt_scratch.inference import load_for_inference
+    from chatgpt_scratch.usecases.inference import load_for_inference
 
     refuse_classifier(checkpoint, read_metadata(checkpoint))  # missing / broken file: its own message
     return load_for_inference(checkpoint, device="cpu", dtype=torch.float32, kind=("base", "instruct"))
@@ -289,7 +289,7 @@ def write_gguf(path: str | Path, model: Any, metadata: dict[str, Any], type_name
     Atomic: a failed write leaves any previous file at path intact.
     """
     from chatgpt_scratch.chat import template_from_metadata
-    from chatgpt_scratch.fileio import write_atomically
+    from chatgpt_scratch.storage.fileio import write_atomically
     from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
     gguf = _gguf()
@@ -354,7 +354,7 @@ def write_modelfile(gguf_path: str | Path, metadata: dict[str, Any], context_len
                     out: str | Path | None = None) -> Path:
     """The Ollama Modelfile for an exported file (default: OUT.Modelfile beside OUT.gguf)."""
     from chatgpt_scratch.chat import template_from_metadata
-    from chatgpt_scratch.fileio import write_text_atomic
+    from chatgpt_scratch.storage.fileio import write_text_atomic
 
     gguf_path = Path(gguf_path)
     out = Path(out) if out is not None else modelfile_path(gguf_path)
@@ -373,7 +373,7 @@ def export_gguf(checkpoint: str | Path, out: str | Path, type_name: str = DEFAUL
     a path = write it there (same folder as OUT).
     """
     from chatgpt_scratch.checkpoints import read_metadata
-    from chatgpt_scratch.inference import adapted_kind
+    from chatgpt_scratch.usecases.inference import adapted_kind
 
     out = Path(out)
     type_name = normalize_type(type_name)  # an unknown type fails before the model is loaded

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatgpt_scratch.checkpoint_format import MODEL_KINDS, adapted_kind, kind_label  # noqa: F401 (their home is the format)
+from chatgpt_scratch.storage.checkpoint_format import MODEL_KINDS, adapted_kind, kind_label  # noqa: F401 (their home is the format)
 from chatgpt_scratch.errors import ScratchError
 
 # Keys callers read (chat template; classifier labels, pooling and length) that an adapter header may

@@ -26,8 +26,8 @@ from torch import nn
 
 from chatgpt_scratch.data.instruct import InstructionExample
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.fileio import write_text_atomic
-from chatgpt_scratch.templates import ALPACA, PromptTemplate
+from chatgpt_scratch.storage.fileio import write_text_atomic
+from chatgpt_scratch.data.templates import ALPACA, PromptTemplate
 
 DEFAULT_JUDGE_MODEL = "llama3"  # the book's choice (8B)
 DEFAULT_OLLAMA_URL = "http://localhost:11434"

@@ -31,7 +31,7 @@ def bundled_root() -> Path | None:
     env = os.environ.get("CHATGPT_SCRATCH_BUNDLED")
     if env is not None:
         return None if env.strip().lower() in ("", "off", "none", "0") else Path(env)
-    return Path(__file__).resolve().parent.parent  # the source checkout (an editable install)
+    return Path(__file__).resolve().parents[2]  # the source checkout (an editable install)
 
 
 def bundled_checkpoints_dir() -> Path | None:

@@ -1,0 +1,1 @@
+"""The machine: device choice, process and memory facts, terminal-safe text."""

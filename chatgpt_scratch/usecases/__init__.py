@@ -1,0 +1,1 @@
+"""Use-cases beside chat and classify: X-ray, instruction evaluation, inference precision."""
