@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     p.add_argument("--init-style", choices=("gpt2", "book"), default="gpt2",
                    help="fresh weights: gpt2 = N(0, 0.02), residual projections scaled by 1/sqrt(2 x layers) "
                    "(GPT-2, nanoGPT); book = PyTorch's default nn.Linear/nn.Embedding init, as the book's GPTModel (default: %(default)s)")
+    p.add_argument("--copy-fraction", type=float, default=0.0, metavar="F",
+                   help="copy curriculum: this share of training windows repeat a span of their own text "
+                   "(A B A), so a small model learns to copy from its context early; adds val_copy_loss "
+                   "(default: %(default)s)")
     add_trainer_args(p, "pretrain")
     p.set_defaults(func=_run)
 
@@ -132,4 +136,5 @@ def _build_task(args: argparse.Namespace, model_context: int):
                                 mode=args.val_split)
         meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split}
     return LMTask(ids, train, val, context=args.context, stride=args.stride or args.context,
-                  batch_size=args.batch_size, seed=args.seed, metadata=meta)
+                  batch_size=args.batch_size, seed=args.seed, metadata=meta,
+                  copy_fraction=getattr(args, "copy_fraction", 0.0))
