@@ -76,7 +76,7 @@ def llama_cpp_module():
 def export_for_llama_cpp(model: GPTModel, folder: Path, types: list[str]) -> dict[str, Path]:
     """Our model -> a checkpoint -> `export-gguf` files, one per GGUF type (what a user would run)."""
     from chatgpt_scratch.checkpoints import save_checkpoint
-    from chatgpt_scratch.storage.gguf_export import export_gguf
+    from chatgpt_scratch.usecases.gguf_export import export_gguf
 
     ckpt = save_checkpoint(folder / "gpt2-random.safetensors", model, kind="base")
     return {t: export_gguf(ckpt, folder / f"gpt2-random-{t}.gguf", t, modelfile=False).path for t in types}

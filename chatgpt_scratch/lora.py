@@ -394,7 +394,7 @@ def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = F
         out = out.with_name(out.name + SUFFIX)
     if out.exists() and not overwrite:
         raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
-    from chatgpt_scratch.usecases.inference import adapted_kind
+    from chatgpt_scratch.storage.checkpoint_format import adapted_kind
 
     model, meta = load_lora_adapter(adapter, merge=True)
     kind = adapted_kind(meta)  # the one rule for what an adapter makes (listings and pickers use it too)

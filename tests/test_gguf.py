@@ -23,7 +23,7 @@ from chatgpt_scratch.checkpoints import save_checkpoint  # noqa: E402
 from chatgpt_scratch.cli import main  # noqa: E402
 from chatgpt_scratch.config import PRESETS  # noqa: E402
 from chatgpt_scratch.errors import ScratchError  # noqa: E402
-from chatgpt_scratch.storage.gguf_export import export_gguf  # noqa: E402
+from chatgpt_scratch.usecases.gguf_export import export_gguf  # noqa: E402
 from chatgpt_scratch.usecases.inference import load_for_inference  # noqa: E402
 from chatgpt_scratch.lora import inject_lora, save_lora_adapter  # noqa: E402
 from chatgpt_scratch.model import GPTModel, to_classifier  # noqa: E402

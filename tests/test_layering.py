@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "chatgpt_scratch"
 UI_MODULES = {"textual", "tui", "textual_plotext"}
 
@@ -78,8 +80,8 @@ def test_the_core_model_does_not_depend_on_use_cases():
     """The model core (config, attention, model, tokenizer, generation, sampling) imports nothing from the
     storage or use-case layers at module level, so the book's chapters read on their own."""
     core = ("config", "attention", "model", "tokenizer", "generation", "sampling")
-    upper = ("checkpoints", "checkpoint_format", "gpt2_weights", "chat", "conversation", "classify", "xray",
-             "lora", "inference", "evaluate_instruct", "training", "data", "cli")
+    upper = ("checkpoints", "storage", "usecases", "chat", "conversation", "classify", "lora", "training", "data",
+             "cli")
     offenders = {}
     for name in core:
         tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
@@ -89,4 +91,42 @@ def test_the_core_model_does_not_depend_on_use_cases():
         bad = sorted(m for m in mods if m.split(".")[:2][-1] in upper and m.startswith("chatgpt_scratch."))
         if bad:
             offenders[name] = bad
+    assert offenders == {}
+
+
+def _imports_by_file(folder: str) -> dict[str, set[str]]:
+    return {str(path.relative_to(PACKAGE)): {m for m in imported_modules(path) if m.startswith("chatgpt_scratch.")}
+            for path in (PACKAGE / folder).rglob("*.py")}
+
+
+# The subpackages are layers. Each may import, at any depth (lazy imports count), only what is below it:
+#   system/ (the machine)  <  model core (config, tokenizer, attention, model, generation, sampling)
+#   < storage/ (files and formats: checkpoint_format, checkpoints' helpers, builtin, gpt2_weights, chat_store, fileio)
+#   < data/ < training/ and usecases/ (and the root use-cases chat, conversation, classify, lora) < cli/, tui/.
+LAYER_RULES = {
+    "system": ("chatgpt_scratch.errors",),
+    "storage": ("chatgpt_scratch.errors", "chatgpt_scratch.system", "chatgpt_scratch.storage",
+                "chatgpt_scratch.config", "chatgpt_scratch.model", "chatgpt_scratch.tokenizer",
+                "chatgpt_scratch.attention", "chatgpt_scratch.checkpoints"),
+    "data": ("chatgpt_scratch.errors", "chatgpt_scratch.system", "chatgpt_scratch.storage", "chatgpt_scratch.data",
+             "chatgpt_scratch.config", "chatgpt_scratch.model", "chatgpt_scratch.tokenizer"),
+}
+
+
+@pytest.mark.parametrize("folder", sorted(LAYER_RULES))
+def test_each_subpackage_imports_only_the_layers_below_it(folder):
+    allowed = LAYER_RULES[folder]
+    offenders = {f: sorted(m for m in mods if not m.startswith(allowed)) for f, mods in _imports_by_file(folder).items()}
+    assert {f: bad for f, bad in offenders.items() if bad} == {}
+
+
+def test_nothing_below_the_use_cases_imports_them():
+    """usecases/ and training/ sit above storage/ and data/; the front ends (cli/, tui/) above everything."""
+    offenders = {}
+    for folder in ("system", "storage", "data"):
+        for f, mods in _imports_by_file(folder).items():
+            bad = sorted(m for m in mods if m.startswith(("chatgpt_scratch.usecases", "chatgpt_scratch.training",
+                                                          "chatgpt_scratch.cli", "chatgpt_scratch.chat")))
+            if bad:
+                offenders[f] = bad
     assert offenders == {}

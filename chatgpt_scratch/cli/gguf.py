@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def run_export_gguf(args: argparse.Namespace) -> int:
-    from chatgpt_scratch.storage.gguf_export import export_gguf
+    from chatgpt_scratch.usecases.gguf_export import export_gguf
     from chatgpt_scratch.model import format_params
 
     done = export_gguf(args.checkpoint, args.out, args.type_name, modelfile=args.modelfile, force=args.force)

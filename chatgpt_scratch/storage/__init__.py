@@ -1,1 +1,1 @@
-"""Files and formats: the checkpoint file format, built-in models, GPT-2 and GGUF import/export, chat history, atomic writes, paths."""
+"""Files and formats: the checkpoint file format, built-in models, the Hugging Face GPT-2 layout, chat history, atomic writes, paths."""

@@ -1,1 +1,1 @@
-"""Use-cases beside chat and classify: X-ray, instruction evaluation, inference precision."""
+"""Use-cases beside chat and classify: X-ray, instruction evaluation, loading a model for inference (precision), GGUF export."""

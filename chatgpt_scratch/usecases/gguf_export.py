@@ -256,7 +256,7 @@ def modelfile_path(gguf_path: str | Path) -> Path:
 
 
 def refuse_classifier(checkpoint: str | Path, header: dict[str, Any]) -> None:
-    from chatgpt_scratch.usecases.inference import adapted_kind
+    from chatgpt_scratch.storage.checkpoint_format import adapted_kind
 
     if adapted_kind(header) == "classifier":
         what = "a LoRA adapter for a classifier" if header.get("kind") == "lora-adapter" else "a classifier"
@@ -373,7 +373,7 @@ def export_gguf(checkpoint: str | Path, out: str | Path, type_name: str = DEFAUL
     a path = write it there (same folder as OUT).
     """
     from chatgpt_scratch.checkpoints import read_metadata
-    from chatgpt_scratch.usecases.inference import adapted_kind
+    from chatgpt_scratch.storage.checkpoint_format import adapted_kind
 
     out = Path(out)
     type_name = normalize_type(type_name)  # an unknown type fails before the model is loaded
