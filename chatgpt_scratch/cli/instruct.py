@@ -77,6 +77,9 @@ def _register_finetune(subparsers) -> None:
                    "of --data, and an entry that repeats a val or test question is left out")
     p.add_argument("--add-train-limit", type=int, default=None, metavar="N",
                    help="use only the first N entries of --add-train")
+    p.add_argument("--add-train-max-tokens", type=int, default=None, metavar="N",
+                   help="use only --add-train entries of at most N tokens (prompt + response), before "
+                   "--add-train-limit: short answers like the book's, none cut off")
     lora = p.add_argument_group("LoRA")
     lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
                       help="train rank-R adapters instead of all weights, on every linear layer (attention, "
@@ -132,7 +135,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     data_path = resolve_dataset(args.data)
     extra_path = resolve_dataset(args.add_train) if args.add_train else None
     data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit,
-                                 extra_train=extra_path, extra_limit=args.add_train_limit)
+                                 extra_train=extra_path, extra_limit=args.add_train_limit,
+                                 extra_max_tokens=args.add_train_max_tokens)
     model, parent, init_meta = _build_model(args)
     context = model.cfg.context_length
     max_length = args.max_length or context

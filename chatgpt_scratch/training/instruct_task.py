@@ -48,13 +48,16 @@ class InstructData:
 def prepare_instruct_data(path: str | Path, template: PromptTemplate,
                           fractions: tuple[float, float, float] = BOOK_FRACTIONS, split_seed: int | None = None,
                           limit: int | None = None, extra_train: str | Path | None = None,
-                          extra_limit: int | None = None) -> InstructData:
+                          extra_limit: int | None = None, extra_max_tokens: int | None = None) -> InstructData:
     """Load + validate the whole file (errors before any training), split, and encode every split once.
 
     limit: keep only the first N entries (quick trials, tests).
     extra_train: another instruction file whose entries (the first extra_limit of them) join the
     training split only, so val and test stay those of `path` (e.g. the book's split plus Alpaca).
     An extra entry whose instruction and input equal a val or test entry's is left out.
+    extra_max_tokens: only extra entries whose whole example (prompt + response, in `template`) has at
+    most this many tokens count; extra_limit then takes the first of those (short answers in the book's
+    style, and no example cut off at --max-length).
     """
     from chatgpt_scratch.storage.fileio import sha256_file
 
@@ -68,6 +71,14 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     if extra_train is not None:
         extra_path = Path(extra_train)
         extra = load_instruction_data(extra_path)
+        too_long = 0
+        if extra_max_tokens is not None:
+            if extra_max_tokens < 1:
+                raise ScratchError(f"--add-train-max-tokens must be at least 1, got {extra_max_tokens}")
+            lengths = [len(e.ids) for e in encode_examples(extra, template)]
+            fitting = [e for e, n in zip(extra, lengths) if n <= extra_max_tokens]
+            too_long = len(extra) - len(fitting)
+            extra = fitting
         if extra_limit is not None:
             extra = extra[:extra_limit]
         held_out = {_entry_key(e) for e in (*splits.val, *splits.test)}
@@ -75,6 +86,8 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
         train += kept
         extra_info = {"extra_train": str(extra_path.resolve()), "extra_train_sha256": sha256_file(extra_path),
                       "extra_train_entries": len(kept), "extra_train_dropped_as_held_out": len(extra) - len(kept)}
+        if extra_max_tokens is not None:
+            extra_info.update(extra_train_max_tokens=extra_max_tokens, extra_train_dropped_as_too_long=too_long)
     data = InstructData(train, splits.val, splits.test, template,
                         encode_examples(train, template), encode_examples(splits.val, template),
                         encode_examples(splits.test, template))
