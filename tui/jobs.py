@@ -22,6 +22,7 @@ from typing import Any
 
 from chatgpt_scratch.system import procinfo
 from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
+from chatgpt_scratch.training.plots import smooth  # noqa: F401 (the one EMA of the curves; public here too)
 
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
 JOBS_SUBDIR = ".tui-jobs"  # RUNS/.tui-jobs/NAME.json + NAME.log: jobs the TUI started
@@ -354,15 +355,6 @@ def tail_text(path: Path, max_bytes: int = 2000) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def smooth(values: list[float], alpha: float = 0.1) -> list[float]:
-    """Exponential moving average, bias-corrected so the first points are not pulled toward 0."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, start=1):
-        avg = (1 - alpha) * avg + alpha * v
-        out.append(avg / (1 - (1 - alpha) ** i))
-    return out
 
 
 def _int(v: Any) -> int | None:
