@@ -16,6 +16,7 @@ from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.generation import SamplingConfig, generate, make_generator
 from chatgpt_scratch.model import GPTModel, to_classifier
 from chatgpt_scratch.tokenizer import encode
+from chatgpt_scratch.usecases.xray_view import significant
 from chatgpt_scratch.usecases.xray import (
     attention_matrix, choose_next, lens_logits, logit_lens, loss_view, next_token_view, recording_attention,
     token_label, tokenize, top_attended, visible_text, xray,
@@ -279,7 +280,7 @@ def test_cli_all_views_and_loss_perplexity(checkpoint, ray, capsys):
     for title in ("TOKENS  8 tokens · 39 characters · 4.88 characters per token", "NEXT TOKEN", "ATTENTION  layer 0 · head 3",
                   "LOGIT LENS  at token 4", "LOSS"):
         assert title in out
-    assert f"perplexity {loss_view(ray).perplexity:.2f}" in out
+    assert f"perplexity {significant(loss_view(ray).perplexity)}" in out  # xray_view's format, the TUI's too
     assert "│Every│·effort│·moves│·you│·forward│,│·and│·the│" in out
 
 

@@ -1,7 +1,8 @@
 """The X-ray screen's requests and computation, off the UI thread: the sampling fields and their parse,
 then from a request (text ids, sampling, the selected layer/head/token, an optional step) to Views,
-plain numbers ready to draw. The model work itself is the library's (chatgpt_scratch.usecases.xray); this
-module only chooses what to ask it. No widgets."""
+the library's numbers and the tables chatgpt_scratch.usecases.xray_view lays out from them (the rows the CLI
+prints). The model work itself is the library's (chatgpt_scratch.usecases.xray); this module only chooses
+what to ask it. No widgets."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from chatgpt_scratch.sampling import parse_sampling_text, sampling_params
-
-TOP_CANDIDATES = 10
-HEATMAP_TOKENS = 48  # the heatmap shows at most this many tokens, ending at the selected one
+from chatgpt_scratch.usecases.xray_view import Shown, lay_out
 
 # The Next-token tab's fields, from sampling.SAMPLING_PARAMS (as the CLI's flags): the model's own
 # distribution (temperature 1) with the usual cuts to show. Blank top-k / top-p = off.
@@ -33,22 +32,12 @@ def parse_sampling(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
 
 
 @dataclass
-class Views:
-    """What the worker hands the UI: plain numbers, ready to draw."""
+class Views(Shown):
+    """What the worker hands the UI: the library's views and their tables (xray_view.Shown), and for what."""
 
-    seq: int
-    stepped: bool  # the ids grew or shrank by stepping, not by typing: show their text in the input
-    ray: Any  # chatgpt_scratch.usecases.xray.XRay, kept to recompute views without a new forward pass
-    tokens: Any  # TokensView
-    next: Any  # NextTokenView
-    layer: int
-    head: int | None
-    token: int
-    attention_start: int  # first token index of the heatmap window
-    attention: list[list[float]]  # (w, w) weights of the chosen layer/head among tokens start..start+w-1
-    attended: list[Any]  # Attended, heaviest first
-    lens: list[Any]  # LensRow per stream position
-    loss: Any  # LossView
+    seq: int = 0
+    stepped: bool = False  # the ids grew or shrank by stepping, not by typing: show their text in the input
+    ray: Any = None  # chatgpt_scratch.usecases.xray.XRay, kept to recompute views without a new forward pass
 
 
 @dataclass
@@ -84,16 +73,5 @@ def compute_views(request: ViewRequest, generator: Any = None) -> Views:
         ray = None
     if ray is None:
         ray = X.xray(request.model, ids)
-    n = len(ray.ids)
-    at = n - 1 if request.token is None else request.token
-    if not 0 <= at < n:
-        raise ScratchError(f"token # must be 0..{n - 1} for this text")
-    layer = ray.n_layers - 1 if request.layer is None else request.layer
-    head = request.head
-    start = max(0, at + 1 - HEATMAP_TOKENS)
-    window = X.attention_matrix(ray, layer, head)[start:at + 1, start:at + 1]
-    return Views(
-        request.seq, request.step is not None or request.stepped, ray, X.tokens_of_ids(ray.ids),
-        X.next_token_view(ray, sampling, TOP_CANDIDATES), layer, head, at, start, window.tolist(),
-        X.top_attended(ray, layer, head, at), X.logit_lens(ray, at), X.loss_view(ray),
-    )
+    shown = lay_out(ray, sampling, request.layer, request.head, request.token)  # the CLI's tables too
+    return Views(**vars(shown), seq=request.seq, stepped=request.step is not None or request.stepped, ray=ray)

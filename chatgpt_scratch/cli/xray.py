@@ -1,7 +1,8 @@
 """`chatgpt-scratch xray --checkpoint PATH "text"`: the Model X-ray views as plain text.
 
 The numbers come from chatgpt_scratch.usecases.xray (one forward pass of the real model);
-this module only draws them with unicode bars and shade characters.
+their layout (rows, columns, headers, number formats) is chatgpt_scratch.usecases.xray_view's, which
+the TUI's X-ray screen shows too; this module parses the flags and prints the laid-out tables as text.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.usecases.xray_view import SHADE_LEGEND, bar, column_numbers, describe_sampling, fit, percent, shade
+from chatgpt_scratch.usecases.xray_view import SHADE_LEGEND, bar, column_numbers, fit, lay_out, percent, shade  # noqa: F401
 
 VIEWS = ("tokens", "next", "attention", "lens", "loss")
 
@@ -67,24 +68,10 @@ def run(args: argparse.Namespace) -> int:
             raise ScratchError("--as-instruction needs an instruct checkpoint; this is a base checkpoint")
         text = template.prompt(text)
     ray = xray(model, encode(text))
-    layer = ray.n_layers - 1 if args.layer is None else args.layer
-    token = len(ray.ids) - 1 if args.token is None else args.token
-    if not 0 <= token < len(ray.ids):
-        raise ScratchError(f"--token must be 0..{len(ray.ids) - 1} for this text, got {token}")
+    # The rows, columns and formats are xray_view's, the same the TUI's X-ray screen shows; here as text.
+    shown = lay_out(ray, sampling, args.layer, head, args.token, top=args.top, text=text, flag_names=True)
     views = VIEWS if args.view == "all" else (args.view,)
-    sections = []
-    for view in views:
-        if view == "tokens":
-            sections.append(render_tokens(ray, text))
-        elif view == "next":
-            sections.append(render_next(ray, sampling, args.top))
-        elif view == "attention":
-            sections.append(render_attention(ray, layer, head, token))
-        elif view == "lens":
-            sections.append(render_lens(ray, token))
-        else:
-            sections.append(render_loss(ray))
-    print("\n\n".join(sections))
+    print("\n\n".join(shown.tables[view].text for view in views))
     return 0
 
 
@@ -95,101 +82,3 @@ def parse_head(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise ScratchError(f"--head must be a head number (0-based) or 'mean', got {value!r}") from None
-
-
-# ----------------------------------------------------------------------------------------------
-# The views
-
-
-def render_tokens(ray, text: str) -> str:
-    from chatgpt_scratch.usecases.xray import tokens_of_ids
-
-    view = tokens_of_ids(ray.ids, text)
-    lines = [f"TOKENS  {view.n_tokens} tokens · {view.n_chars} characters · "
-             f"{view.chars_per_token:.2f} characters per token",
-             "│" + "│".join(p.label for p in view.pieces) + "│", "",
-             "   #      id  token"]
-    lines += [f"{p.index:4d}  {p.id:6d}  {p.label}" for p in view.pieces]
-    return "\n".join(lines)
-
-
-def render_next(ray, sampling, top: int) -> str:
-    from chatgpt_scratch.usecases.xray import next_token_view, token_label
-
-    view = next_token_view(ray, sampling, top=top)
-    after = token_label(ray.ids[view.position])
-    lines = [f"NEXT TOKEN  after token {view.position} {after!r} · {describe_sampling(sampling)}",
-             "  step                 tokens kept   entropy"]
-    lines += [f"  {s.name:<20} {s.survivors:11d}   {s.entropy_bits:6.2f} bits" for s in view.stages]
-    lines += ["", f"   #  {'token':<14}{'id':>6}  {'model p':<31}  {'after sampling steps':<31}"]
-    p_max = max(c.model_prob for c in view.candidates) or 1.0
-    f_max = max(c.final_prob for c in view.candidates) or 1.0
-    for c in view.candidates:
-        final = (f"{bar(c.final_prob / f_max, 22)} {percent(c.final_prob)}" if c.survives
-                 else f"{'cut by ' + c.cut_by:<22}       -")
-        lines.append(f"  {c.rank:2d}  {fit(c.label, 14)}{c.id:6d}  {bar(c.model_prob / p_max, 22)} "
-                     f"{percent(c.model_prob)}  {final}")
-    lines.append(f"  pick top: {view.top.label!r} (id {view.top.id})")
-    return "\n".join(lines)
-
-
-def render_attention(ray, layer: int, head: int | None, token: int) -> str:
-    from chatgpt_scratch.usecases.xray import attention_matrix, token_label, top_attended
-
-    matrix = attention_matrix(ray, layer, head)  # (n, n)
-    which = "mean of heads" if head is None else f"head {head}"
-    lines = [f"ATTENTION  layer {layer} · {which}  (row = a token, columns = the tokens it attends to; "
-             "blank = future, masked)", f"  weight: {SHADE_LEGEND}"]
-    labels = [fit(token_label(t), 12) for t in ray.ids]
-    shown = range(max(0, token + 1 - 40), token + 1)  # about 40 columns of two cells fit, ending at the token
-    lines += [" " * 18 + header for header in column_numbers(shown)]
-    for q in shown:
-        cells = []
-        for k in shown:
-            if k > q:
-                cells.append("  ")
-            else:
-                cells.append(shade(float(matrix[q, k])) * 2)
-        marker = "▶" if q == token else " "
-        lines.append(f"{marker}{q:3d} {labels[q]} {''.join(cells)}")
-    lines.append(f"  token {token} {token_label(ray.ids[token])!r} attends most to:")
-    lines += [f"    {a.index:3d} {fit(a.label, 14)} {bar(a.weight, 20)} {a.weight:.3f}"
-              for a in top_attended(ray, layer, head, token, k=5)]
-    return "\n".join(lines)
-
-
-def render_lens(ray, token: int) -> str:
-    from chatgpt_scratch.usecases.xray import logit_lens, token_label
-
-    rows = logit_lens(ray, token)
-    final = rows[-1]
-    lines = [f"LOGIT LENS  at token {token} {token_label(ray.ids[token])!r}: the top next-token guess "
-             "after each block (final norm + output head on the residual stream)",
-             f"  {'stream':<12}{'top guess':<16}{'p':>8}   p of final guess {final.top_label!r}"]
-    peak = max(r.final_prob for r in rows) or 1.0
-    for r in rows:
-        name = "embeddings" if r.layer == 0 else f"block {r.layer - 1}"
-        lines.append(f"  {name:<12}{fit(r.top_label, 16)}{percent(r.top_prob)}   "
-                     f"{bar(r.final_prob / peak, 16)} {percent(r.final_prob)}")
-    return "\n".join(lines)
-
-
-def render_loss(ray) -> str:
-    from chatgpt_scratch.usecases.xray import loss_view
-
-    view = loss_view(ray)
-    worst = max((t.nats for t in view.tokens if t.nats is not None), default=1.0) or 1.0
-    lines = ["LOSS  how surprised the model is by each token (cross-entropy of its prediction from the tokens before)",
-             f"     #  {'token':<14}{'nats':>7}{'bits':>7}  {'p':>8}  surprise"]
-    for t in view.tokens:
-        if t.nats is None:
-            lines.append(f"  {t.index:4d}  {fit(t.label, 14)}{'-':>7}{'-':>7}  {'-':>8}  (first token: nothing predicts it)")
-        else:
-            lines.append(f"  {t.index:4d}  {fit(t.label, 14)}{t.nats:7.2f}{t.bits:7.2f}  {percent(t.prob)}  "
-                         f"{bar(t.nats / worst, 24)}")
-    if view.perplexity is None:
-        lines.append("  perplexity: needs at least two tokens")
-    else:
-        lines.append(f"  perplexity {view.perplexity:.2f}  (mean loss {view.mean_nats:.3f} nats = "
-                     f"{view.mean_bits:.3f} bits per token over {len(view.tokens) - 1} predicted tokens)")
-    return "\n".join(lines)

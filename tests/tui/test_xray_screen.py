@@ -22,6 +22,7 @@ from chatgpt_scratch.usecases.xray_view import significant
 from chatgpt_scratch.usecases.xray import attention_matrix, loss_view, next_token_view, xray
 from tui.app import ScratchApp
 from tui.screens.xray import DEFAULT_TEXT, NO_MODEL, XrayScreen
+from tui.widgets.xray_prompt import XrayPrompt
 
 SCREEN_SAMPLING = SamplingConfig(temperature=1.0, top_k=40, top_p=0.95)  # the screen's default fields
 
@@ -73,7 +74,7 @@ async def _shows_the_libraries_top_token_and_cut_set(model):
         assert [c.id for c in shown.candidates] == [c.id for c in expected.candidates]
         assert [c.final_prob for c in shown.candidates] == pytest.approx([c.final_prob for c in expected.candidates])
         text = static_text(screen, "#xr-next")
-        assert f"pick top ▶ {expected.top.label!r} (id {expected.top.id})" in text
+        assert f"pick top: {expected.top.label!r} (id {expected.top.id})" in text
         assert f"top-p{expected.final.survivors:>22d}" in text
 
         # top-k 2: exactly two survivors on screen, the rest marked as cut by top-k
@@ -130,7 +131,7 @@ async def _step_forward_and_back(model):
         await pilot.press("f6")  # pick top
         await settle(pilot, screen, until=lambda s: len(s.ids) == len(start) + 1)
         assert screen.ids == start + [top]
-        assert screen.query_one("#xr-text", Input).value == decode(start + [top])
+        assert screen.query_one("#xr-text", XrayPrompt).text == decode(start + [top])
         expected = next_token_view(xray(model, start + [top]), SCREEN_SAMPLING)
         assert screen.views.next.top.id == expected.top.id
         await pilot.press("f7")  # sample: some surviving token of that distribution
@@ -139,7 +140,7 @@ async def _step_forward_and_back(model):
         await pilot.press("f8")
         await pilot.press("f8")  # back twice
         await settle(pilot, screen, until=lambda s: s.ids == start)
-        assert screen.query_one("#xr-text", Input).value == DEFAULT_TEXT
+        assert screen.query_one("#xr-text", XrayPrompt).text == DEFAULT_TEXT
 
 
 def test_attention_view_for_a_chosen_layer_head_and_token(model):
@@ -163,9 +164,9 @@ async def _attention_view_for_a_chosen_layer_head_and_token(model):
         torch.testing.assert_close(torch.tensor(screen.views.attention), attention_matrix(ray, 0, 2)[:3, :3])
         text = static_text(screen, "#xr-attention")
         assert "layer 0 · head 2" in text
-        rows = [line for line in text.splitlines() if line[1:3].strip().isdigit()]
-        assert [len(r[16:].rstrip()) for r in rows] == [2, 4, 6]  # the causal triangle
-        assert rows[2].startswith("▶ 2 ·moves")
+        rows = [line for line in text.splitlines() if line[1:4].strip().isdigit()]
+        assert [len(r[18:].rstrip()) for r in rows] == [2, 4, 6]  # the causal triangle
+        assert rows[2].startswith("▶  2 ·moves")
         weights = attention_matrix(ray, 0, 2)[2, :3]
         heaviest = int(weights.argmax())
         assert f"{weights[heaviest]:.3f}" in text.split("attends most to:")[1].splitlines()[1]
@@ -174,7 +175,7 @@ async def _attention_view_for_a_chosen_layer_head_and_token(model):
         await pilot.click("#xr-tokens", offset=(14, 0))
         await settle(pilot, screen, until=lambda s: s.views.token == 1)
         assert screen.query_one("#xr-token", Input).value == "1"
-        assert "▶ 1 ·effort" in static_text(screen, "#xr-attention")
+        assert "▶  1 ·effort" in static_text(screen, "#xr-attention")
 
 
 def test_only_a_classifier_says_how_to_get_a_model(tmp_path):

@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
 
 from tui.screens.base import MainScreen
+from tui.widgets.model_loader import ModelLoader
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.row_table import RowTable
 
@@ -32,13 +33,6 @@ class SpamScreen(MainScreen):
         Binding("ctrl+enter,ctrl+j,f6", "classify", "Classify", priority=True),
         Binding("ctrl+l", "clear", "Clear"),
     ]
-
-    class ClassifierLoaded(Message):
-        """A worker loaded the classifier at `path`."""
-
-        def __init__(self, path: Path, classifier: Any) -> None:
-            super().__init__()
-            self.path, self.classifier = path, classifier
 
     class Classified(Message):
         """A worker classified `texts` (one prediction each) in `seconds`."""
@@ -67,6 +61,7 @@ class SpamScreen(MainScreen):
             table = RowTable(id="spam-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Label", "Prob.", "Message")
             yield table
+        yield ModelLoader(self.build_classifier, id="spam-loader")
 
     def on_mount(self) -> None:
         self.query_one("#spam-input", TextArea).focus()
@@ -102,26 +97,29 @@ class SpamScreen(MainScreen):
             self.load(Path(str(event.value)))
 
     def load(self, path: Path) -> None:
-        self.query_one("#spam-status", Label).update(Content(f"loading {path.name}…"))
         self.query_one("#spam-result").loading = True
-        self.load_classifier(path)
+        self.query_one(ModelLoader).load(path)
 
-    @work(thread=True, exclusive=True, group="spam-load", exit_on_error=False)
-    def load_classifier(self, path: Path) -> None:
-        from textual.worker import get_current_worker
-
+    @staticmethod
+    def build_classifier(path: Path) -> Any:
+        """In the loader's worker: the classifier."""
         from chatgpt_scratch.classify import SpamClassifier
 
-        try:
-            classifier = SpamClassifier.load(path, device="auto")
-        finally:
-            self.app.call_from_thread(setattr, self.query_one("#spam-result"), "loading", False)
-        if not get_current_worker().is_cancelled:  # a newer pick replaced this one
-            self.post_message(self.ClassifierLoaded(path, classifier))
+        return SpamClassifier.load(path, device="auto")
 
-    @on(ClassifierLoaded)
-    def classifier_loaded(self, message: ClassifierLoaded) -> None:
-        path, classifier = message.path, message.classifier
+    @on(ModelLoader.Progress, "#spam-loader")
+    def loading(self, message: ModelLoader.Progress) -> None:
+        self.query_one("#spam-status", Label).update(Content(message.text))
+
+    @on(ModelLoader.Failed, "#spam-loader")
+    def load_failed(self, message: ModelLoader.Failed) -> None:
+        self.query_one("#spam-result").loading = False
+        self.query_one("#spam-status", Label).update(Content(f"Could not load {message.path.name}: pick another."))
+
+    @on(ModelLoader.Loaded, "#spam-loader")
+    def classifier_loaded(self, message: ModelLoader.Loaded) -> None:
+        path, classifier = message.path, message.model
+        self.query_one("#spam-result").loading = False
         self.classifier = classifier
         self.loaded_path = path
         self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
