@@ -170,3 +170,14 @@ def test_score_command_reads_the_books_response_file(dataset, capsys):
     out = capsys.readouterr().out
     expected = sum(rouge_l([e.output for e in examples], responses)) / 110
     assert f"ROUGE-L F1 {expected:.3f} over 110 responses" in out
+
+
+def test_the_summary_names_the_split_that_answered(tmp_path):
+    """`evaluate-instruct --split val` scores the val split and says so (it used to print "test responses")."""
+    torch.manual_seed(0)
+    model = GPTModel(PRESETS["test-tiny"]).eval()
+    result = evaluate_instruct(model, EXAMPLES[:1], ALPACA, max_new_tokens=3, split="val")
+    assert result.n_test == 1 and result.split == "val"
+    assert [line.split(":")[0] for line in result.summary_lines()] == ["val responses"]
+    with pytest.raises(ScratchError, match="the val split is empty"):
+        evaluate_instruct(model, [], ALPACA, split="val")

@@ -307,7 +307,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     responses = Path(args.responses) if args.responses else sibling_file(Path(args.checkpoint), ".responses.json")
     evaluation = evaluate_instruct(model, examples, template, responses_path=responses,
                                    val_loss=meta.get("val_loss"), max_new_tokens=args.max_new_tokens,
-                                   batch_size=args.batch_size, judge=args.judge, progress=_progress_printer())
+                                   batch_size=args.batch_size, judge=args.judge, progress=_progress_printer(),
+                                   split=args.split)
     for line in evaluation.summary_lines():
         print(line)
     return 0

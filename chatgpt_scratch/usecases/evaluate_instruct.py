@@ -204,6 +204,7 @@ class InstructEvaluation:
     judge_error: str | None = None
     responses_path: str | None = None
     per_entry_rouge_l: list[float] = field(default_factory=list)
+    split: str = "test"                # which split answered (the scores and n_test are of this split)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a loss that could not be measured (NaN) is null."""
@@ -217,7 +218,7 @@ class InstructEvaluation:
             loss = f"loss {self.test_response_loss:.3f} (perplexity {self.test_response_ppl:.1f})"
         else:  # every reference answer was cut off: no token to score
             loss = "loss not measurable (no reference-answer token fits in the context)"
-        lines.append(f"test responses: {loss}, ROUGE-L F1 {self.rouge_l:.3f} over {self.n_test}")
+        lines.append(f"{self.split} responses: {loss}, ROUGE-L F1 {self.rouge_l:.3f} over {self.n_test}")
         if self.judge_score is not None:
             lines.append(f"judge {self.judge_model}: mean score {self.judge_score:.1f}/100 "
                          f"({self.judge_scored} of {self.n_test} scored)")
@@ -235,11 +236,11 @@ def _ppl(loss: float) -> float:
 def evaluate_instruct(model: nn.Module, test: Sequence[InstructionExample], template: PromptTemplate,
                       responses_path: str | Path | None = None, val_loss: float | None = None,
                       max_new_tokens: int = 256, batch_size: int = 8, judge: str | None = None,
-                      judge_url: str | None = None, progress: Callable[[str, int, int], None] | None = None
-                      ) -> InstructEvaluation:
+                      judge_url: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+                      split: str = "test") -> InstructEvaluation:
     """Generate responses for `test`, save them, and score them (see the module notes)."""
     if not test:
-        raise ScratchError("the test split is empty; nothing to evaluate (use more data or a larger test fraction)")
+        raise ScratchError(f"the {split} split is empty; nothing to evaluate (use more data or a larger {split} fraction)")
     judge_model = parse_judge(judge) if judge else None
 
     def step(stage: str, total: int) -> Callable[[int], None] | None:
@@ -262,7 +263,7 @@ def evaluate_instruct(model: nn.Module, test: Sequence[InstructionExample], temp
         n_test=len(test), val_loss=val_loss, val_ppl=_ppl(val_loss) if val_loss is not None else None,
         test_response_loss=loss, test_response_ppl=_ppl(loss), rouge_l=sum(rouge) / len(rouge),
         judge_model=judge_model, responses_path=str(responses_path) if responses_path else None,
-        per_entry_rouge_l=rouge,
+        per_entry_rouge_l=rouge, split=split,
     )
     if judge_model is not None:
         try:
