@@ -72,6 +72,24 @@ def quantize_int8(model: Any) -> Any:
     return quantized.eval()
 
 
+def quantize_weights(model: Any, bits: int = 8, group_size: int = 32, dtype: Any = None) -> Any:
+    """A CPU inference copy whose Linear layers hold weight-only int8 (per row) or int4 (per group) weights.
+
+    Unlike `quantize_int8`, the activations are never quantized: the packed weights are multiplied by
+    the float activations in PyTorch's weight-only kernels (see chatgpt_scratch/quantize.py). dtype: the
+    activations' dtype (and that of embeddings, norms, biases); default float32. The original model is
+    left untouched. CPU only; inference only.
+    """
+    import copy
+
+    import torch
+
+    from chatgpt_scratch.quantize import quantize_linears
+
+    copied = copy.deepcopy(model).to(device="cpu", dtype=dtype or torch.float32)  # deepcopy keeps a tied head tied
+    return quantize_linears(copied, bits, group_size).eval()
+
+
 CHAT_PRECISIONS = ("float32", "bfloat16", "int8")
 
 
