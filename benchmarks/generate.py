@@ -14,7 +14,15 @@ Their check says whether llama.cpp's greedy tokens equal ours (float32): the pro
 client runs the exported file as we do. Our rows also get a ratio to their llama.cpp counterpart
 (float32 : f32, bfloat16/float16 : f16, int8 : q8_0).
 
+--model CHECKPOINT runs the same rows on a trained checkpoint instead (e.g. the shipped default
+instruct model; no transformers row then: the float32 row is the reference). After the table, the
+ratio rows: ours float32 : llama.cpp f32, bfloat16 : f16, int8 : q8_0 (and int4 : q8_0 when asked).
+
+Weight-only rows (chatgpt_scratch/quantize.py, through inference.quantize_weights): int8w keeps float32
+activations and multiplies by int8 weights (one scale per row); int4 by 4-bit weights in groups of 32.
+
     nice -n 5 python benchmarks/generate.py            # CPU, every row
+    nice -n 5 python benchmarks/generate.py --model checkpoints/default-instruct.safetensors
     python benchmarks/generate.py --device cuda        # on a GPU machine
     pip install llama-cpp-python                       # compiles llama.cpp (minutes); adds the llama.cpp rows
 """
@@ -34,8 +42,8 @@ import torch
 
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig, generate
-from chatgpt_scratch.usecases.inference import quantize_int8
 from chatgpt_scratch.model import GPTModel
+from chatgpt_scratch.usecases.inference import load_for_inference, quantize_int8, quantize_weights
 
 
 def hf_to_ours(hf_model) -> GPTModel:
@@ -61,7 +69,11 @@ def hf_to_ours(hf_model) -> GPTModel:
 
 LLAMA_ROWS = {"llama-f32": "f32", "llama-f16": "f16", "llama-q8_0": "q8_0"}
 # Our row -> the llama.cpp row with the same kind of weights, for the "vs llama.cpp" ratio.
-LLAMA_PEER = {"fp32": "llama-f32", "bf16": "llama-f16", "fp16": "llama-f16", "int8": "llama-q8_0"}
+LLAMA_PEER = {"fp32": "llama-f32", "bf16": "llama-f16", "fp16": "llama-f16", "int8": "llama-q8_0",
+              "int8w": "llama-q8_0", "int4": "llama-q8_0"}
+# The ratio rows printed under the table: (our row, llama.cpp row), the same kind of weights.
+RATIO_ROWS = [("fp32", "llama-f32"), ("bf16", "llama-f16"), ("int8", "llama-q8_0"), ("int8w", "llama-q8_0"),
+              ("int4", "llama-q8_0")]
 
 
 def llama_cpp_module():
@@ -108,12 +120,16 @@ def timed(fn) -> tuple[float, list[int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="gpt2-random",
+                        help="gpt2-random (GPT-2 124M, random weights, with the transformers rows) or a checkpoint "
+                        "path, e.g. checkpoints/default-instruct.safetensors")
     parser.add_argument("--prompt-tokens", type=int, default=20)
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--rows", default="hf,fp32,bf16,int8,llama-f32,llama-f16,llama-q8_0",
-                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, hf-bf16, llama-f32, llama-f16, "
+                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, int8w, int4, hf-bf16, llama-f32, "
+                        "llama-f16, "
                         "llama-q8_0 (the llama.cpp rows need llama-cpp-python; skipped without it)")
     parser.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads (default: 2)")
     args = parser.parse_args()
@@ -124,8 +140,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    hf = GPT2LMHeadModel(GPT2Config()).eval()
-    ours = hf_to_ours(hf)
+    checkpoint = None if args.model == "gpt2-random" else Path(args.model)
+    if checkpoint is None:
+        hf = GPT2LMHeadModel(GPT2Config()).eval()
+        ours = hf_to_ours(hf)
+
+        def fresh() -> GPTModel:  # a float32 copy on the CPU for the rows that convert it
+            return hf_to_ours(hf.cpu())
+        title = "GPT-2 124M (random weights)"
+    else:
+        hf = None
+        ours = load_for_inference(checkpoint, dtype=torch.float32, kind=("base", "instruct"))[0]
+
+        def fresh() -> GPTModel:
+            return load_for_inference(checkpoint, dtype=torch.float32)[0]
+        title = f"{checkpoint} ({ours.num_parameters() / 1e6:.1f}M parameters)"
     prompt = torch.randint(0, 50257, (1, args.prompt_tokens), generator=torch.Generator().manual_seed(1)).tolist()[0]
     n_new = args.new_tokens
     sampling = SamplingConfig(max_new_tokens=n_new)
@@ -161,7 +190,7 @@ def main() -> None:
         print("llama.cpp rows skipped: they compare CPU speed (run with --device cpu)")
         llama_cpp = None
     elif llama_wanted:
-        gguf_files = export_for_llama_cpp(ours, Path(work.name), [LLAMA_ROWS[n] for n in llama_wanted])
+        gguf_files = export_for_llama_cpp(ours, Path(work.name), [LLAMA_ROWS[n] for n in llama_wanted], checkpoint)
 
     runners = {}  # name -> (label, run)
     for name in row_names:
@@ -172,6 +201,8 @@ def main() -> None:
             runner = llama_runner(llama_cpp, gguf_files[type_name], prompt, n_new, args.llama_threads,
                                   n_ctx=ours.cfg.context_length)
             label = f"llama.cpp {llama_cpp.__version__}, our export-gguf {type_name}"
+        elif name in ("hf", "hf-bf16") and hf is None:
+            continue  # transformers rows: GPT-2 random weights only
         elif name == "hf":
             runner, label = hf_runner(hf.to(device)), "transformers GPT2LMHeadModel.generate, float32"
         elif name == "hf-bf16":
@@ -182,16 +213,25 @@ def main() -> None:
             runner, label = ours_runner(ours.to(device), use_cache=False), "ours, no cache (full recompute), float32"
         elif name in ("bf16", "fp16"):
             dtype = torch.bfloat16 if name == "bf16" else torch.float16
-            model = hf_to_ours(hf.cpu()).to(device, dtype)
+            model = fresh().to(device, dtype)
             runner, label = ours_runner(model), f"ours, KV cache, {dtype}".replace("torch.", "")
         elif name == "int8":
             if device.type != "cpu":
                 continue
-            model = quantize_int8(hf_to_ours(hf.cpu()))
+            model = quantize_int8(fresh())
             runner, label = ours_runner(model), "ours, KV cache, int8 dynamic-quantized linears"
+        elif name in ("int8w", "int4"):
+            if device.type != "cpu":
+                continue
+            bits = 8 if name == "int8w" else 4
+            model = quantize_weights(fresh(), bits=bits, group_size=32)
+            label = ("ours, KV cache, int8 weight-only linears (per row)" if bits == 8
+                     else "ours, KV cache, int4 weight-only linears (groups of 32)")
+            runner = ours_runner(model)
         else:
             raise SystemExit(f"unknown row {name!r}")
-        hf.to(device)
+        if hf is not None:
+            hf.to(device)
         runners[name] = (label, runner)
 
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -219,7 +259,11 @@ def main() -> None:
                     len(tokens[name]), len(ours_fp32)))
                 agree = f"{same}/{n_new} tokens equal ours float32 (first difference at token {first})"
         elif name in ("hf", "fp32", "nocache"):
-            agree = "same tokens as transformers" if tokens[name] == reference else "DIFFERENT tokens"
+            if "hf" not in tokens:
+                agree = "the reference" if name == "fp32" else (
+                    "same tokens as float32" if tokens[name] == reference else "DIFFERENT tokens")
+            else:
+                agree = "same tokens as transformers" if tokens[name] == reference else "DIFFERENT tokens"
         else:
             same = sum(a == b for a, b in zip(tokens[name], reference))
             agree = f"{same}/{n_new} tokens equal the float32 ones"
@@ -228,7 +272,7 @@ def main() -> None:
     peer = next((s for _, label, s, _ in rows if label.startswith("transformers GPT2LMHeadModel")), None)
     median = {name: seconds for name, _, seconds, _ in rows}
     load = os.getloadavg()
-    print(f"\nGPT-2 124M (random weights), batch 1, {args.prompt_tokens}-token prompt, {n_new} new tokens, greedy")
+    print(f"\n{title}, batch 1, {args.prompt_tokens}-token prompt, {n_new} new tokens, greedy")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
           + (f", llama.cpp {args.llama_threads} threads" if any(n in LLAMA_ROWS for n in median) else "")
           + f", {platform.processor() or platform.machine()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -240,6 +284,12 @@ def main() -> None:
         llama_peer = LLAMA_PEER.get(name)
         vs_llama = f"{median[llama_peer] / seconds:.2f}x" if llama_peer in median else ""
         print(f"| {label:<{width}} | {n_new / seconds:8.1f} | {ratio:>15} | {vs_llama:>12} | {agree} |")
+    ratios = [(ours_row, peer_row) for ours_row, peer_row in RATIO_ROWS if ours_row in median and peer_row in median]
+    if ratios:
+        print(f"\nratios to llama.cpp ({title}; > 1 means we are faster):")
+        for ours_row, peer_row in ratios:
+            print(f"  ours {runners[ours_row][0].removeprefix('ours, KV cache, ')} : llama.cpp {LLAMA_ROWS[peer_row]}"
+                  f" = {median[peer_row] / median[ours_row]:.2f}x")
     work.cleanup()
 
 
