@@ -1,27 +1,29 @@
-"""Checkpoints screen: every model file in the checkpoints folder, its details, and what you can do with it."""
+"""Checkpoints screen: every model file in the checkpoints folder, its details, and what you can do with it.
+
+The widgets own their parts: CheckpointTable (the listing), CheckpointDetails (the header keys and the
+run's loss curve), GPT2Import (the import job and its progress). The screen holds the actions: use a
+model, rename, duplicate, delete, export, merge an adapter, import GPT-2.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Label
 
-from tui import jobs
+from tui.checkpoint_rows import COLUMNS, details_content, find_run_events, human_size, row_for  # noqa: F401 (public here too)
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ChoicePrompt, ConfirmDialog, TextPrompt
-from tui.checkpoint_rows import COLUMNS, details_content, find_run_events, human_size, row_for  # noqa: F401 (find_run_events: public here too)
+from tui.widgets.checkpoint_details import CheckpointDetails
+from tui.widgets.checkpoint_table import CheckpointTable
 from tui.widgets.gpt2_import import GPT2_SIZES, GPT2Import, import_target
-from tui.widgets.loss_plot import LossPlot
-from tui.widgets.row_table import RowTable
-
 
 
 class CheckpointsScreen(MainScreen):
@@ -39,13 +41,6 @@ class CheckpointsScreen(MainScreen):
         Binding("f9,ctrl+r", "refresh", "Refresh"),
     ]
 
-    class Listed(Message):
-        """A worker listed the checkpoints of `folder` (and the built-in ones)."""
-
-        def __init__(self, folder: Path, infos: list[Any], select: Path | None) -> None:
-            super().__init__()
-            self.folder, self.infos, self.select = folder, infos, select
-
     class FileChanged(Message):
         """A file operation (rename, duplicate, delete, export, merge) finished: say `text`, select `select`."""
 
@@ -53,21 +48,20 @@ class CheckpointsScreen(MainScreen):
             super().__init__()
             self.text, self.select = text, select
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.infos: dict[str, Any] = {}  # row key (path) -> CheckpointInfo
-
     def compose_body(self) -> ComposeResult:
         with Vertical(id="ckpt-body"):
             yield Label("Loading checkpoints…", id="ckpt-folder")
-            table = RowTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
-            table.add_columns(*COLUMNS)
-            yield table
+            yield CheckpointTable(id="ckpt-table")
             yield GPT2Import(id="ckpt-progress-row", classes="hidden")
-            with Horizontal(id="ckpt-details"):
-                with VerticalScroll(id="ckpt-meta-scroll"):
-                    yield Static("", id="ckpt-meta")
-                yield LossPlot(id="ckpt-plot", title="run loss")
+            yield CheckpointDetails(id="ckpt-details")
+
+    @property
+    def table(self) -> CheckpointTable:
+        return self.query_one(CheckpointTable)
+
+    @property
+    def infos(self) -> dict[str, Any]:
+        return self.table.infos
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.action_refresh)  # after the first paint (the listing imports torch)
@@ -78,27 +72,12 @@ class CheckpointsScreen(MainScreen):
 
     # --- listing -------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="ckpt-list", exit_on_error=False)
     def action_refresh(self, select: Path | None = None) -> None:
-        from chatgpt_scratch.checkpoints import list_checkpoints
-        from chatgpt_scratch.storage.paths import checkpoints_dir
+        self.table.reload(select)
 
-        # The user's folder, then the built-in models.
-        self.post_message(self.Listed(checkpoints_dir(), list_checkpoints(), select))
-
-    @on(Listed)
-    def listed(self, message: Listed) -> None:
-        self.show_list(message.folder, message.infos, select=message.select)
-
-    def show_list(self, folder: Path, infos: list[Any], select: Path | None = None) -> None:
-        table = self.query_one("#ckpt-table", DataTable)
-        current = self.selected_path()
-        table.clear()
-        self.infos = {}
-        for info in infos:
-            key = str(info.path)
-            self.infos[key] = info
-            table.add_row(*map(Text, row_for(info)), key=key)  # Text: a str cell would be parsed as markup
+    @on(CheckpointTable.Listed)
+    def listed(self, message: CheckpointTable.Listed) -> None:
+        infos, folder = message.infos, message.folder
         n_broken = sum(not i.ok for i in infos)
         n_builtin = sum(i.builtin for i in infos)
         label = f"{len(infos) - n_builtin} checkpoint(s) in {folder}"
@@ -109,53 +88,24 @@ class CheckpointsScreen(MainScreen):
         if not infos:
             label = (f"No checkpoints in {folder}. Press i to import GPT-2, or train one in the Train screen (3).")
         self.query_one("#ckpt-folder", Label).update(Content(label))
-        want = str(select) if select else (str(current) if current else None)
-        if want in self.infos:
-            table.move_cursor(row=table.get_row_index(want))
-        if infos:
-            self.show_details()
-        else:
-            self.query_one("#ckpt-meta", Static).update("")
-
-    def selected_path(self) -> Path | None:
-        table = self.query_one("#ckpt-table", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no row under the cursor
-            return None
-        return Path(key) if key else None
-
-    def selected_info(self) -> Any | None:
-        path = self.selected_path()
-        return self.infos.get(str(path)) if path else None
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_details()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_use("chat")  # Enter on a row (the table takes the key before the screen's binding)
+    def selected_path(self) -> Path | None:
+        return self.table.selected_path()
+
+    def selected_info(self) -> Any | None:
+        return self.table.selected_info()
+
+    @on(DataTable.RowHighlighted, "#ckpt-table")
+    def row_highlighted(self) -> None:
+        self.show_details()
+
+    @on(CheckpointTable.UseRequested)
+    def use_requested(self) -> None:
+        self.action_use("chat")
 
     def show_details(self) -> None:
-        info = self.selected_info()
-        meta = self.query_one("#ckpt-meta", Static)
-        plot = self.query_one("#ckpt-plot", LossPlot)
-        if info is None:
-            meta.update("")
-            return
-        meta.update(details_content(info))
-        if not info.ok:
-            plot.set_series({})
-            return
-        self.load_curve(info)
-
-    @work(thread=True, exclusive=True, group="ckpt-curve", exit_on_error=False)
-    def load_curve(self, info: Any) -> None:
-        """The loss curve of the run that wrote the checkpoint, if that run is still there."""
-        events = find_run_events(info.path, info.metadata)
-        self.app.call_from_thread(self.query_one("#ckpt-plot", LossPlot).set_events,
-                                  jobs.read_events(events) if events else [])
+        self.query_one(CheckpointDetails).show(self.selected_info())
 
     # --- actions -------------------------------------------------------------------------------
 

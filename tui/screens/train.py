@@ -1,8 +1,12 @@
-"""Train screen: a form that builds the CLI command, and a monitor that tails the runs' events.
+"""Train screen: a form that builds the CLI command, and a monitor of the runs.
 
 A job is `chatgpt-scratch pretrain|finetune-spam|finetune-instruct|finetune-dpo ...`, started as its own
 process session (closing the app leaves it running) and stopped with SIGINT (it saves and
 exits). The monitor reads `<run>/events.jsonl`, so runs started from a shell show up too.
+
+The widgets own their parts: TrainFormPanel (the form and its command), RunList (the runs, marks to
+compare), RunView (the followed run's plot, panel and samples; the comparison of runs). The screen
+starts, stops and resumes jobs, and ties the list to the view.
 """
 
 from __future__ import annotations
@@ -11,25 +15,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
-from textual.message import Message
-from textual.widgets import Button, DataTable, Log, Static, TabbedContent, TabPane
+from textual.containers import Vertical
+from textual.widgets import TabbedContent, TabPane
 
 from tui import jobs
 from tui.screens.base import MainScreen
-from tui.train_form import DEFAULTS, FIELDS, TASKS, TrainForm, name_taken  # noqa: F401 (DEFAULTS, FIELDS: public here too)
-from tui.widgets.loss_plot import LossPlot
-from tui.widgets.row_table import RowTable
+from tui.train_form import DEFAULTS, FIELDS, TrainForm, name_taken  # noqa: F401 (DEFAULTS, FIELDS: public here too)
+from tui.widgets.run_list import RunList
 from tui.widgets.run_monitor import Monitor
+from tui.widgets.run_view import POLL_S, RunView  # noqa: F401 (POLL_S: public here too)
 from tui.widgets.train_form import TrainFormPanel, set_select  # noqa: F401 (set_select: public here too)
 
-POLL_S = 0.25  # events are read (and the plot redrawn) at most 4 times a second
 RUNS_REFRESH_S = 2.0
+MONITOR_ONLY = ("metric", "compare")  # the plot's keys: shown and active on the Monitor tab only
 
 
 class TrainScreen(MainScreen):
@@ -37,29 +38,19 @@ class TrainScreen(MainScreen):
     CSS_PATH = "train.tcss"
     BINDINGS = [
         Binding("f6", "start", "Start"),
-        Binding("f7", "stop", "Stop run"),
-        Binding("f8", "resume", "Resume run"),
+        Binding("f7", "stop", "Stop"),
+        Binding("f8", "resume", "Resume"),
+        # The plot's keys (Monitor tab only), before ctrl+o so that 80 columns still show them.
+        Binding("m", "metric", "Metric"),
+        Binding("c", "compare", "Compare"),
         Binding("ctrl+o", "toggle_tab", "Form/monitor"),
     ]
 
-    class RunsListed(Message):
-        """A worker read the runs folder (and the jobs started from here)."""
-
-        def __init__(self, runs: list[jobs.RunSummary]) -> None:
-            super().__init__()
-            self.runs = runs
-
     def __init__(self) -> None:
         super().__init__()
-        self.runs: dict[str, jobs.RunSummary] = {}
-        self.selected: Path | None = None
-        self.tail: jobs.EventTail | None = None
-        self.monitor = Monitor()
         self.procs: dict[str, Any] = {}  # job name -> Popen of jobs started here (reaped when they end)
         self.announced: set[str] = set()  # runs whose failure was already notified
         self.procs_started: set[str] = set()  # names of the jobs started in this session
-        self._runs_busy = False
-        self._listed_once = False
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -71,21 +62,37 @@ class TrainScreen(MainScreen):
                 yield TrainFormPanel(id="train-form")
             with TabPane("Monitor", id="train-monitor-pane"):
                 with Vertical(id="train-monitor"):
-                    table = RowTable(id="train-runs", cursor_type="row", zebra_stripes=True)
-                    self._step_column = table.add_columns("Run", "Task", "State", "Step", "Best val")[3]
-                    yield table
-                    with Horizontal(id="train-live"):
-                        yield LossPlot(id="train-plot", title="loss")
-                        with Vertical(id="train-side"):
-                            yield Static("Select a run above.", id="train-metrics")
-                            with Horizontal(id="train-buttons"):
-                                yield Button("Stop", id="train-stop", variant="error", compact=True)
-                                yield Button("Resume", id="train-resume", compact=True)
-                    yield Log(id="train-samples", max_lines=500)
+                    yield RunList(id="train-runs")
+                    yield RunView(id="train-view")
 
     @property
     def form(self) -> TrainForm:
         return self.query_one(TrainFormPanel).form
+
+    @property
+    def run_list(self) -> RunList:
+        return self.query_one(RunList)
+
+    @property
+    def view(self) -> RunView:
+        return self.query_one(RunView)
+
+    # What the monitor shows, as the tests and the smoke script read it.
+    @property
+    def runs(self) -> dict[str, jobs.RunSummary]:
+        return self.run_list.runs
+
+    @property
+    def selected(self) -> Path | None:
+        return self.view.run_dir
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.view.monitor
+
+    @property
+    def _listed_once(self) -> bool:
+        return self.run_list.listed_once
 
     def update_command(self) -> dict[str, str]:
         return self.query_one(TrainFormPanel).update_command()
@@ -96,7 +103,6 @@ class TrainScreen(MainScreen):
     def on_mount(self) -> None:
         self.call_after_refresh(self.fill_choices)  # after the first paint (the listing imports torch)
         self.update_command()
-        self.set_interval(POLL_S, self.poll_events)
         self.set_interval(RUNS_REFRESH_S, self.refresh_runs)
         self.refresh_runs()
 
@@ -147,34 +153,18 @@ class TrainScreen(MainScreen):
     # --- runs and the monitor ------------------------------------------------------------------
 
     def refresh_runs(self) -> None:
-        if self._runs_busy:
-            return
-        self._runs_busy = True
         for key, proc in list(self.procs.items()):
             if proc.poll() is not None:  # reap finished children so they do not linger as zombies
                 del self.procs[key]
+        self.run_list.refresh_runs()
 
-        self.list_runs()
-
-    # Not exclusive: a worker cancelled before it starts would never clear _runs_busy.
-    @work(thread=True, group="train-runs", exit_on_error=False)
-    def list_runs(self) -> None:
-        try:
-            runs = jobs.list_runs()
-        finally:
-            self._runs_busy = False
-        self.post_message(self.RunsListed(runs))
-
-    @on(RunsListed)
-    def runs_listed(self, message: RunsListed) -> None:
-        first, self._listed_once = not self._listed_once, True
-        if first and not message.runs:  # folders that are not runs: still nothing to monitor
+    @on(RunList.Listed)
+    def runs_listed(self, message: RunList.Listed) -> None:
+        if not self.run_list.listed_once and not message.runs:  # folders that are not runs: nothing to monitor
             self.query_one(TabbedContent).active = "train-form-pane"
         self.show_runs(message.runs)
 
     def show_runs(self, runs: list[jobs.RunSummary]) -> None:
-        table = self.query_one("#train-runs", DataTable)
-        self.runs = {str(r.path): r for r in runs}
         for r in runs:  # a job started in this session that died: say so once, with its last words
             if (r.state in ("failed", "interrupted") and r.log and str(r.path) not in self.announced
                     and Path(r.log).stem in self.procs_started):
@@ -182,145 +172,94 @@ class TrainScreen(MainScreen):
                 last = jobs.tail_text(Path(r.log), 600).strip().splitlines()
                 self.notify(f"{r.name} {r.state}: {last[-1] if last else 'no output'}", severity="error",
                             markup=False, timeout=10)
-        keep = str(self.selected) if self.selected else None
-        table.clear()
-        for r in runs:
-            step = "-" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
-            best = "-" if r.best_val is None else f"{r.best_val:.4f}"
-            table.add_row(Text(r.name), r.task or "?", r.state, step, best, key=str(r.path))  # Text: not markup
-        if keep not in self.runs and self.selected is not None and self.selected.parent.name == jobs.JOBS_SUBDIR:
+        selected = self.selected
+        self.run_list.show(runs, selected)
+        if selected is not None and str(selected) not in self.runs and selected.parent.name == jobs.JOBS_SUBDIR:
             # A job started here got its run folder (its log is still the job's NAME.log): follow it there.
-            linked = next((r for r in runs if r.log and Path(r.log).stem == self.selected.name), None)
+            linked = next((r for r in runs if r.log and Path(r.log).stem == selected.name), None)
             if linked is not None:
                 self.select_run(linked.path)
-                keep = str(linked.path)
-        if keep in self.runs:
-            with table.prevent(DataTable.RowHighlighted):
-                table.move_cursor(row=table.get_row_index(keep))
-        elif runs and self.selected is None:
+        elif runs and selected is None:
             self.select_run(runs[0].path)
-        self.update_metrics()
-
-    @on(DataTable.RowHighlighted, "#train-runs")
-    def run_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        # Only the user moves the selection; rebuilding the table every few seconds highlights row 0.
-        if event.data_table.has_focus and event.row_key.value:
-            path = Path(event.row_key.value)
-            if path != self.selected:
-                self.select_run(path)
+        view = self.view
+        view.show_panel(self.runs.get(str(view.run_dir)) if view.run_dir else None)
+        if view.run_dir is not None and view.monitor.step is not None:
+            self.run_list.show_step(view.run_dir, view.monitor.step, view.monitor.total_steps)
+        if view.comparing and any(self.runs.get(str(p)) and self.runs[str(p)].state in ("running", "starting")
+                                  for p in view.comparing):
+            view.compare(view.comparing)  # a compared run is still training: read its new points
 
     def select_run(self, run_dir: Path) -> None:
-        self.selected = run_dir
-        self.tail = jobs.EventTail(run_dir / jobs.EVENTS_FILE)
-        self.monitor = Monitor()
-        self.query_one("#train-plot", LossPlot).clear()
-        self.query_one("#train-plot", LossPlot).title = f"loss: {run_dir.name}"
-        self.query_one("#train-samples", Log).clear()
-        self.poll_events()
+        self.run_list.move_to(run_dir)
+        self.view.follow(run_dir, self.runs.get(str(run_dir)))
 
-    def poll_events(self) -> None:
-        if self.tail is None:
-            return
-        events = self.tail.poll()
-        if not events:
-            return
-        plot = self.query_one("#train-plot", LossPlot)
-        run = self.selected.name if self.selected else ""
-        if any(e.get("type") == "start" and e.get("task") == "spam" for e in events):
-            plot.title = f"loss / accuracy: {run}"
-        elif any(e.get("type") == "start" and e.get("task") == "dpo" for e in events):
-            plot.title = f"DPO loss / reward margin / reward acc: {run}"
-        plot.add_events(events)
-        samples = self.query_one("#train-samples", Log)
-        for e in events:
-            self.monitor.add(e)
-            if e.get("type") == "sample" and e.get("text"):
-                text = " ".join(str(e["text"]).split())
-                samples.write_line(f"step {e.get('step', '?')}: {text}")
-            elif e.get("type") == "checkpoint":
-                samples.write_line(f"saved {e.get('path')}")
-            elif e.get("type") in jobs.TERMINAL_EVENTS:
-                samples.write_line(f"run {e['type']}" + (f": {e.get('message')}" if e.get("message") else ""))
-                self.refresh_runs()
-                if e["type"] == "error":
-                    self.notify(f"{self.selected.name if self.selected else 'run'}: {e.get('message', 'failed')}",
-                                severity="error", markup=False)
-        self.update_metrics()
+    @on(RunList.Picked)
+    def run_picked(self, message: RunList.Picked) -> None:
+        if message.path != self.selected:
+            self.select_run(message.path)
 
-    def update_metrics(self) -> None:
-        """The side panel. Its state is the runs list's (RunSummary.state: events and the process together),
-        so the two never disagree; the events alone only decide while the run is not listed yet."""
-        summary = self.runs.get(str(self.selected)) if self.selected else None
-        state = summary.state if summary is not None else self.monitor.state
-        text = self.monitor.render(state) if self.selected else Content("Select a run above.")
-        if summary is not None and self.monitor.step is not None:
-            self._show_step(summary, self.monitor.step, self.monitor.total_steps or summary.total_steps)
-        if summary is not None and summary.state in ("interrupted", "failed", "error") and summary.log:
-            log = jobs.tail_text(Path(summary.log), 600).strip().splitlines()
-            if log:
-                text += Content.from_markup("\n[red]$line[/red]", line=log[-1])
-        self.query_one("#train-metrics", Static).update(text)
+    @on(RunView.Advanced)
+    def run_advanced(self, message: RunView.Advanced) -> None:
+        self.run_list.show_step(message.path, message.step, message.total)
 
-    def _show_step(self, summary: jobs.RunSummary, step: int, total: int | None) -> None:
-        """The selected run's Step cell follows the events the plot reads (4 times a second, the list every 2 s)."""
-        if summary.step is not None and step < summary.step:
+    @on(RunView.Ended)
+    def run_ended(self, message: RunView.Ended) -> None:
+        self.refresh_runs()
+        if message.event["type"] == "error":
+            self.notify(f"{message.path.name}: {message.event.get('message', 'failed')}", severity="error",
+                        markup=False)
+
+    # --- the plot: a metric on demand, runs compared -------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MONITOR_ONLY:  # False: off, and not in the footer (the form has no plot)
+            tabs = self.query(TabbedContent).first(TabbedContent) if self.is_mounted else None
+            return tabs is not None and tabs.active == "train-monitor-pane"
+        return True
+
+    @on(TabbedContent.TabActivated, "#train-tabs")
+    def tab_activated(self) -> None:
+        self.refresh_bindings()  # the plot's keys come and go with the Monitor tab
+
+    def action_metric(self) -> None:
+        self.view.next_metric()
+
+    def action_compare(self) -> None:
+        """Overlay the runs marked in the list (space) on one plot; again: back to the selected run."""
+        view = self.view
+        if view.comparing:
+            view.compare(None)
             return
-        table = self.query_one("#train-runs", DataTable)
-        try:
-            table.update_cell(str(summary.path), self._step_column, f"{step}/{total}" if total else str(step))
-        except Exception:  # the row is being rebuilt
-            pass
+        marked = [Path(key) for key in self.run_list.marked]
+        if len(marked) < 2:
+            self.notify("Mark two or more runs of one task with space in the runs list, then press c.",
+                        severity="warning")
+            return
+        view.compare(marked)
+
+    @on(RunList.MarksChanged)
+    def marks_changed(self, message: RunList.MarksChanged) -> None:
+        if self.view.comparing:  # comparing already: show the runs marked now
+            self.view.compare(message.marked if len(message.marked) >= 2 else None)
+
+    # --- stopping and resuming (the view's buttons; the keys here) -----------------------------
 
     def action_stop(self) -> None:
-        summary = self.runs.get(str(self.selected)) if self.selected else None
-        if summary is None:
-            self.notify("Select a run first.", severity="warning")
-            return
-        # "starting": the runs list refreshes less often than the plot, so a job already
-        # training may still be listed as starting; its pid is known either way.
-        if summary.state not in ("running", "starting"):
-            self.notify(f"{summary.name} is not running ({summary.state}).", severity="warning", markup=False)
-            return
-        if not summary.pid:  # an old run whose start event has no pid, or its process is not visible here
-            self.notify(f"{summary.name}: its process is not known here; press Ctrl-C in its terminal to stop it.",
-                        severity="warning", markup=False)
-            return
-        try:
-            jobs.stop_job(summary.pid, summary.pid_start, summary.pid_argv)
-        except ProcessLookupError:
-            self.notify(f"{summary.name} has already ended.", severity="warning", markup=False)
-            return
-        self.notify(f"Stopping {summary.name}: it saves a checkpoint, then exits.", markup=False)
+        self.view.stop()
 
     def action_resume(self) -> None:
-        summary = self.runs.get(str(self.selected)) if self.selected else None
-        if summary is None:
-            self.notify("Select a run first.", severity="warning")
-            return
-        if summary.state not in ("stopped", "interrupted", "error"):
-            self.notify(f"{summary.name} is {summary.state}; only a stopped run can be resumed.",
-                        severity="warning", markup=False)
-            return
-        task = summary.task or (summary.command[0] if summary.command else "")
-        if task not in {v for _, v in TASKS}:
-            self.notify("Cannot tell which command made this run (no run.json); resume it from a shell "
-                        "with --resume.", severity="warning")
-            return
+        self.view.resume()
+
+    @on(RunView.ResumeRequested)
+    def resume_requested(self, message: RunView.ResumeRequested) -> None:
         # The CLI reloads the run's own flags from its run.json; --resume is all it needs.
+        summary = message.summary
         name = f"{summary.name}-resume-{datetime.now().strftime('%H%M%S')}"
-        self.launch([task, "--resume", str(summary.path)], name, task, run_dir=summary.path)
+        self.launch([message.task, "--resume", str(summary.path)], name, message.task, run_dir=summary.path)
 
     def action_toggle_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
         tabs.active = "train-form-pane" if tabs.active == "train-monitor-pane" else "train-monitor-pane"
-
-    @on(Button.Pressed, "#train-stop")
-    def stop_pressed(self) -> None:
-        self.action_stop()
-
-    @on(Button.Pressed, "#train-resume")
-    def resume_pressed(self) -> None:
-        self.action_resume()
 
 
 def _may_have_runs() -> bool:
