@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from tui import settings
 from tui.state import SharedState
 from tui.widgets.nav import SCREENS
 
@@ -85,6 +86,8 @@ class ScratchApp(App):
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
         self.update_header()
+        if settings.welcome_due():  # the first launch: what each screen is for, once
+            self.call_after_refresh(self.action_welcome, remember=True)
         if self.detect_device:
             # After the first paint: importing torch in a thread still holds the GIL for a while.
             self.call_after_refresh(self.resolve_device)
@@ -101,6 +104,11 @@ class ScratchApp(App):
 
         self.push_screen(AboutScreen())
 
+    def action_welcome(self, remember: bool = False) -> None:
+        from tui.screens.welcome import WelcomeScreen
+
+        self.push_screen(WelcomeScreen(), (lambda _: settings.welcome_seen()) if remember else None)
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
@@ -111,6 +119,7 @@ class ScratchApp(App):
             yield SystemCommand(f"Open {name}", f"Go to the {name} screen (key {label[0]} or F{label[0]})",
                                 lambda m=mode: self.action_open(m))
         yield SystemCommand("About / settings", "Data folders, keys, theme", self.action_about)
+        yield SystemCommand("Welcome", "What each screen is for, and the model it opens with", self.action_welcome)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme", self.action_toggle_theme)
 
     # --- shared state shown in the header ------------------------------------------------------

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# What each command needs when --checkpoint is left out, in order of preference (one home, used by the TUI too).
+from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # noqa: F401 (public here too)
+
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
@@ -28,16 +31,6 @@ def args_device(args: argparse.Namespace) -> str:
     from chatgpt_scratch.system.device import resolve_device
 
     return str(resolve_device(args.device))
-
-
-# What each command needs when --checkpoint is left out, in order of preference.
-DEFAULT_KINDS = {
-    "chat": ("instruct", "base"),
-    "evaluate-instruct": ("instruct",),
-    "generate": ("base", "instruct"),
-    "xray": ("base", "instruct"),
-    "classify": ("classifier",),
-}
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, command: str) -> None:

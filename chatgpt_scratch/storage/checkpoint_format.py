@@ -42,6 +42,15 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[st
 FORMAT = "chatgpt-scratch/1"
 KINDS = ("base", "instruct", "classifier", "lora-adapter")
 MODEL_KINDS = ("base", "instruct", "classifier")  # the kinds that are models (what an adapter can make)
+# What each use of a model wants when none is named, in order of preference (checkpoints.pick_default
+# ranks within them): the CLI's --checkpoint default and the model each TUI screen opens with.
+DEFAULT_KINDS = {
+    "chat": ("instruct", "base"),
+    "evaluate-instruct": ("instruct",),
+    "generate": ("base", "instruct"),
+    "xray": ("base", "instruct"),
+    "classify": ("classifier",),
+}
 SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tui import settings as _settings
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
     """Run `async def` tests (Pilot) on a fresh asyncio loop; no pytest-asyncio/anyio plugin needed."""
@@ -21,6 +23,21 @@ def pytest_pyfunc_call(pyfuncitem):
 
 
 FIXED_CREATED = "2026-01-01T00:00:00+00:00"  # snapshots must not show today's date
+
+_WELCOME_DUE = _settings.welcome_due
+
+
+@pytest.fixture(autouse=True)
+def _welcome_seen(monkeypatch):
+    """Every test's app data folder is new, so every launch would be a first launch with the welcome
+    panel over the screen: the tests see it only when they ask for it (`first_launch`)."""
+    monkeypatch.setattr(_settings, "welcome_due", lambda: False)
+
+
+@pytest.fixture
+def first_launch(monkeypatch):
+    """The app as a new user first starts it: the welcome panel is due (until it is dismissed once)."""
+    monkeypatch.setattr(_settings, "welcome_due", _WELCOME_DUE)
 
 
 @pytest.fixture

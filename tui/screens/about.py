@@ -7,7 +7,7 @@ import os
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Markdown
 
@@ -46,6 +46,8 @@ class AboutScreen(ModalScreen[None]):
     AboutScreen > Vertical { width: 90%; max-width: 110; height: 90%; border: thick $primary; background: $surface; }
     AboutScreen VerticalScroll { height: 1fr; }
     AboutScreen #about-buttons { height: 3; align-horizontal: right; }
+    AboutScreen #about-buttons Horizontal { height: 3; width: auto; }
+    AboutScreen #about-buttons Button { margin-left: 1; }
     """
 
     def compose(self) -> ComposeResult:
@@ -61,7 +63,13 @@ class AboutScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Markdown(text, id="about-text")
             with Vertical(id="about-buttons"):
-                yield Button("Light/dark theme", id="about-theme")
+                with Horizontal():
+                    yield Button("Welcome panel", id="about-welcome")
+                    yield Button("Light/dark theme", id="about-theme")
+
+    @on(Button.Pressed, "#about-welcome")
+    def welcome_pressed(self) -> None:
+        self.app.action_welcome()
 
     @on(Button.Pressed, "#about-theme")
     def theme_pressed(self) -> None:
