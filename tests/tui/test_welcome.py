@@ -19,7 +19,7 @@ async def test_the_welcome_shows_on_the_first_launch_only_and_enter_dismisses_it
                          what="the welcome panel")
         welcome = app.screen
         text = welcome.query_one("#welcome-text")
-        await wait_until(pilot, lambda: "looking" not in text.source, what="the models found")
+        await wait_until(pilot, lambda: "being looked up" not in text.source, what="the models found")
         shown = text.source
         await pilot.press("x")  # not the close key: the panel stays
         stayed = app.screen is welcome
@@ -53,6 +53,6 @@ async def test_quitting_without_dismissing_shows_the_welcome_again(first_launch)
         close_line = str(app.screen.query_one("#welcome-close").render())
         await pilot.press("ctrl+q")
     assert settings.welcome_due() and not settings.settings_path().exists()
-    assert close_line.startswith("Press Enter to start.")
+    assert close_line.startswith("Press Enter to start")
     # With no models at all the panel says where to get one.
     assert "none yet (train one in Train, or import GPT-2 in Checkpoints)" in welcome_markdown(True, {})

@@ -55,7 +55,7 @@ def welcome_markdown(has_xray: bool, models: dict[str, Any] | None) -> str:
 
 def _model_text(models: dict[str, Any] | None, command: str) -> str:
     if models is None:
-        return "looking…"
+        return "being looked up"
     info = models.get(command)
     if info is None:
         return "none yet (train one in Train, or import GPT-2 in Checkpoints)"
@@ -69,7 +69,8 @@ class WelcomeScreen(ModalScreen[None]):
     WelcomeScreen > Vertical { width: 90%; max-width: 100; height: auto; max-height: 90%;
                                border: thick $primary; background: $surface; }
     WelcomeScreen VerticalScroll { height: auto; max-height: 1fr; }
-    WelcomeScreen #welcome-close { width: 1fr; content-align: center middle; text-style: bold; color: $accent; }
+    WelcomeScreen #welcome-close { dock: bottom; height: 1; width: 1fr; content-align: center middle;
+                                   text-style: bold; color: $accent; }
     """
 
     class ModelsFound(Message):
@@ -81,10 +82,11 @@ class WelcomeScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
+            # Docked at the bottom: at 80x24 the text scrolls, the way out stays in sight.
+            yield Label("Press Enter to start · F10 About shows this again",
+                        id="welcome-close")
             with VerticalScroll():
                 yield Markdown(welcome_markdown(self.app.has_xray, None), id="welcome-text")
-            yield Label("Press Enter to start. (This panel shows once; F10 About can show it again.)",
-                        id="welcome-close")
 
     def on_mount(self) -> None:
         self.find_models()
