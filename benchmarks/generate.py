@@ -19,7 +19,9 @@ instruct model; no transformers row then: the float32 row is the reference). Aft
 ratio rows: ours float32 : llama.cpp f32, bfloat16 : f16, int8 : q8_0 (and int4 : q8_0 when asked).
 
 Weight-only rows (chatgpt_scratch/quantize.py, through inference.quantize_weights): int8w keeps float32
-activations and multiplies by int8 weights (one scale per row); int4 by 4-bit weights in groups of 32.
+activations and multiplies by int8 weights (one scale per row); int4 by 4-bit weights in groups of 32;
+int8w-bf16 / int4-bf16 run the same weights with bfloat16 activations (PyTorch's weight-only CPU kernels
+are vectorized for bf16 activations; with float32 ones they are several times slower).
 
     nice -n 5 python benchmarks/generate.py            # CPU, every row
     nice -n 5 python benchmarks/generate.py --model checkpoints/default-instruct.safetensors
@@ -70,10 +72,11 @@ def hf_to_ours(hf_model) -> GPTModel:
 LLAMA_ROWS = {"llama-f32": "f32", "llama-f16": "f16", "llama-q8_0": "q8_0"}
 # Our row -> the llama.cpp row with the same kind of weights, for the "vs llama.cpp" ratio.
 LLAMA_PEER = {"fp32": "llama-f32", "bf16": "llama-f16", "fp16": "llama-f16", "int8": "llama-q8_0",
-              "int8w": "llama-q8_0", "int4": "llama-q8_0"}
+              "int8w": "llama-q8_0", "int4": "llama-q8_0",
+              "int8w-bf16": "llama-q8_0", "int4-bf16": "llama-q8_0"}
 # The ratio rows printed under the table: (our row, llama.cpp row), the same kind of weights.
 RATIO_ROWS = [("fp32", "llama-f32"), ("bf16", "llama-f16"), ("int8", "llama-q8_0"), ("int8w", "llama-q8_0"),
-              ("int4", "llama-q8_0")]
+              ("int8w-bf16", "llama-q8_0"), ("int4", "llama-q8_0"), ("int4-bf16", "llama-q8_0")]
 
 
 def llama_cpp_module():
@@ -128,7 +131,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--rows", default="hf,fp32,bf16,int8,llama-f32,llama-f16,llama-q8_0",
-                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, int8w, int4, hf-bf16, llama-f32, "
+                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, int8w, int4, int8w-bf16, int4-bf16, hf-bf16, llama-f32, "
                         "llama-f16, "
                         "llama-q8_0 (the llama.cpp rows need llama-cpp-python; skipped without it)")
     parser.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads (default: 2)")
@@ -220,13 +223,15 @@ def main() -> None:
                 continue
             model = quantize_int8(fresh())
             runner, label = ours_runner(model), "ours, KV cache, int8 dynamic-quantized linears"
-        elif name in ("int8w", "int4"):
+        elif name in ("int8w", "int4", "int8w-bf16", "int4-bf16"):
             if device.type != "cpu":
                 continue
-            bits = 8 if name == "int8w" else 4
-            model = quantize_weights(fresh(), bits=bits, group_size=32)
+            bits = 8 if name.startswith("int8") else 4
+            activations = torch.bfloat16 if name.endswith("bf16") else torch.float32
+            model = quantize_weights(fresh(), bits=bits, group_size=32, dtype=activations)
             label = ("ours, KV cache, int8 weight-only linears (per row)" if bits == 8
                      else "ours, KV cache, int4 weight-only linears (groups of 32)")
+            label += ", bf16 activations" if activations == torch.bfloat16 else ""
             runner = ours_runner(model)
         else:
             raise SystemExit(f"unknown row {name!r}")

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from chatgpt_scratch.chat import template_from_metadata
 from chatgpt_scratch.data.instruct import encode_examples, load_instruction_data, split_examples
 from chatgpt_scratch.generation import SamplingConfig, generate
-from chatgpt_scratch.usecases.inference import load_for_inference
-from chatgpt_scratch.usecases.inference import quantize_int8
+from chatgpt_scratch.usecases.inference import load_for_inference, quantize_int8, quantize_weights
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 
@@ -57,6 +56,9 @@ def main() -> None:
     p.add_argument("--data", required=True, help="the instruction file it was trained on")
     p.add_argument("--limit", type=int, default=30, help="test entries to use (default: %(default)s)")
     p.add_argument("--new-tokens", type=int, default=64, help="greedy reply length limit (default: %(default)s)")
+    p.add_argument("--weight-only", action="append", default=[], choices=("int8", "int8-bf16", "int4", "int4-bf16"),
+                   help="also a weight-only row (repeatable): int8 per row or int4 in groups, float32 or bf16 activations")
+    p.add_argument("--group-size", type=int, default=32, help="int4 group size (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the table (Markdown) to this file")
     args = p.parse_args()
 
@@ -66,6 +68,12 @@ def main() -> None:
     examples = encode_examples(test, template)
     models = {"float32": fp32, "bfloat16": load_for_inference(args.checkpoint, dtype=torch.bfloat16)[0],
               "int8 (dynamic, linears)": quantize_int8(load_for_inference(args.checkpoint)[0])}
+    for spec in args.weight_only:  # e.g. int8-bf16, int4-bf16: weight-only kernels (chatgpt_scratch/quantize.py)
+        bits, _, activations = spec.partition("-")
+        grouping = f"groups of {args.group_size}" if bits == "int4" else "per row"
+        models[f"{bits} weight-only ({grouping}), {activations or 'float32'} act."] = \
+            quantize_weights(fp32, bits=int(bits.removeprefix("int")), group_size=args.group_size,
+                             dtype=torch.bfloat16 if activations == "bf16" else torch.float32)
 
     results = {}
     for name, model in models.items():
