@@ -34,7 +34,7 @@ from tui.widgets.model_loader import ModelLoader
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.xray_prompt import TokenChips, XrayPrompt
 from tui.widgets.xray_tabs import XrayTabs
-from tui.xray_compute import SAMPLING_FIELDS, ViewRequest, Views, compute_views  # noqa: F401
+from tui.xray_compute import SAMPLING_FIELDS, ViewRequest, Views, compute_views, parse_sampling  # noqa: F401
 
 DEFAULT_TEXT = "Every effort moves you"
 NO_MODEL = ("No base or instruct checkpoint yet. Import GPT-2 in Checkpoints (4), or train one in Train (3); "
