@@ -5,12 +5,17 @@
 
 Stages (all by default, in this order; each one reads the files the stages before it wrote in --build):
 
-  base             pretrain cpu-deep on the compact corpus shipped in datasets/pretrain   (~28 CPU min)
-  instruct-alpaca  instruction-tune it on the book's 935 training entries + 20,000 Alpaca    (~30 CPU min)
+  base             pretrain cpu-deep on the compact corpus shipped in datasets/pretrain   (~55 CPU min)
+  base-more        go on pretraining it on the larger corpus (--more-text: 106 public-domain books and
+                   TinyStories, ~18M tokens; not shipped, 75 MB) with a copy curriculum (--copy-fraction:
+                   windows that repeat a span of their own text, so the model learns to copy from its
+                   prompt); its best file becomes default-base                              (~60 CPU min)
+  instruct-alpaca  instruction-tune it on the book's 935 training entries + the Alpaca entries of at
+                   most 80 tokens (21,516)                                                   (~20 CPU min)
   instruct         then on the book's 935 entries alone, for their short-answer style;
                    answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
   spam             a LoRA classifier on the base (linear layers + token embedding rows, rank 64),
-                   on the SMS Spam Collection                                               (~10 CPU min)
+                   on the SMS Spam Collection, spam weighted by its rarity (--balance weight) (~16 CPU min)
   install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
   ablations        what each ingredient buys: the book's data alone from random weights and from the base,
                    and the Alpaca stage alone, each scored like the shipped model               (~15 CPU min)
@@ -22,7 +27,8 @@ recorded in the shipped file's header (`recipe`). Alpaca (CC BY-NC, never shippe
 entries never train: `--add-train` drops any Alpaca entry that repeats one of them.
 
 --device cuda (a GPU) runs the same recipe faster; --scale N multiplies the pretraining steps and the
-Alpaca share for a bigger budget.
+Alpaca share for a bigger budget. --reuse skips a training stage whose output is already in --build
+(its time must be in timings.json), so a build can be split over several calls or sessions.
 """
 
 from __future__ import annotations
@@ -41,25 +47,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("base", "instruct-alpaca", "instruct", "spam", "install", "ablations", "cards")
+STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "spam", "install", "ablations", "cards")
 SEED = "123"
 
 
-def recipe(build: Path, device: str, alpaca: str, scale: float) -> dict[str, list[str]]:
+MORE_TEXT = ["../shared/datasets/pretrain", "../shared/datasets/pretrain-more"]  # relative to the repository (the commands run there)
+
+
+def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[str]) -> dict[str, list[str]]:
     """The training commands, stage -> argv after `chatgpt-scratch` (one home: the cards quote these)."""
     steps = str(int(800 * scale))
-    # The first 25,153 Alpaca entries are its earlier, partly quality-selected subset: 20,000 of them fit
-    # a 2-core CPU budget of about half an hour; --scale 2.6 (a GPU) takes all 51,502.
-    n_alpaca = min(51502, int(20000 * scale))
-    alpaca_limit = [] if n_alpaca >= 51502 else ["--add-train-limit", str(n_alpaca)]
+    # Alpaca entries of at most 80 tokens (prompt + answer): 21,516 short answers in the book's style, about
+    # 1.3M tokens, one epoch in ~20 CPU minutes; a bigger budget (--scale 2, a GPU) takes longer ones too.
+    alpaca_tokens = "80" if scale < 2 else "256"
     common = ["--device", device, "--dtype", "bfloat16", "--seed", SEED]
     return {
         "base": ["pretrain", "--data", "pretrain-compact", "--preset", "cpu-deep", "--context", "256",
                  "--batch-size", "16", "--lr", "1e-3", "--warmup", "50", "--min-lr", "1e-4", "--max-steps", steps,
                  "--val-fraction", "0.05", "--eval-every", "100", "--eval-batches", "20", "--save-every", "200",
                  *common, "--out", str(build / "base")],
+        "base-more": ["pretrain", "--init", str(build / "base.safetensors"), "--data", *more_text, "--context", "256",
+                      "--batch-size", "16", "--lr", "6e-4", "--warmup", "50", "--min-lr", "6e-5",
+                      "--max-steps", str(int(1400 * scale)), "--val-fraction", "0.02", "--eval-every", "100",
+                      "--eval-batches", "10", "--save-every", "100", "--copy-fraction", "0.5", *common, "--compile",
+                      "--out", str(build / "base-more")],
         "instruct-alpaca": ["finetune-instruct", "--init", str(build / "default-base.safetensors"),
-                            "--data", "instruction-data", "--add-train", alpaca, *alpaca_limit,
+                            "--data", "instruction-data", "--add-train", alpaca, "--add-train-max-tokens", alpaca_tokens,
                             "--mask-instructions", "--group-by-length", "--max-length", "256", "--epochs", "1",
                             "--batch-size", "16", "--lr", "5e-4", "--warmup", "50", "--min-lr", "5e-5",
                             "--eval-every", "500", "--no-eval", *common, "--out", str(build / "instruct-alpaca")],
@@ -69,7 +82,7 @@ def recipe(build: Path, device: str, alpaca: str, scale: float) -> dict[str, lis
                      "--out", str(build / "instruct")],
         "spam": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
                  "--lora-rank", "64", "--lora-alpha", "128", "--lora-targets", "qkv,out_proj,ff,emb", "--lora-norms",
-                 "--pool", "mean", "--epochs", "5", "--batch-size", "16", "--lr", "1e-3", "--warmup", "20",
+                 "--pool", "mean", "--balance", "weight", "--epochs", "8", "--batch-size", "16", "--lr", "1e-3", "--warmup", "20",
                  "--min-lr", "5e-5", "--eval-every", "100", *common, "--out", str(build / "spam")],
     }
 
@@ -100,10 +113,14 @@ def main() -> int:
     parser.add_argument("--build", default=str(REPO / "build" / "defaults"), help="working folder")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--scale", type=float, default=1.0, help="pretraining steps and Alpaca share x N")
+    parser.add_argument("--more-text", nargs="+", default=MORE_TEXT, metavar="PATH",
+                        help="the larger pretraining corpus of base-more (default: ../shared/datasets/pretrain and "
+                        "pretrain-more; without them, give datasets/pretrain)")
+    parser.add_argument("--reuse", action="store_true", help="skip training stages whose output is in --build")
     args = parser.parse_args()
     build = Path(args.build)
     build.mkdir(parents=True, exist_ok=True)
-    commands = recipe(build, args.device, args.alpaca, args.scale)
+    commands = recipe(build, args.device, args.alpaca, args.scale, args.more_text)
     timings_file = build / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
 
@@ -111,7 +128,10 @@ def main() -> int:
     import torch
 
     for stage in args.stages:
-        if stage in commands:
+        done = args.reuse and (build / f"{stage}.best.safetensors").exists() and stage in timings
+        if stage in commands and done:
+            print(f"{stage}: reusing {build / stage}.best.safetensors ({timings[stage]['command']})")
+        elif stage in commands:
             seconds = run_cli(commands[stage], build / f"{stage}.log")
             # Re-read first: another build process (other stages, in parallel) may have added its own.
             timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
@@ -119,9 +139,12 @@ def main() -> int:
                               "device": args.device, "threads": os.environ.get("OMP_NUM_THREADS")}
             timings_file.write_text(json.dumps(timings, indent=2))
         timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-        if stage == "base":  # the stages after it train on the bf16 file that ships, header final
-            convert_checkpoint(build / "base.best.safetensors", build / "default-base.safetensors",
+        if stage == "base":  # for the ablation that shows what base-more buys
+            convert_checkpoint(build / "base.best.safetensors", build / "base-compact.safetensors",
                                torch.bfloat16, **provenance(timings, "base"))
+        if stage == "base-more":  # the stages after it train on the bf16 file that ships, header final
+            convert_checkpoint(build / "base-more.best.safetensors", build / "default-base.safetensors",
+                               torch.bfloat16, **provenance(timings, "base", "base-more"))
         if stage == "install":
             install(build, timings)
         if stage == "ablations":
@@ -155,8 +178,10 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
         return ev["rouge_l"], ev["test_response_loss"], empty
 
     for name, start, label in (("ablation-scratch", ["--preset", "cpu-deep"], "random weights, book data only"),
+                               ("ablation-base0-book", ["--init", str(build / "base-compact.safetensors")],
+                                "base after stage `base` only (compact corpus, no copy curriculum), book data only"),
                                ("ablation-base-book", ["--init", str(build / "default-base.safetensors")],
-                                "pretrained base, book data only")):
+                                "default-base (+ base-more), book data only")):
         eval_json, command, seconds = book_only(name, start, "6")
         rows.append((label, *score(eval_json), f"{seconds / 60:.1f} min", command))
     if not (build / "instruct.best.eval.json").exists():
@@ -171,14 +196,14 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
     loss = float(re.search(r"test responses: loss ([0-9.]+)", text).group(1))
     answers = json.loads((build / "instruct-alpaca.responses.json").read_text())
     empty = sum(not a.get("model_response", "").strip() for a in answers)
-    rows.append(("pretrained base + Alpaca + book (first stage only)", rouge, loss, empty, "", shown(argv)))
+    rows.append(("default-base + book + Alpaca entries of at most 80 tokens (first stage only)", rouge, loss, empty, "", shown(argv)))
     shipped = score(build / "instruct.best.eval.json")
     rows.append(("... + 3 epochs of the book data alone (shipped, float32 before bf16 storage)", *shipped, "",
                  shown(stage_b)))
     lines = ["| ingredients | test ROUGE-L F1 | reference-answer loss | empty answers | train time |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]} | {r[4]} |" for r in rows]
-    lines += ["", "Commands: " + "; ".join(f"`{r[5]}`" for r in rows[:2])]
+    lines += ["", "Commands: " + "; ".join(f"`{r[5]}`" for r in rows[:3])]
     (build / "ablations.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -204,13 +229,13 @@ def install(build: Path, timings: dict) -> None:
     base = build / "default-base.safetensors"
     shutil.copyfile(base, target / "default-base.safetensors")
     convert_checkpoint(build / "instruct.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
-                       parent="default-base.safetensors", **provenance(timings, "base", "instruct-alpaca", "instruct"))
+                       parent="default-base.safetensors", **provenance(timings, "base", "base-more", "instruct-alpaca", "instruct"))
     spam_adapter = adapter_path(build / "spam.best.safetensors")
     spam_meta = read_metadata(build / "spam.best.safetensors")
     convert_checkpoint(spam_adapter, target / "default-spam.safetensors", torch.bfloat16,
                        base="default-base.safetensors", parent="default-base.safetensors",
                        test_metrics=spam_meta.get("test_metrics"), test_acc=spam_meta.get("test_acc"),
-                       val_acc=spam_meta.get("val_acc"), **provenance(timings, "base", "spam"))
+                       val_acc=spam_meta.get("val_acc"), **provenance(timings, "base", "base-more", "spam"))
     print(f"installed into {target}:", *(p.name for p in sorted(target.glob("default-*.safetensors"))))
 
 

@@ -109,7 +109,7 @@ def render(folder: Path, build: Path, extra: dict) -> str:
     infos = {stem: checkpoint_info(folder / f"{stem}.safetensors") for stem in BUILTIN_MODELS}
     total = sum(i.file_size for i in infos.values())
     notes = {}
-    for name in ("ablations.md", "spam_baselines.md", "fidelity.md"):
+    for name in ("ablations.md", "spam_baselines.md", "fidelity.md", "spam_variants.md"):
         path = build / name
         notes[name] = path.read_text().strip() if path.exists() else "(not measured in this build)"
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -151,18 +151,23 @@ def render(folder: Path, build: Path, extra: dict) -> str:
         out.append("- **Made by** (in order):")
         out += ["", "```bash", *meta.get("recipe", []), "```", ""]
         if stem == "default-base":
-            out.append("- **Data**: `datasets/pretrain` (the `pretrain-compact` dataset: 12 public-domain books and "
-                       "1.1k TinyStories, about 1.2M tokens), 5% held out for validation (`--val-fraction 0.05`).")
+            out.append("- **Data**: first `datasets/pretrain` (the shipped `pretrain-compact` dataset: 12 public-domain "
+                       "books and 1.1k TinyStories, about 1.2M tokens; 5% held out), then the larger corpus of "
+                       "`../shared/datasets` (`pretrain/`: the same books and 4M tokens in all, and `pretrain-more/`: "
+                       "94 more public-domain books, about 14M tokens; not shipped, 75 MB) with a copy curriculum "
+                       "(`--copy-fraction 0.5`: half the windows repeat a span of their own text, so the model learns "
+                       "to copy from its context, which instruction answers need); 2% held out for validation, "
+                       "which the metrics use.")
             out.append(f"- **Greedy sample**: *{_md(greedy_sample(info.path, 'Once upon a time'))}*")
             out.append("- **Cannot**: follow instructions, know facts; it continues text in the style of "
                        "19th-century novels and children's stories, and loses the thread after a few sentences.")
         if stem == "default-instruct":
             extra_n = meta.get("extra_train_entries")
-            out.append("- **Data**: first the book's 935 training entries of `datasets/instruction-data.json` plus the "
-                       "first 20,000 entries of Stanford Alpaca (one epoch; an entry repeating a book val/test question "
-                       "is dropped), then the 935 book entries alone for 3 epochs (this file's own header records the "
-                       f"last stage{'' if extra_n is None else f', {extra_n:,} extra entries'}); the book's 55 val and "
-                       "110 test entries never train.")
+            out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json`, in the "
+                       "stages the recipe above lists (with Stanford Alpaca's entries of at most 80 tokens where it says "
+                       "`--add-train`; an entry repeating a book val/test question is dropped; this file's header "
+                       f"records the last stage{'' if extra_n is None else f', {extra_n:,} extra entries'}); the "
+                       "book's 55 val and 110 test entries never train.")
             out.append("- **What each ingredient buys** (ROUGE-L F1 on the book's 110 test entries, greedy):")
             out += ["", notes["ablations.md"], ""]
             out.append("- **10 test answers** (greedy, as shipped):")
@@ -177,18 +182,22 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                     f"{SAME_REPLIES_NEEDED:.0%} of the entries (bf16 and int8 matched "
                     f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%} here, with the same "
                     "reference-answer loss to 0.002).", ""]
-            out.append("- **Cannot**: be trusted on facts (it is 26M parameters trained for an hour on a CPU); it "
-                       "answers in the book's short style, is best at rewriting a given input (grammar, voice, "
-                       "synonyms, plural forms), and often invents content for open questions.")
+            out.append("- **Cannot**: be trusted on facts (it is 26M parameters pretrained for 100 CPU minutes); it "
+                       "answers in the book's short style and often restates the question correctly, but it still "
+                       "copies names and words from the prompt unreliably (\"The capital of Rome is Amsterdam.\"), "
+                       "invents content for open questions, and repeats itself in long answers.")
         if stem == "default-spam":
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
                        f"seed {meta.get('seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} messages.")
-            out.append("- **Form**: a LoRA adapter (rank 16) plus a 2-class head on `default-base.safetensors`, merged "
-                       "when loaded; the base is checked by sha256.")
+            out.append(f"- **Form**: a LoRA adapter (rank {meta.get('lora_rank', '?')}, on "
+                       f"{len(meta.get('lora_layers', []))} layers including the token embedding's rows) plus a "
+                       "2-class head on `default-base.safetensors`, merged when loaded; the base is checked by sha256.")
             out.append("- **Against classical baselines** (`benchmarks/spam_baselines.py`, same test split):")
             out += ["", notes["spam_baselines.md"], ""]
+            out.append("- **Variants tried** (the finetune-spam command above with the changes named):")
+            out += ["", notes["spam_variants.md"], ""]
             out.append("- **Cannot**: judge languages other than English or message styles far from 2010-era UK "
-                       "SMS; it reads the first 512 tokens only.")
+                       f"SMS; it reads the first {meta.get('max_length', 256)} tokens only.")
     return "\n".join(out) + "\n"
 
 

@@ -89,12 +89,13 @@ def test_the_spam_classifier_labels_real_test_messages():
     assert labels == ["spam"] * len(SPAM) + ["ham"] * len(HAM)
 
 
-def test_the_spam_adapter_beats_the_classical_baselines_on_recall():
-    """Its header's test metrics (measured by scripts/model_cards.py on this file, through SpamClassifier) are at
-    least those of the char n-gram + logistic baseline on the same split (98.90% / 91.85%,
-    benchmarks/spam_baselines.py). The issue's goal (99.3% / 96%) is not reached yet: see the card."""
+def test_the_spam_adapter_catches_more_spam_than_the_classical_baselines():
+    """Its header's test metrics (measured by scripts/model_cards.py on this file, through SpamClassifier): spam
+    recall at least the issue's 96% goal, far above the char n-gram + logistic and naive Bayes baselines on the
+    same split (91.85%, benchmarks/spam_baselines.py), at an accuracy within 0.2 points of theirs (98.90%).
+    The issue's accuracy goal (99.3%) is not reached yet: see the card."""
     meta = read_metadata(FOLDER / "default-spam.safetensors")
-    assert meta["test_acc"] >= 0.989 and meta["test_spam_recall"] >= 0.9185
+    assert meta["test_spam_recall"] >= 0.96 and meta["test_acc"] >= 0.987
 
 
 def test_the_instruct_model_answers_a_fixed_prompt():
@@ -107,9 +108,9 @@ def test_the_instruct_model_answers_a_fixed_prompt():
     assert any(c.isalpha() for c in reply), f"the shipped instruct model gave no text: {reply!r}"
     assert session.stats.finish != "empty"
     meta = read_metadata(FOLDER / "default-instruct.safetensors")
-    # No empty answer on the 110 test entries; ROUGE-L above the random-weights book-only floor (0.268 in the
-    # issue, 0.238 here). The issue's goal of 0.50 is not reached yet: see the card.
-    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.268
+    # No empty answer on the 110 test entries; ROUGE-L well above the random-weights book-only floor (0.268 in
+    # the issue, 0.238 here) and the previous built-in (0.288). The issue's goal of 0.50 is not reached yet.
+    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.34
 
 
 def test_the_real_builtins_cannot_be_deleted_or_renamed():
