@@ -487,13 +487,24 @@ class Smoke:
         shown = line.split("▏")[0].rstrip()
         for (screen, _), whole in self.whole_footers.items():  # read whole before (at either size)
             if screen == self.screen and whole.split("▏")[0].startswith(shown):
+                self.note_cut_footer(line, whole)
                 return whole, lines
         home, visible = self.pane.size, line
         line = footer_line(self.resize((WIDE, home[1]), f"footer read at {WIDE} columns"))
         self.whole_footers[(self.screen, visible)] = line
+        self.note_cut_footer(visible, line)
         back = self.resize(home, f"resize back from {WIDE} columns")
         return line, self.check_leftovers(f"resize from {WIDE} columns", lines, back,
                                           f"the screen at {WIDE} columns")
+
+    def note_cut_footer(self, visible: str, whole: str) -> None:
+        """Say which keys a footer cut at the right edge does not show (a user cannot see them)."""
+        shown = visible.split("▏")[0]
+        hidden = [f"{k} {d}" for k, d in parse_footer(whole) if f"{k} {d}" not in shown and d != "palette"]
+        note = (f"{self.screen} {size_name(self.pane.size)}: the footer is cut at the right edge; "
+                f"not shown: {', '.join(hidden) or 'none'}")
+        if note not in self.notes:
+            self.notes.append(note)
 
     # --- pressing the footer's keys ------------------------------------------------------------
 
