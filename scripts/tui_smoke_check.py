@@ -492,8 +492,8 @@ class Smoke:
         home, visible = self.pane.size, line
         line = footer_line(self.resize((WIDE, home[1]), f"footer read at {WIDE} columns"))
         self.whole_footers[(self.screen, visible)] = line
-        self.note_cut_footer(visible, line)
         back = self.resize(home, f"resize back from {WIDE} columns")
+        self.note_cut_footer(visible, line)
         return line, self.check_leftovers(f"resize from {WIDE} columns", lines, back,
                                           f"the screen at {WIDE} columns")
 
