@@ -428,6 +428,11 @@ class Smoke:
         clean = self.redraw()
         self.check(step + " redraw", clean)
         runs = leftover_runs(before, after, clean, self.pane.size, still=still)
+        if runs:  # a loaded machine: the app may still have been drawing. Let it settle and look again.
+            time.sleep(1.5)
+            still = self.pane.settle(timeout=6)
+            clean = self.redraw()
+            runs = leftover_runs(before, still, clean, self.pane.size, still=still)
         known.append(clean)
         del known[:-6]
         if runs:
@@ -545,6 +550,8 @@ class Smoke:
             self.save_step(step, after)
             self.check(step, after)
             pattern = expected(mode, desc)
+            if pattern and not shows(after, pattern):  # a loaded machine may take longer to show it
+                after = self.pane.wait_for(lambda shown: shows(shown, pattern), timeout=6) or self.pane.capture()
             if pattern and not shows(after, pattern):
                 self.fail(step, f"the key did not show what it is for (no /{pattern}/ on screen)")
             if after == before:
