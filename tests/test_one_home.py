@@ -219,3 +219,24 @@ def test_tui_has_no_callback_worker_helper_left():
 
     header = asyncio.run(device_shown())
     assert header.rsplit("device: ", 1)[1] in ("cpu", "cuda", "mps") or header.split("device: ")[1].startswith("cuda")
+
+
+def test_events_files_are_read_in_one_module(tmp_path):
+    """The TUI follows a run with the library's EventTail (training/events.py), which reads what
+    read_events reads; tui/ parses no events file itself."""
+    import json
+    from pathlib import Path
+
+    from chatgpt_scratch.training import events
+    from tui import jobs
+
+    assert jobs.EventTail is events.EventTail
+    path = tmp_path / events.EVENTS_FILE
+    records = [{"type": "start", "step": 0}, {"type": "step", "step": 1, "train_loss": 2.5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"type": "st')  # a line being written
+    tail = jobs.EventTail(path)
+    assert tail.poll() == events.read_events(path) == records == jobs.read_events(path)
+    with open(path, "a") as f:
+        f.write('ep", "step": 2}\n')
+    assert tail.poll() == [{"type": "step", "step": 2}]  # only what is new, the half line now complete
+    assert "class EventTail" not in Path(jobs.__file__).read_text()  # no second copy in the TUI

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chatgpt_scratch.system import procinfo
-from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS
+from chatgpt_scratch.training.events import EVENTS_FILE, RUN_FILE, TERMINAL_EVENTS, EventTail  # noqa: F401
 from chatgpt_scratch.training.plots import smooth  # noqa: F401 (the one EMA of the curves; public here too)
 
 JOB_FILE = "tui-job.json"  # written by the TUI beside events.jsonl: pid + command of a job it started
@@ -31,43 +31,8 @@ JOBS_SUBDIR = ".tui-jobs"  # RUNS/.tui-jobs/NAME.json + NAME.log: jobs the TUI s
 STALE_AFTER_S = 120.0
 
 
-class EventTail:
-    """Reads the new complete JSON lines of an events.jsonl each time it is polled.
-
-    A half-written last line is left for the next poll; a malformed line is skipped and counted.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.offset = 0
-        self.bad_lines = 0
-
-    def poll(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        events = []
-        for line in chunk[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.bad_lines += 1
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
-
-
 def read_events(path: str | Path) -> list[dict[str, Any]]:
+    """Every complete event of a run so far, damaged lines skipped (the screens never fail on one)."""
     return EventTail(path).poll()
 
 

@@ -75,6 +75,41 @@ class EventLog:
         self.close()
 
 
+class EventTail:
+    """Reads the new complete JSON lines of an events.jsonl each time it is polled (the TUI follows a
+    live run with it). A half-written last line is left for the next poll; a malformed line is skipped
+    and counted, where `read_events` (for tools that need the whole record) refuses a damaged file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.bad_lines = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in chunk[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.bad_lines += 1
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
 def read_events(path: str | Path) -> list[dict[str, Any]]:
     """All events of a run (a half-written last line, from a run still writing, is skipped)."""
     return list(iter_events(path))
