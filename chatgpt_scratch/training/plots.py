@@ -212,26 +212,24 @@ def plot_run(events_path: str | Path, png_path: str | Path) -> Path | None:
     accuracy = curves.series("val_acc")
     n_panels = 2 if accuracy else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4), squeeze=False)
-    ax = axes[0][0]
-    ax.plot(*zip(*train), label="Training loss", alpha=0.8)
-    val = curves.series("val_loss")
-    if val:
-        ax.plot(*zip(*val), linestyle="-.", marker=".", label="Validation loss")
-    ax.set_xlabel("Tokens seen")
-    ax.set_ylabel("Loss")
-    ax.legend(loc="upper right")
-    _epoch_axis(ax, curves.series("epoch"))
+    _panel(axes[0][0], "Loss", "upper right", ("Training", train, dict(alpha=0.8)),
+           ("Validation", curves.series("val_loss"), dict(linestyle="-.", marker=".")))
+    _epoch_axis(axes[0][0], curves.series("epoch"))
     if accuracy:
-        ax2 = axes[0][1]
-        ax2.plot(*zip(*accuracy), marker=".", label="Validation accuracy")
-        train_acc = curves.series("train_acc")
-        if train_acc:
-            ax2.plot(*zip(*train_acc), marker=".", linestyle="-.", label="Training accuracy")
-        ax2.set_xlabel("Tokens seen")
-        ax2.set_ylabel("Accuracy")
-        ax2.legend(loc="lower right")
+        _panel(axes[0][1], "Accuracy", "lower right", ("Validation", accuracy, dict(marker=".")),
+               ("Training", curves.series("train_acc"), dict(marker=".", linestyle="-.")))
     fig.tight_layout()
     return _save(fig, plt, png_path)
+
+
+def _panel(ax, metric: str, legend_at: str, *lines: tuple[str, list, dict]) -> None:
+    """One panel of plot_run: each (label, series, style) that has points, against tokens seen."""
+    for label, series, style in lines:
+        if series:
+            ax.plot(*zip(*series), label=f"{label} {metric.lower()}", **style)
+    ax.set_xlabel("Tokens seen")
+    ax.set_ylabel(metric)
+    ax.legend(loc=legend_at)
 
 
 def _save(fig, plt, png_path: str | Path) -> Path:
