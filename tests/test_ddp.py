@@ -41,6 +41,10 @@ def _worker(rank: int, world_size: int, store: str, run_dir, out_file) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
         _train(batch_size=2, run_dir=run_dir, out_file=out_file)
+        # Both ranks finish (rank 0 saves the files) before either tears gloo down: a rank that destroyed
+        # its group while the other was still at work once aborted with "terminate called without an
+        # active exception" under load.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
