@@ -33,30 +33,8 @@ class ModelLoader(Widget):
 
     DEFAULT_CSS = "ModelLoader { display: none; }"
 
-    class Progress(Message):
-        """Still loading `path`: `text` is the status line to show."""
-
-        def __init__(self, loader: ModelLoader, path: Path, text: str) -> None:
-            super().__init__()
-            self.loader, self.path, self.text = loader, path, text
-
-        @property
-        def control(self) -> ModelLoader:
-            return self.loader
-
-    class Loaded(Message):
-        """`model` (what build returned) is ready, from `path`, after `seconds`."""
-
-        def __init__(self, loader: ModelLoader, path: Path, model: Any, seconds: float) -> None:
-            super().__init__()
-            self.loader, self.path, self.model, self.seconds = loader, path, model, seconds
-
-        @property
-        def control(self) -> ModelLoader:
-            return self.loader
-
-    class Failed(Message):
-        """Loading `path` failed (the App shows the error)."""
+    class _About(Message):
+        """A message about loading `path`; `control` is the loader, so @on(..., "#id") can pick a screen's."""
 
         def __init__(self, loader: ModelLoader, path: Path) -> None:
             super().__init__()
@@ -65,6 +43,23 @@ class ModelLoader(Widget):
         @property
         def control(self) -> ModelLoader:
             return self.loader
+
+    class Progress(_About):
+        """Still loading `path`: `text` is the status line to show."""
+
+        def __init__(self, loader: ModelLoader, path: Path, text: str) -> None:
+            super().__init__(loader, path)
+            self.text = text
+
+    class Loaded(_About):
+        """`model` (what build returned) is ready, from `path`, after `seconds`."""
+
+        def __init__(self, loader: ModelLoader, path: Path, model: Any, seconds: float) -> None:
+            super().__init__(loader, path)
+            self.model, self.seconds = model, seconds
+
+    class Failed(_About):
+        """Loading `path` failed (the App shows the error)."""
 
     class _Stage(Message):
         def __init__(self, path: Path, stage: str) -> None:
