@@ -233,13 +233,14 @@ def _panel(ax, metric: str, legend_at: str, *lines: tuple[str, list, dict]) -> N
 
 
 def _save(fig, plt, png_path: str | Path) -> Path:
+    from chatgpt_scratch.storage.fileio import write_atomically  # the one atomic write
+
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    try:
+        return write_atomically(png_path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _epoch_axis(ax, epochs: list[tuple[float, float]]) -> None:
