@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_command, add_device_arg, add_sampling_args
 from chatgpt_scratch.conversation import ChatConversation
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.sampling import SAMPLING_PARAMS, SamplingParam
@@ -60,8 +60,8 @@ commands:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "chat",
+    p = add_command(
+        subparsers, "chat", run,
         help="chat with a base or instruct checkpoint in the terminal (conversations are saved)",
         description=textwrap.fill(
             "Chat with the model in a checkpoint. An instruct checkpoint formats the conversation "
@@ -71,12 +71,10 @@ def register(subparsers) -> None:
             "Conversations are saved in a SQLite database (see --db).", 88) + "\n\n" + textwrap.fill(
             "With stdin from a pipe or a file there is no prompt: each line is one prompt and each reply goes to "
             "stdout, one per prompt (add --jsonl for replies that span lines).", 88),
-        epilog=KEYS_HELP + "\n\n" + COMMANDS_HELP + "\n\nexamples:\n"
-        "  chatgpt-scratch chat --checkpoint checkpoints/instruct.safetensors\n"
-        "  printf 'Name a colour.\\nAnd another?\\n' | chatgpt-scratch chat --checkpoint "
-        "checkpoints/instruct.safetensors --jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        before=KEYS_HELP + "\n\n" + COMMANDS_HELP,
+        examples=["chatgpt-scratch chat --checkpoint checkpoints/instruct.safetensors",
+                  "printf 'Name a colour.\\nAnd another?\\n' | chatgpt-scratch chat --checkpoint "
+                  "checkpoints/instruct.safetensors --jsonl"])
     add_checkpoint_arg(p, "chat")
     add_sampling_args(p)
     add_device_arg(p)
@@ -87,7 +85,6 @@ def register(subparsers) -> None:
     p.add_argument("--jsonl", action="store_true",
                    help='piped mode: write each reply as a JSON line {"prompt", "reply", "stats"} '
                    "(exact even when a reply spans several lines)")
-    p.set_defaults(func=run)
 
 
 # -- the command logic (no terminal involved) -------------------------------------------------

@@ -5,35 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 
+from chatgpt_scratch.cli.common import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "checkpoints",
-        help="list checkpoints and show what is inside one (reads headers only: fast)",
-        description="Inspect .safetensors checkpoints without loading their weights.",
-    )
+    p = add_command(subparsers, "checkpoints",
+                    help="list checkpoints and show what is inside one (reads headers only: fast)",
+                    description="Inspect .safetensors checkpoints without loading their weights.")
     sub = p.add_subparsers(dest="checkpoints_command", metavar="ACTION", required=True)
 
-    ls = sub.add_parser(
-        "list", help="a table of the checkpoints in a folder",
-        description="One row per .safetensors file in FOLDER: name, kind, architecture, parameters, file size, "
-        "created, parent, best validation metric. Broken files are listed as such.",
-        epilog="example: chatgpt-scratch checkpoints list --json | jq '.[].name'",
-    )
+    ls = add_command(sub, "list", run_list, help="a table of the checkpoints in a folder",
+                     description="One row per .safetensors file in FOLDER: name, kind, architecture, parameters, "
+                     "file size, created, parent, best validation metric. Broken files are listed as such.",
+                     examples="chatgpt-scratch checkpoints list --json | jq '.[].name'")
     ls.add_argument("folder", nargs="?", default=None, metavar="FOLDER",
                     help="folder to list (default: ./checkpoints or $CHATGPT_SCRATCH_CHECKPOINTS, then the built-in models)")
     ls.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    ls.set_defaults(func=run_list)
 
-    info = sub.add_parser(
-        "info", help="everything a checkpoint's header says",
-        description="Print a checkpoint's kind, architecture, parameter count and its full metadata "
-        "(provenance: parent, dataset, steps, validation metrics, labels, template, ...).",
-        epilog="example: chatgpt-scratch checkpoints info checkpoints/gpt2-small.safetensors",
-    )
+    info = add_command(sub, "info", run_info, help="everything a checkpoint's header says",
+                       description="Print a checkpoint's kind, architecture, parameter count and its full metadata "
+                       "(provenance: parent, dataset, steps, validation metrics, labels, template, ...).",
+                       examples="chatgpt-scratch checkpoints info checkpoints/gpt2-small.safetensors")
     info.add_argument("path", metavar="PATH", help="a .safetensors checkpoint")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.set_defaults(func=run_info)
 
 
 def _human_bytes(n: int) -> str:

@@ -8,6 +8,26 @@ import argparse
 from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # noqa: F401 (public here too)
 
 
+def add_command(subparsers, name: str, run=None, *, help: str, description: str, examples: str | list[str] = (),
+                before: str = "", after: str = "") -> argparse.ArgumentParser:
+    """Declare subcommand `name` (its --help line, description and examples) that `run(args)` carries out.
+
+    One example (a str) is shown as `example: ...`, wrapped like the description. A list is an
+    `example(s):` block, one command a line, and then description and epilog are printed as written
+    (RawDescriptionHelpFormatter), with `before` (a paragraph) above the block and `after` (lines) below it."""
+    extra = {}
+    if isinstance(examples, str):
+        extra["epilog"] = f"example: {examples}"
+    elif examples:
+        block = f"example{'s' if len(examples) > 1 else ''}:\n" + "\n".join(f"  {e}" for e in examples)
+        extra["epilog"] = (f"{before}\n\n" if before else "") + block + (f"\n{after}" if after else "")
+        extra["formatter_class"] = argparse.RawDescriptionHelpFormatter
+    parser = subparsers.add_parser(name, help=help, description=description, **extra)
+    if run is not None:
+        parser.set_defaults(func=run)
+    return parser
+
+
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
                         help="where to run: auto picks cuda, then mps, then cpu (default: auto; cuda:N also works)")

@@ -8,14 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+from chatgpt_scratch.cli.common import add_command
 from chatgpt_scratch.storage.checkpoint_format import sibling_file
 
 
 def register(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = subparsers.add_parser(
-        "finetune-dpo",
+    p = add_command(
+        subparsers, "finetune-dpo", run_dpo,
         help="preference-tune an instruct model with DPO on chosen/rejected answer pairs (after finetune-instruct)",
         description="Direct Preference Optimization: teach an instruct model to prefer the `chosen` answer of each "
         "entry over the `rejected` one, against the frozen --init model as reference (its log-probabilities are "
@@ -25,12 +26,9 @@ def register(subparsers) -> None:
         "rejected) and reward accuracy, train and val. After training the best checkpoint (lowest val DPO loss) "
         "and the --init model both answer the test split: NAME.eval.json has ROUGE-L and the loss of the reference "
         "answers before and after, NAME.compare.json the answers side by side.",
-        epilog="examples:\n"
-        "  chatgpt-scratch finetune-dpo --init checkpoints/default-instruct.safetensors --out checkpoints/dpo\n"
-        "  chatgpt-scratch finetune-dpo --data my-pairs.jsonl --init checkpoints/instruct.safetensors "
-        "--beta 0.1 --lora-rank 16 --out checkpoints/dpo-lora",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch finetune-dpo --init checkpoints/default-instruct.safetensors --out checkpoints/dpo",
+                  "chatgpt-scratch finetune-dpo --data my-pairs.jsonl --init checkpoints/instruct.safetensors "
+                  "--beta 0.1 --lora-rank 16 --out checkpoints/dpo-lora"])
     p.add_argument("--data", default="instruction-preference", metavar="PATH|NAME",
                    help="preference data: a JSON/JSONL file, or instruction-preference (the book's 1,100 entries "
                    "with chosen/rejected answers; default)")
@@ -54,7 +52,6 @@ def register(subparsers) -> None:
                     help="longest test answer to generate (default: 256)")
     ev.add_argument("--no-eval", action="store_true", help="skip answering the test split before and after")
     add_trainer_args(p, "finetune-dpo")
-    p.set_defaults(func=run_dpo)
 
 
 def run_dpo(args: argparse.Namespace) -> int:

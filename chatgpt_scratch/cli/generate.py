@@ -5,21 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_command, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "generate",
-        help="continue a prompt with a base or instruct checkpoint, streaming the text",
-        description="Continue PROMPT with the model in a checkpoint, printing tokens as they are made. "
-        "Greedy by default (--temperature 0); set --temperature with --top-k/--top-p to sample.",
-        epilog='example: chatgpt-scratch generate --checkpoint checkpoints/gpt2.safetensors '
-        '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"',
-    )
+    p = add_command(subparsers, "generate", run,
+                    help="continue a prompt with a base or instruct checkpoint, streaming the text",
+                    description="Continue PROMPT with the model in a checkpoint, printing tokens as they are made. "
+                    "Greedy by default (--temperature 0); set --temperature with --top-k/--top-p to sample.",
+                    examples='chatgpt-scratch generate --checkpoint checkpoints/gpt2.safetensors '
+                    '--temperature 0.8 --top-k 40 --seed 1 "Every effort moves you"')
     p.add_argument("prompt", help='the prompt text; "-" reads it from stdin. A prompt longer than the model\'s '
                    "context is an error (the reply may run past the context: the model then sees its last "
                    "context-length tokens)")
@@ -29,7 +27,6 @@ def register(subparsers) -> None:
                    help="stop when this text appears (not printed); repeatable")
     add_device_arg(p)
     add_precision_args(p)
-    p.set_defaults(func=run)
 
 
 def add_precision_args(parser: argparse.ArgumentParser) -> None:

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from chatgpt_scratch.cli.common import add_command
+
 # Kept here (not imported from gguf_export) so that --help does not import the library.
 _TYPES = ("f32", "f16", "q8_0")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export-gguf",
+    p = add_command(
+        subparsers, "export-gguf", run_export_gguf,
         help="write a checkpoint as a GGUF file for llama.cpp and Ollama",
         description="Write a base or instruct checkpoint (or a LoRA adapter, merged into its base first) as "
         "GGUF, architecture gpt2, with the GPT-2 tokenizer inside: the tensors and metadata llama.cpp's "
         "convert_hf_to_gguf.py writes for the same model. An instruct model also gets its chat template "
         "(tokenizer.chat_template) and, beside OUT.gguf, an Ollama Modelfile OUT.Modelfile with the prompt "
         "template, its stop strings and num_ctx. Classifiers cannot be exported (llama.cpp has no class head).",
-        epilog="examples:\n"
-        "  chatgpt-scratch export-gguf checkpoints/instruct.safetensors exported/instruct.gguf --type q8_0\n"
-        "  llama-cli -m exported/instruct.gguf               # chat with llama.cpp (uses the chat template)\n"
-        "  ollama create my-gpt -f exported/instruct.Modelfile && ollama run my-gpt\n"
-        "types: f32 = exact weights; f16 = half the size, within f16 rounding; q8_0 = a quarter of the size, "
-        "8-bit blocks of 32 weights (the fastest on a CPU). Norms, biases and the position embedding stay f32.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch export-gguf checkpoints/instruct.safetensors exported/instruct.gguf --type q8_0",
+                  "llama-cli -m exported/instruct.gguf               # chat with llama.cpp (uses the chat template)",
+                  "ollama create my-gpt -f exported/instruct.Modelfile && ollama run my-gpt"],
+        after="types: f32 = exact weights; f16 = half the size, within f16 rounding; q8_0 = a quarter of the size, "
+        "8-bit blocks of 32 weights (the fastest on a CPU). Norms, biases and the position embedding stay f32.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a base or instruct .safetensors checkpoint, or a LoRA adapter of one")
     p.add_argument("out", metavar="OUT.gguf", help="the GGUF file to write")
     p.add_argument("--type", dest="type_name", choices=_TYPES, default="f16",
@@ -36,7 +35,6 @@ def register(subparsers) -> None:
     modelfile.add_argument("--no-modelfile", dest="modelfile", action="store_false", default=None,
                            help="do not write the Modelfile of an instruct model")
     p.add_argument("--force", action="store_true", help="overwrite OUT.gguf (and the Modelfile) if they exist")
-    p.set_defaults(func=run_export_gguf)
 
 
 def run_export_gguf(args: argparse.Namespace) -> int:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from chatgpt_scratch.cli.common import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "import-gpt2",
-        help="turn OpenAI's GPT-2 weights (Hugging Face layout) into a checkpoint",
-        description="Download GPT-2 from huggingface.co (progress bar, resumable, size and sha256 checked) or read "
-        "a local Hugging Face model.safetensors, and save it as a 'base' checkpoint.",
-        epilog="examples:\n  chatgpt-scratch import-gpt2 gpt2\n  chatgpt-scratch import-gpt2 gpt2-medium --out "
-        "checkpoints/medium.safetensors\n  chatgpt-scratch import-gpt2 --from ~/Downloads/gpt2/model.safetensors",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "import-gpt2", run_import,
+                    help="turn OpenAI's GPT-2 weights (Hugging Face layout) into a checkpoint",
+                    description="Download GPT-2 from huggingface.co (progress bar, resumable, size and sha256 "
+                    "checked) or read a local Hugging Face model.safetensors, and save it as a 'base' checkpoint.",
+                    examples=["chatgpt-scratch import-gpt2 gpt2",
+                              "chatgpt-scratch import-gpt2 gpt2-medium --out checkpoints/medium.safetensors",
+                              "chatgpt-scratch import-gpt2 --from ~/Downloads/gpt2/model.safetensors"])
     p.add_argument("size", nargs="?", metavar="SIZE",
                    help="gpt2 (124M), gpt2-medium (355M), gpt2-large (774M) or gpt2-xl (1558M); downloaded once "
                    "into checkpoints/downloads/")
@@ -24,18 +24,14 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="PATH",
                    help="where to save the checkpoint (default: checkpoints/gpt2-small.safetensors etc.)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.set_defaults(func=run_import)
 
-    e = subparsers.add_parser(
-        "export-hf",
-        help="write a checkpoint in the Hugging Face GPT-2 layout (for transformers and other tools)",
-        description="Write OUT_DIR/model.safetensors, config.json and the GPT-2 tokenizer files, loadable with "
-        "transformers.GPT2LMHeadModel.from_pretrained(OUT_DIR). Base and instruct checkpoints only.",
-        epilog="example: chatgpt-scratch export-hf checkpoints/instruct.safetensors exported/instruct",
-    )
+    e = add_command(subparsers, "export-hf", run_export,
+                    help="write a checkpoint in the Hugging Face GPT-2 layout (for transformers and other tools)",
+                    description="Write OUT_DIR/model.safetensors, config.json and the GPT-2 tokenizer files, loadable "
+                    "with transformers.GPT2LMHeadModel.from_pretrained(OUT_DIR). Base and instruct checkpoints only.",
+                    examples="chatgpt-scratch export-hf checkpoints/instruct.safetensors exported/instruct")
     e.add_argument("checkpoint", metavar="CHECKPOINT", help="a base or instruct .safetensors checkpoint")
     e.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
-    e.set_defaults(func=run_export)
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from chatgpt_scratch.storage.checkpoint_format import sibling_file
-from chatgpt_scratch.cli.common import add_device_arg, args_device
+from chatgpt_scratch.cli.common import add_command, add_device_arg, args_device
 
 _TEMPLATES = ("alpaca", "phi3")
 
@@ -33,8 +33,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 def _register_finetune(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = subparsers.add_parser(
-        "finetune-instruct",
+    p = add_command(
+        subparsers, "finetune-instruct", run_finetune,
         help="instruction-tune a GPT on Alpaca-style data, fully or with LoRA (book ch07, appendix E)",
         description="Fine-tune a model to follow instructions. Data: a JSON list or JSON lines of "
         "{instruction, input, output} entries, all checked before training. The data is split 85/5/10 "
@@ -45,15 +45,12 @@ def _register_finetune(subparsers) -> None:
         "With --lora-rank R only low-rank adapters train; every save writes the merged model (NAME.safetensors, "
         "a normal instruct checkpoint for chat) and the adapter alone (NAME.lora.safetensors, a few MB, "
         "naming its base model).",
-        epilog="examples:\n"
-        "  chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
-        "--out checkpoints/instruct\n"
-        "  chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors "
-        "--template phi3 --mask-instructions --epochs 1 --out checkpoints/alpaca\n"
-        "  chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
-        "--lora-rank 16 --lora-alpha 32 --lr 5e-4 --out checkpoints/instruct-lora",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
+                  "--out checkpoints/instruct",
+                  "chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors "
+                  "--template phi3 --mask-instructions --epochs 1 --out checkpoints/alpaca",
+                  "chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
+                  "--lora-rank 16 --lora-alpha 32 --lr 5e-4 --out checkpoints/instruct-lora"])
     p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
                    help="a JSON/JSONL file, or a dataset name: instruction-data (the book's 1,100 entries) or "
                    "alpaca (Stanford Alpaca 52k), downloaded if not in the datasets folder (default: instruction-data)")
@@ -96,7 +93,6 @@ def _register_finetune(subparsers) -> None:
     # The book's ch07 settings: batch 8, 2 epochs, AdamW lr 5e-5, weight decay 0.1; val loss on the whole
     # validation split at every eval.
     add_trainer_args(p, "finetune-instruct")
-    p.set_defaults(func=run_finetune)
 
 
 def _build_model(args: argparse.Namespace):
@@ -235,19 +231,16 @@ def _write_summary(checkpoint: Path, summary: dict) -> None:
 
 
 def _register_evaluate(subparsers) -> None:
-    p = subparsers.add_parser(
-        "evaluate-instruct",
+    p = add_command(
+        subparsers, "evaluate-instruct", run_evaluate,
         help="answer held-out instructions with an instruct model and score the answers",
         description="Either generate: the model in --checkpoint answers the test split of --data (the same "
         "85/5/10 split finetune-instruct uses) into --responses, then scores them; or score an existing "
         "responses file (--score FILE, shaped like the book's instruction-data-with-response.json) without "
         "any model. Scores: ROUGE-L F1 against the reference outputs; with a model, also the loss and "
         "perplexity of the reference outputs; with --judge, a 0-100 score from a local Ollama server.",
-        epilog="examples:\n"
-        "  chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data\n"
-        "  chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data",
+                  "chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3"])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="PATH",
                      help="an instruct checkpoint, or a lora-adapter of one (merged on load); default: your best "
@@ -265,7 +258,6 @@ def _register_evaluate(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8)")
     _add_eval_args(p)
     add_device_arg(p)
-    p.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

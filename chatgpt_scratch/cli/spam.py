@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, args_device
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_command, add_device_arg, args_device
 
 _BALANCE = ("none", "undersample", "weight")
 _POOL = ("last-token", "mean")
@@ -25,22 +25,20 @@ def register(subparsers) -> None:
 def _register_finetune(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = subparsers.add_parser(
-        "finetune-spam",
+    p = add_command(
+        subparsers, "finetune-spam", run_finetune,
         help="fine-tune a GPT into a ham/spam classifier (book ch06)",
         description="Swap the model's vocabulary head for a 2-class head and train it on SMS messages "
         "(UCI `label<TAB>text` file, or CSV/JSONL with text,label columns). The data is split "
         "stratified 70/10/20 with --seed; val loss and accuracy are logged at every eval, the best "
         "checkpoint by val accuracy is kept, and at the end accuracy, spam precision/recall/F1 and the "
         "confusion matrix on the test split are printed and stored in the checkpoint's metadata.",
-        epilog="examples:\n"
-        "  chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors "
-        "--out checkpoints/spam\n"
-        "  chatgpt-scratch finetune-spam --data SMSSpamCollection --init checkpoints/base.safetensors "
-        "--train-layers all --epochs 3 --out checkpoints/spam-all\n"
-        "  chatgpt-scratch finetune-spam --data my.csv --init base.safetensors --lora-rank 16 --out checkpoints/spam-lora",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors "
+                  "--out checkpoints/spam",
+                  "chatgpt-scratch finetune-spam --data SMSSpamCollection --init checkpoints/base.safetensors "
+                  "--train-layers all --epochs 3 --out checkpoints/spam-all",
+                  "chatgpt-scratch finetune-spam --data my.csv --init base.safetensors --lora-rank 16 "
+                  "--out checkpoints/spam-lora"])
     p.add_argument("--data", default="sms-spam", metavar="PATH|NAME",
                    help="a UCI/CSV/JSONL file, or `sms-spam` (the UCI SMS Spam Collection, downloaded with its "
                    "hash checked if it is not in the datasets folder) (default: sms-spam)")
@@ -79,7 +77,6 @@ def _register_finetune(subparsers) -> None:
     # The book's ch06 settings: batch 8, 5 epochs at lr 5e-5, weight decay 0.1; evals on the whole
     # validation split (eval_batches None), so val accuracy is exact and comparable between evals.
     add_trainer_args(p, "finetune-spam")
-    p.set_defaults(func=run_finetune)
 
 
 def _build_model(args: argparse.Namespace):
@@ -167,24 +164,21 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _register_classify(subparsers) -> None:
-    p = subparsers.add_parser(
-        "classify",
+    p = add_command(
+        subparsers, "classify", run_classify,
         help="label messages as ham or spam with a fine-tuned classifier",
         description="Classify TEXT with a `classifier` checkpoint (made by finetune-spam) or a lora-adapter of one. "
         "One TEXT prints "
         "its label and probability; several, or `-` (stdin) or a FILE (one message per line; blank lines "
         "skipped), print a table.",
-        epilog="examples:\n"
-        "  chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors \"You won a prize! Call now\"\n"
-        "  cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        examples=["chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors \"You won a prize! Call now\"",
+                  "cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json"])
     add_checkpoint_arg(p, "classify")
     p.add_argument("texts", nargs="+", metavar="TEXT|-|FILE", help="messages, or - for stdin, or a file")
     p.add_argument("--json", action="store_true", help="print one JSON object per message")
     p.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default: 32)")
     add_device_arg(p)
-    p.set_defaults(func=run_classify, device="cpu")
+    p.set_defaults(device="cpu")
 
 
 PATH_SUFFIXES = (".txt", ".csv", ".jsonl", ".tsv", ".json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_checkpoint_arg, add_device_arg, add_sampling_args
+from chatgpt_scratch.cli.common import add_checkpoint_arg, add_command, add_device_arg, add_sampling_args
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.usecases.xray_view import SHADE_LEGEND, bar, column_numbers, fit, lay_out, percent, shade  # noqa: F401
 
@@ -18,15 +18,14 @@ VIEWS = ("tokens", "next", "attention", "lens", "loss")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "xray",
-        help="look inside the model: tokens, next-token distribution, attention, logit lens, per-token loss",
-        description="Run a base or instruct checkpoint over TEXT and show what it does: the BPE tokens, "
-        "the next-token distribution and how temperature, top-k and top-p cut it, the attention weights "
-        "of a layer and head, the top guess after each block (logit lens) and each token's loss.",
-        epilog='example: chatgpt-scratch xray --checkpoint checkpoints/gpt2.safetensors --view next '
-        '--temperature 0.8 --top-k 40 "Every effort moves you"',
-    )
+    p = add_command(subparsers, "xray", run,
+                    help="look inside the model: tokens, next-token distribution, attention, logit lens, "
+                    "per-token loss",
+                    description="Run a base or instruct checkpoint over TEXT and show what it does: the BPE "
+                    "tokens, the next-token distribution and how temperature, top-k and top-p cut it, the attention "
+                    "weights of a layer and head, the top guess after each block (logit lens) and each token's loss.",
+                    examples='chatgpt-scratch xray --checkpoint checkpoints/gpt2.safetensors --view next '
+                    '--temperature 0.8 --top-k 40 "Every effort moves you"')
     p.add_argument("text", help='the text to x-ray; "-" reads it from stdin')
     add_checkpoint_arg(p, "xray")
     p.add_argument("--view", choices=(*VIEWS, "all"), default="all", help="which view to print (default: all)")
@@ -41,7 +40,6 @@ def register(subparsers) -> None:
     p.add_argument("--as-instruction", action="store_true",
                    help="wrap TEXT in the instruct checkpoint's prompt template, as chat does")
     add_device_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
