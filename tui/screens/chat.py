@@ -19,7 +19,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Input, Markdown, Select
+from textual.widgets import Input, Markdown
 
 from tui.screens.base import MainScreen
 from tui.widgets.chat_log import ChatLog
@@ -53,7 +53,6 @@ class ChatScreen(MainScreen):
 
         # The session, the store and the open conversation: the library's one chat object (the CLI's too).
         self.chat = ChatConversation(None, None)
-        self.loaded_path: Path | None = None
         self.replying = False
         self.reply_widget: Markdown | None = None
 
@@ -64,6 +63,11 @@ class ChatScreen(MainScreen):
     @property
     def store(self) -> Any:
         return self.chat.store
+
+    @property
+    def loaded_path(self) -> Path | None:
+        """The checkpoint the session was loaded from (the model picker keeps it)."""
+        return self.query_one(ModelPicker).current
 
     @property
     def conversation_id(self) -> int | None:
@@ -108,23 +112,10 @@ class ChatScreen(MainScreen):
         infos = message.infos
         if not infos or self.session is None:
             self.query_one(ChatPanel).show_help(not infos)
-        if not infos:
-            return
-        wanted = self.app.state.chat.path
-        if wanted is None and self.session is None:
-            from chatgpt_scratch.checkpoints import pick_default
 
-            # The library's rule (the CLI's too): instruct before base, a full model before an adapter,
-            # then the best recorded val metric; the user's own before a built-in one.
-            wanted = pick_default(infos, ("instruct", "base")).path
-        if wanted is not None and wanted != self.loaded_path:
-            self.query_one(ModelPicker).select_path(wanted)
-            self.load(wanted)
-
-    @on(Select.Changed, "#chat-model")
-    def model_picked(self, event: Select.Changed) -> None:
-        if event.value != Select.BLANK:
-            self.load(Path(str(event.value)))
+    @on(ModelPicker.Picked, "#chat-model")
+    def model_picked(self, message: ModelPicker.Picked) -> None:
+        self.load(message.path)  # the one asked for in Checkpoints, else the default, else the user's pick
 
     def load(self, path: Path) -> None:
         if self.replying:
@@ -154,7 +145,7 @@ class ChatScreen(MainScreen):
         path, session = message.path, message.model
         self.query_one("#chat-log").loading = False
         self.chat.use_session(session, keep_history=True)  # same conversation, the new model answers
-        self.loaded_path = path
+        self.query_one(ModelPicker).current = path
         self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
         kind = "instruct" if session.template is not None else "base (plain text continuation)"
         self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")

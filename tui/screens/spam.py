@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static, TextArea
+from textual.widgets import Button, DataTable, Label, ProgressBar, Static, TextArea
 
 from tui.screens.base import MainScreen
 from tui.widgets.model_loader import ModelLoader
@@ -44,13 +44,17 @@ class SpamScreen(MainScreen):
     def __init__(self) -> None:
         super().__init__()
         self.classifier: Any = None
-        self.loaded_path: Path | None = None
         self.results: list[tuple[str, float, str]] = []  # (label, probability, text) of the last classification
+
+    @property
+    def loaded_path(self) -> Path | None:
+        """The checkpoint the classifier was loaded from (the model picker keeps it)."""
+        return self.query_one(ModelPicker).current
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="spam-body"):
             with Horizontal(id="spam-top"):
-                yield ModelPicker(("classifier",), id="spam-model", prompt="Pick a classifier")
+                yield ModelPicker(("classifier",), id="spam-model", prompt="Pick a classifier", role="spam")
                 yield Button("Classify", id="spam-classify", variant="primary")
             yield Label("", id="spam-status")
             yield TextArea(id="spam-input", soft_wrap=True, show_line_numbers=False,
@@ -77,24 +81,12 @@ class SpamScreen(MainScreen):
 
     @on(ModelPicker.Listed, "#spam-model")
     def models_listed(self, message: ModelPicker.Listed) -> None:
-        infos = message.infos
-        status = self.query_one("#spam-status", Label)
-        wanted = self.app.state.spam.path
-        if not infos:
-            status.update(NO_CLASSIFIER)
-            return
-        if self.classifier is None and wanted is None:
-            from chatgpt_scratch.checkpoints import pick_default
+        if not message.infos:
+            self.query_one("#spam-status", Label).update(NO_CLASSIFIER)
 
-            wanted = pick_default(infos, ("classifier",)).path  # the library's rule; the picker switches
-        if wanted is not None and wanted != self.loaded_path:
-            self.query_one(ModelPicker).select_path(wanted)
-            self.load(wanted)
-
-    @on(Select.Changed, "#spam-model")
-    def model_picked(self, event: Select.Changed) -> None:
-        if event.value != Select.BLANK:
-            self.load(Path(str(event.value)))
+    @on(ModelPicker.Picked, "#spam-model")
+    def model_picked(self, message: ModelPicker.Picked) -> None:
+        self.load(message.path)
 
     def load(self, path: Path) -> None:
         self.query_one("#spam-result").loading = True
@@ -121,7 +113,7 @@ class SpamScreen(MainScreen):
         path, classifier = message.path, message.model
         self.query_one("#spam-result").loading = False
         self.classifier = classifier
-        self.loaded_path = path
+        self.query_one(ModelPicker).current = path
         self.app.set_model("spam", path, path.name.removesuffix(".safetensors"))
         self.query_one("#spam-status", Label).update(Content(
             f"{path.name}: labels {', '.join(classifier.labels)}. Type a message, press ctrl+enter (or F6)."))

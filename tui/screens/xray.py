@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Label, Select
+from textual.widgets import Button, Label
 
 from chatgpt_scratch.usecases.xray_view import token_stats
 from tui.screens.base import MainScreen
@@ -61,18 +61,23 @@ class XrayScreen(MainScreen):
     def __init__(self) -> None:
         super().__init__()
         self.model: Any = None
-        self.loaded_path: Path | None = None
         self.ids: list[int] = []
         self.views: Views | None = None
         self.seq = 0
         self.lock = threading.Lock()
         self.generator: Any = None  # torch.Generator for "Sample", made in the worker
 
+    @property
+    def loaded_path(self) -> Path | None:
+        """The checkpoint the model was loaded from (the model picker keeps it)."""
+        return self.query_one(ModelPicker).current
+
     # --- layout ------------------------------------------------------------------------------------
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="xr-body"):
             with Horizontal(id="xr-top"):
+                # No role: X-ray opens with the base model (the default rule, as `xray` does), not the chat's.
                 picker = ModelPicker(("base", "instruct"), id="xr-model", prompt="Pick a base or instruct model")
                 picker.compact = True
                 yield picker
@@ -101,23 +106,12 @@ class XrayScreen(MainScreen):
 
     @on(ModelPicker.Listed, "#xr-model")
     def models_listed(self, message: ModelPicker.Listed) -> None:
-        infos = message.infos
-        if not infos:
+        if not message.infos:
             self.set_status(NO_MODEL)
-            return
-        wanted = self.loaded_path  # X-ray opens with the base model (the default rule), not the chat's
-        if wanted not in [i.path for i in infos]:
-            from chatgpt_scratch.checkpoints import pick_default
 
-            wanted = pick_default(infos, ("base", "instruct")).path  # the base model first, as `xray` does
-        if wanted != self.loaded_path:
-            self.query_one(ModelPicker).select_path(wanted)
-            self.query_one(ModelLoader).load(wanted)
-
-    @on(Select.Changed, "#xr-model")
-    def model_picked(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str) and Path(event.value) != self.loaded_path:
-            self.query_one(ModelLoader).load(Path(event.value))
+    @on(ModelPicker.Picked, "#xr-model")
+    def model_picked(self, message: ModelPicker.Picked) -> None:
+        self.query_one(ModelLoader).load(message.path)
 
     def build_model(self, path: Path) -> Any:
         """In the loader's worker: the model, ready for the X-ray."""
@@ -138,7 +132,8 @@ class XrayScreen(MainScreen):
 
     @on(ModelLoader.Loaded, "#xr-loader")
     def model_loaded(self, message: ModelLoader.Loaded) -> None:
-        self.model, self.loaded_path = message.model, message.path
+        self.model = message.model
+        self.query_one(ModelPicker).current = message.path
         self.views = None  # the last forward pass belongs to the previous model
         self.query_one(XrayTabs).configure(self.model.cfg.n_layers, self.model.cfg.n_heads)
         self.set_status(f"{message.path.name} ready.")

@@ -43,7 +43,7 @@ class ChatSidebar(VerticalScroll):
         self.chat = chat  # the library's ChatConversation (session, store, open conversation), the screen's too
 
     def compose(self) -> ComposeResult:
-        yield ModelPicker(("instruct", "base"), id="chat-model", prompt="Pick a model")
+        yield ModelPicker(("instruct", "base"), id="chat-model", prompt="Pick a model", role="chat")
         yield Label("Sampling (next reply)", classes="side-title")
         yield SamplingForm(SAMPLING_FIELDS, id="chat-sampling")
         yield Label("Conversations", classes="side-title")

@@ -1,5 +1,10 @@
 """A Select of checkpoints of the wanted kinds, filled by a header-only listing in a worker.
 
+The picker also decides which model its screen should load, and says so with ModelPicker.Picked:
+after each listing (the one the app asks for, else the one the screen holds if still listed, else the
+library's default for these kinds) and when the user picks another one. The screen loads it and, once
+loaded, sets `current`.
+
 LoRA adapters are listed when the model they make (their header's model_kind) is a wanted kind,
 labelled "name (lora → kind, preset)": the screens load them like full models (merged on load).
 """
@@ -9,31 +14,48 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import Select
 
 
 class ModelPicker(Select[str]):
-    """Lists checkpoints (and adapters) whose model kind is in `kinds`; posts Select.Changed on a pick."""
+    """Lists checkpoints (and adapters) whose model kind is in `kinds` (in order of preference for the default);
+    posts Picked for the model to load. `role` ('chat', 'spam') names the app's record of the model wanted."""
 
-    def __init__(self, kinds: tuple[str, ...], *, id: str | None = None, prompt: str = "Pick a checkpoint") -> None:
+    def __init__(self, kinds: tuple[str, ...], *, id: str | None = None, prompt: str = "Pick a checkpoint",
+                 role: str | None = None) -> None:
         super().__init__([], prompt=prompt, id=id, allow_blank=True)
-        self.kinds = kinds
+        self.kinds, self.role = kinds, role
         self.paths: list[Path] = []
-        self.loaded = False
+        self.loaded = False  # listed at least once
+        self.current: Path | None = None  # the model the screen holds (it sets this when a load finished)
 
-    class Listed(Message):
+    class _About(Message):
+        """A message from `picker`; `control` is the picker, so @on(ModelPicker.X, "#id") can match a screen's."""
+
+        def __init__(self, picker: ModelPicker) -> None:
+            super().__init__()
+            self.picker = picker
+
+        @property
+        def control(self) -> ModelPicker:
+            return self.picker
+
+    class Listed(_About):
         """The picker's options were (re)filled from the checkpoints folder; `infos` are the models offered."""
 
         def __init__(self, picker: ModelPicker, infos: list[Any]) -> None:
-            super().__init__()
-            self.picker, self.infos = picker, infos
+            super().__init__(picker)
+            self.infos = infos
 
-        @property
-        def control(self) -> ModelPicker:  # so @on(ModelPicker.Listed, "#id") can match the picker
-            return self.picker
+    class Picked(_About):
+        """The screen should load `path`: the user picked it, or a listing chose it."""
+
+        def __init__(self, picker: ModelPicker, path: Path) -> None:
+            super().__init__(picker)
+            self.path = path
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def reload(self) -> None:
@@ -54,6 +76,27 @@ class ModelPicker(Select[str]):
                 self.value = current
         self.loaded = True
         self.post_message(self.Listed(self, infos))
+        if infos:
+            self._choose(infos)
+
+    def _choose(self, infos: list[Any]) -> None:
+        """After a listing: the model the app asks for (`role`), else the one the screen holds if it is still
+        listed, else the library's default for `kinds`; picked (shown and posted) unless the screen holds it."""
+        wanted = self.app.state.model(self.role).path if self.role else None
+        if wanted is None:
+            from chatgpt_scratch.checkpoints import pick_default
+
+            # The library's rule (the CLI's too): the first of `kinds`, a full model before an adapter, then
+            # the best recorded val metric; the user's own before a built-in one.
+            wanted = self.current if self.current in self.paths else pick_default(infos, self.kinds).path
+        if wanted != self.current:
+            self.select_path(wanted)
+            self.post_message(self.Picked(self, wanted))
+
+    @on(Select.Changed)
+    def _user_picked(self, event: Select.Changed) -> None:
+        if event.control is self and isinstance(event.value, str) and Path(event.value) != self.current:
+            self.post_message(self.Picked(self, Path(event.value)))
 
     def on_worker_state_changed(self, event) -> None:
         # This widget's worker reports here (the event does not bubble): the App turns errors into a notification.
