@@ -1,12 +1,15 @@
-"""What every main screen shares: header, tab bar, footer, and where its workers' errors go."""
+"""What every main screen shares: header, tab bar, footer, where its workers' errors go, its model's path."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker
 
+from tui.widgets.model_picker import ModelPicker
 from tui.widgets.nav import NavBar
 
 
@@ -23,6 +26,12 @@ class MainScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    @property
+    def loaded_path(self) -> Path | None:
+        """The checkpoint of the model this screen holds (its ModelPicker keeps it); None without one."""
+        pickers = self.query(ModelPicker)
+        return pickers.first().current if pickers else None
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # A screen's @work workers report to the screen (the event does not bubble): hand it to the

@@ -65,11 +65,6 @@ class ChatScreen(MainScreen):
         return self.chat.store
 
     @property
-    def loaded_path(self) -> Path | None:
-        """The checkpoint the session was loaded from (the model picker keeps it)."""
-        return self.query_one(ModelPicker).current
-
-    @property
     def conversation_id(self) -> int | None:
         return self.chat.conversation_id
 

@@ -46,11 +46,6 @@ class SpamScreen(MainScreen):
         self.classifier: Any = None
         self.results: list[tuple[str, float, str]] = []  # (label, probability, text) of the last classification
 
-    @property
-    def loaded_path(self) -> Path | None:
-        """The checkpoint the classifier was loaded from (the model picker keeps it)."""
-        return self.query_one(ModelPicker).current
-
     def compose_body(self) -> ComposeResult:
         with Vertical(id="spam-body"):
             with Horizontal(id="spam-top"):

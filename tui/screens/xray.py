@@ -67,11 +67,6 @@ class XrayScreen(MainScreen):
         self.lock = threading.Lock()
         self.generator: Any = None  # torch.Generator for "Sample", made in the worker
 
-    @property
-    def loaded_path(self) -> Path | None:
-        """The checkpoint the model was loaded from (the model picker keeps it)."""
-        return self.query_one(ModelPicker).current
-
     # --- layout ------------------------------------------------------------------------------------
 
     def compose_body(self) -> ComposeResult:
