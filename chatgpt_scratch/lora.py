@@ -70,7 +70,25 @@ def _check_rank_alpha(rank: Any, alpha: Any) -> None:
         raise ScratchError(f"LoRA alpha must be a number > 0, got {alpha!r}")
 
 
-class LoRALinear(nn.Module):
+class _LoRAModule(nn.Module):
+    """What both adapters hold: the frozen base `weight` (the base layer's own Parameter, not a copy), the
+    sizes in_features x out_features, rank, alpha and scaling = alpha / rank."""
+
+    def __init__(self, weight: nn.Parameter, in_features: int, out_features: int, rank: int, alpha: float):
+        super().__init__()
+        _check_rank_alpha(rank, alpha)
+        self.in_features, self.out_features = in_features, out_features
+        self.rank, self.alpha = rank, float(alpha)
+        self.scaling = self.alpha / rank
+        self.weight = weight
+        self.weight.requires_grad_(False)
+
+    def _factory(self) -> dict[str, Any]:
+        """device and dtype of the base weight, for new tensors beside it."""
+        return dict(device=self.weight.device, dtype=self.weight.dtype)
+
+
+class LoRALinear(_LoRAModule):
     """A frozen nn.Linear plus a trainable low-rank update.
 
     The base layer's own Parameter objects are reused (not copied), so a weight shared
@@ -79,17 +97,11 @@ class LoRALinear(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
-        super().__init__()
-        _check_rank_alpha(rank, alpha)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.rank, self.alpha = rank, float(alpha)
-        self.scaling = self.alpha / rank
-        self.weight = linear.weight  # (out, in), frozen
-        self.bias = linear.bias      # (out,) or None, frozen
-        self.weight.requires_grad_(False)
+        super().__init__(linear.weight, linear.in_features, linear.out_features, rank, alpha)  # weight: (out, in)
+        self.bias = linear.bias  # (out,) or None, frozen
         if self.bias is not None:
             self.bias.requires_grad_(False)
-        factory = dict(device=linear.weight.device, dtype=linear.weight.dtype)
+        factory = self._factory()
         self.lora_A = nn.Parameter(torch.empty(self.in_features, rank, **factory))   # (in, r)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # the book's (and nn.Linear's) init
         self.lora_B = nn.Parameter(torch.zeros(rank, self.out_features, **factory))  # (r, out)
@@ -104,8 +116,7 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain nn.Linear computing the same function (a new weight tensor; the base's is left alone)."""
-        factory = dict(device=self.weight.device, dtype=self.weight.dtype)
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, **factory)
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, **self._factory())
         with torch.no_grad():
             linear.weight.copy_(self.weight + self.delta_weight())
             if self.bias is not None:
@@ -116,7 +127,7 @@ class LoRALinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, alpha={self.alpha:g}"
 
 
-class LoRAEmbedding(nn.Module):
+class LoRAEmbedding(_LoRAModule):
     """A frozen nn.Embedding plus a trainable low-rank change of its rows: E' = E + scaling · (A B).
 
     A: (num_embeddings, r) starts at zero and B: (r, dim) random (the LoRA paper's embedding variant:
@@ -126,14 +137,9 @@ class LoRAEmbedding(nn.Module):
     """
 
     def __init__(self, embedding: nn.Embedding, rank: int, alpha: float):
-        super().__init__()
-        _check_rank_alpha(rank, alpha)
-        self.in_features, self.out_features = embedding.num_embeddings, embedding.embedding_dim
-        self.rank, self.alpha = rank, float(alpha)
-        self.scaling = self.alpha / rank
-        self.weight = embedding.weight  # (num_embeddings, dim), frozen (possibly shared with a tied head)
-        self.weight.requires_grad_(False)
-        factory = dict(device=embedding.weight.device, dtype=embedding.weight.dtype)
+        # weight: (num_embeddings, dim), possibly shared with a tied head
+        super().__init__(embedding.weight, embedding.num_embeddings, embedding.embedding_dim, rank, alpha)
+        factory = self._factory()
         self.lora_A = nn.Parameter(torch.zeros(self.in_features, rank, **factory))     # (vocab, r)
         self.lora_B = nn.Parameter(torch.randn(rank, self.out_features, **factory) / math.sqrt(rank))  # (r, dim)
 
@@ -145,8 +151,7 @@ class LoRAEmbedding(nn.Module):
         return self.scaling * (self.lora_A @ self.lora_B)  # (vocab, dim)
 
     def merged(self) -> nn.Embedding:
-        embedding = nn.Embedding(self.in_features, self.out_features, device=self.weight.device,
-                                 dtype=self.weight.dtype)
+        embedding = nn.Embedding(self.in_features, self.out_features, **self._factory())
         with torch.no_grad():
             embedding.weight.copy_(self.weight + self.delta_weight())
         return embedding
