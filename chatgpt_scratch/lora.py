@@ -291,6 +291,19 @@ def save_lora_adapter(path: str | Path, model: nn.Module, base_checkpoint: str |
     return Path(path)
 
 
+def save_full_or_lora(path: Path, model: nn.Module, kind: str, lora_base: Path | None, **metadata: Any) -> None:
+    """A fine-tune task's save (the Trainer's save_model hook): a full fine-tune writes a plain `kind`
+    checkpoint; a LoRA one (`lora_base`: the --init file its adapter names) the merged model at `path` and
+    the adapter alone at NAME.lora.safetensors. A DDP wrapper is looked through."""
+    from chatgpt_scratch.checkpoints import save_checkpoint
+
+    model = getattr(model, "module", model)
+    if lora_base is None:
+        save_checkpoint(path, model, kind, **metadata)
+    else:
+        save_merged_and_adapter(path, model, kind, lora_base, **metadata)
+
+
 def save_merged_and_adapter(path: str | Path, model: nn.Module, kind: str, base_checkpoint: str | Path,
                             merged_only: dict[str, Any] | None = None, **metadata: Any) -> Path:
     """A LoRA fine-tune's save: the adapter alone at NAME.lora.safetensors, then the merged model at

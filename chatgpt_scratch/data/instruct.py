@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Generic, Iterator, Sequence, TypeVar
 
 import torch
 
@@ -122,6 +122,24 @@ class InstructionSplits:
     train: list[InstructionExample]
     val: list[InstructionExample]
     test: list[InstructionExample]
+
+
+Example = TypeVar("Example")
+Encoded = TypeVar("Encoded")
+
+
+@dataclass
+class TemplatedSplits(Generic[Example, Encoded]):
+    """A fine-tuning data set: the three splits raw (for responses and scores) and encoded with `template`
+    (for training), plus provenance (`info`). Instruction tuning and DPO each have one."""
+
+    train: list[Example]
+    val: list[Example]
+    test: list[Example]
+    template: PromptTemplate
+    encoded_train: list[Encoded] = field(default_factory=list)
+    encoded_val: list[Encoded] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def split_examples(examples: Sequence[InstructionExample], fractions: tuple[float, float, float] = BOOK_FRACTIONS,

@@ -19,7 +19,7 @@ without LoRA (at the start of training a LoRA model *is* its base with the adapt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, batch_order, split_examples
+from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, TemplatedSplits, batch_order, split_examples
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.data.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
@@ -102,14 +102,8 @@ def encode_pairs(examples: Sequence[PreferenceExample], template: PromptTemplate
 
 
 @dataclass
-class PreferenceData:
-    train: list[PreferenceExample]
-    val: list[PreferenceExample]
-    test: list[PreferenceExample]
-    template: PromptTemplate
-    encoded_train: list[EncodedPair] = field(default_factory=list)
-    encoded_val: list[EncodedPair] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
+class PreferenceData(TemplatedSplits[PreferenceExample, EncodedPair]):
+    """The preference data's splits (the val pairs are encoded for the val DPO loss, the test split is answered)."""
 
 
 def prepare_preference_data(path: str | Path, template: PromptTemplate, split_seed: int | None = None,
@@ -311,12 +305,6 @@ class DPOTask:
                 "batch_size": self.batch_size, **self.data.info}
 
     def save_model(self, path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-        from chatgpt_scratch.checkpoints import save_checkpoint
+        from chatgpt_scratch.lora import save_full_or_lora
 
-        model = getattr(model, "module", model)
-        if self.lora_base is None:
-            save_checkpoint(path, model, "instruct", **metadata)
-            return
-        from chatgpt_scratch.lora import save_merged_and_adapter
-
-        save_merged_and_adapter(path, model, "instruct", self.lora_base, **metadata)
+        save_full_or_lora(path, model, "instruct", self.lora_base, **metadata)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.data.instruct import (
-    BOOK_FRACTIONS, IGNORE_INDEX, EncodedExample, InstructionExample, batch_order, collate, encode_examples,
-    iterate_batches, load_instruction_data, split_examples,
+    BOOK_FRACTIONS, IGNORE_INDEX, EncodedExample, InstructionExample, TemplatedSplits, batch_order, collate,
+    encode_examples, iterate_batches, load_instruction_data, split_examples,
 )
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.data.templates import PromptTemplate
@@ -32,17 +32,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T), targets (B, T)
 
 
 @dataclass
-class InstructData:
-    """The three splits, raw (for responses and scores) and encoded (for training), plus provenance."""
+class InstructData(TemplatedSplits[InstructionExample, EncodedExample]):
+    """The instruction data's splits; the test split is encoded too (the loss of the reference answers)."""
 
-    train: list[InstructionExample]
-    val: list[InstructionExample]
-    test: list[InstructionExample]
-    template: PromptTemplate
-    encoded_train: list[EncodedExample] = field(default_factory=list)
-    encoded_val: list[EncodedExample] = field(default_factory=list)
     encoded_test: list[EncodedExample] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare_instruct_data(path: str | Path, template: PromptTemplate,
@@ -90,7 +83,7 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
             extra_info.update(extra_train_max_tokens=extra_max_tokens, extra_train_dropped_as_too_long=too_long)
     data = InstructData(train, splits.val, splits.test, template,
                         encode_examples(train, template), encode_examples(splits.val, template),
-                        encode_examples(splits.test, template))
+                        encoded_test=encode_examples(splits.test, template))
     data.info = {
         "dataset": str(path.resolve()),
         "dataset_sha256": sha256_file(path),
@@ -253,12 +246,6 @@ class InstructTask:
     def save_model(self, path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
         """Used by the Trainer for every save. Full fine-tune: a plain instruct checkpoint.
         LoRA: the merged model at `path` and the adapter alone at NAME.lora.safetensors."""
-        from chatgpt_scratch.checkpoints import save_checkpoint
+        from chatgpt_scratch.lora import save_full_or_lora
 
-        model = getattr(model, "module", model)
-        if self.lora_base is None:
-            save_checkpoint(path, model, "instruct", **metadata)
-            return
-        from chatgpt_scratch.lora import save_merged_and_adapter
-
-        save_merged_and_adapter(path, model, "instruct", self.lora_base, **metadata)
+        save_full_or_lora(path, model, "instruct", self.lora_base, **metadata)
