@@ -144,24 +144,28 @@ class CheckpointsScreen(MainScreen):
         self.notify(builtin_message(info.path, action), severity="warning", markup=False)
         return True
 
-    def action_rename(self) -> None:
+    def _ask_then(self, action: str, dialog: Callable[[Any], Any],
+                  operation: Callable[[Any, Any], tuple[str, Path | None]]) -> None:
+        """The selected checkpoint (not a built-in one), the user's answer to `dialog(info)`, then
+        `operation(info, answer)` as a file operation; an empty answer (Esc, No) does nothing."""
         info = self._need_selection()
-        if info is None or self._refuse_builtin(info, "rename"):
+        if info is None or self._refuse_builtin(info, action):
             return
 
-        def answer(name: str | None) -> None:
-            if not name:
-                return
+        def answer(value: Any) -> None:
+            if value:
+                self.file_operation(lambda: operation(info, value))
 
-            def work():
-                from chatgpt_scratch.checkpoints import rename_checkpoint
+        self.app.push_screen(dialog(info), answer)
 
-                new = rename_checkpoint(info.path, name)
-                return f"Renamed to {new.name}", new
+    def action_rename(self) -> None:
+        def rename(info: Any, name: str) -> tuple[str, Path]:
+            from chatgpt_scratch.checkpoints import rename_checkpoint
 
-            self.file_operation(work)
+            new = rename_checkpoint(info.path, name)
+            return f"Renamed to {new.name}", new
 
-        self.app.push_screen(TextPrompt(f"New name for {info.name}:", info.name), answer)
+        self._ask_then("rename", lambda info: TextPrompt(f"New name for {info.name}:", info.name), rename)
 
     def action_duplicate(self) -> None:
         info = self._need_selection()
@@ -177,24 +181,14 @@ class CheckpointsScreen(MainScreen):
         self.file_operation(work)
 
     def action_delete(self) -> None:
-        info = self._need_selection()
-        if info is None or self._refuse_builtin(info, "delete"):
-            return
+        def delete(info: Any, _yes: bool) -> tuple[str, None]:
+            from chatgpt_scratch.checkpoints import delete_checkpoint
 
-        def answer(yes: bool | None) -> None:
-            if not yes:
-                return
+            delete_checkpoint(info.path)
+            return f"Deleted {info.name}", None
 
-            def work():
-                from chatgpt_scratch.checkpoints import delete_checkpoint
-
-                delete_checkpoint(info.path)
-                return f"Deleted {info.name}", None
-
-            self.file_operation(work)
-
-        self.app.push_screen(ConfirmDialog(f"Delete {info.name} ({human_size(info.file_size)})? "
-                                           "This cannot be undone.", yes="Delete"), answer)
+        self._ask_then("delete", lambda info: ConfirmDialog(f"Delete {info.name} ({human_size(info.file_size)})? "
+                                                            "This cannot be undone.", yes="Delete"), delete)
 
     @work(thread=True, exit_on_error=False)
     def file_operation(self, operation: Callable[[], tuple[str, Path | None]]) -> None:

@@ -133,11 +133,16 @@ class RunView(Vertical):
 
     # --- Stop and Resume -----------------------------------------------------------------------
 
+    def _need_run(self) -> Any | None:
+        """The selected run's summary, or None after saying to select one."""
+        if self.summary is None:
+            self.notify("Select a run first.", severity="warning")
+        return self.summary
+
     @on(Button.Pressed, "#train-stop")
     def stop(self) -> None:
-        summary = self.summary
+        summary = self._need_run()
         if summary is None:
-            self.notify("Select a run first.", severity="warning")
             return
         # "starting": the runs list refreshes less often than the plot, so a job already
         # training may still be listed as starting; its pid is known either way.
@@ -157,9 +162,8 @@ class RunView(Vertical):
 
     @on(Button.Pressed, "#train-resume")
     def resume(self) -> None:
-        summary = self.summary
+        summary = self._need_run()
         if summary is None:
-            self.notify("Select a run first.", severity="warning")
             return
         if summary.state not in ("stopped", "interrupted", "error"):
             self.notify(f"{summary.name} is {summary.state}; only a stopped run can be resumed.",
