@@ -46,25 +46,44 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class TextPrompt(ModalScreen[str | None]):
-    """Asks for one line of text (a new name, a folder); Esc cancels (None)."""
+class _Question(ModalScreen[str | None]):
+    """A question, the fields that answer it (compose_answer), then Cancel and OK (ids PREFIX-cancel,
+    PREFIX-ok); Esc or Cancel answers None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.replace("{cls}", "TextPrompt")
+    PREFIX = ""
 
-    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, question: str) -> None:
         super().__init__()
         self.question = question
-        self.value = value
-        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(Content(self.question))
-            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Label(Content(self.question))  # names: not markup
+            yield from self.compose_answer()
             with Horizontal():
-                yield Button("Cancel", id="prompt-cancel")
-                yield Button("OK", id="prompt-ok", variant="primary")
+                yield Button("Cancel", id=f"{self.PREFIX}-cancel")
+                yield Button("OK", id=f"{self.PREFIX}-ok", variant="primary")
+
+    def compose_answer(self) -> ComposeResult:
+        yield from ()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextPrompt(_Question):
+    """Asks for one line of text (a new name, a folder); Esc cancels (None)."""
+
+    DEFAULT_CSS = DIALOG_CSS.replace("{cls}", "TextPrompt")
+    PREFIX = "prompt"
+
+    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__(question)
+        self.value, self.placeholder = value, placeholder
+
+    def compose_answer(self) -> ComposeResult:
+        yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._answer()
@@ -79,31 +98,21 @@ class TextPrompt(ModalScreen[str | None]):
         text = self.query_one("#prompt-input", Input).value.strip()
         self.dismiss(text or None)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class ChoicePrompt(ModalScreen[str | None]):
+class ChoicePrompt(_Question):
     """Pick one of several options, or type a path when allow_path is set."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = DIALOG_CSS.replace("{cls}", "ChoicePrompt")
+    PREFIX = "choice"
 
     def __init__(self, question: str, options: list[tuple[str, str]], path_hint: str = "") -> None:
-        super().__init__()
-        self.question = question
-        self.options = options
-        self.path_hint = path_hint
+        super().__init__(question)
+        self.options, self.path_hint = options, path_hint
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(Content(self.question))
-            yield Select(self.options, value=self.options[0][1], allow_blank=False, id="choice-select")
-            if self.path_hint:
-                yield Input(placeholder=self.path_hint, id="choice-path")
-            with Horizontal():
-                yield Button("Cancel", id="choice-cancel")
-                yield Button("OK", id="choice-ok", variant="primary")
+    def compose_answer(self) -> ComposeResult:
+        yield Select(self.options, value=self.options[0][1], allow_blank=False, id="choice-select")
+        if self.path_hint:
+            yield Input(placeholder=self.path_hint, id="choice-path")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "choice-ok":
@@ -115,6 +124,3 @@ class ChoicePrompt(ModalScreen[str | None]):
                 self.dismiss(path)
                 return
         self.dismiss(str(self.query_one("#choice-select", Select).value))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
