@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 # What each command needs when --checkpoint is left out, in order of preference (one home, used by the TUI too).
 from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # noqa: F401 (public here too)
 
 
-def add_command(subparsers, name: str, run=None, *, help: str, description: str, examples: str | list[str] = (),
-                before: str = "", after: str = "") -> argparse.ArgumentParser:
+def command_doc(run) -> tuple[str, str]:
+    """The --help line and description of the command `run` carries out, from its docstring: the first
+    line is the help, the rest the description (paragraphs split by blank lines; the lines of one paragraph
+    are joined with single spaces, so the source can wrap them anywhere)."""
+    head, _, body = inspect.cleandoc(run.__doc__).partition("\n\n")
+    paragraphs = (" ".join(line.strip() for line in part.splitlines()) for part in body.split("\n\n"))
+    return head, "\n\n".join(paragraphs)
+
+
+def add_command(subparsers, name: str, run=None, *, help: str | None = None, description: str | None = None,
+                examples: str | list[str] = (), before: str = "", after: str = "") -> argparse.ArgumentParser:
     """Declare subcommand `name` (its --help line, description and examples) that `run(args)` carries out.
 
-    One example (a str) is shown as `example: ...`, wrapped like the description. A list is an
-    `example(s):` block, one command a line, and then description and epilog are printed as written
-    (RawDescriptionHelpFormatter), with `before` (a paragraph) above the block and `after` (lines) below it."""
+    Without description, help and description both come from run's docstring (command_doc). One example (a str) is shown
+    as `example: ...`, wrapped like the description. A list is an `example(s):` block, one command a line,
+    and then description and epilog are printed as written (RawDescriptionHelpFormatter), with `before`
+    (a paragraph) above the block and `after` (lines) below it."""
+    if description is None:
+        help, description = command_doc(run)
     extra = {}
     if isinstance(examples, str):
         extra["epilog"] = f"example: {examples}"

@@ -17,15 +17,6 @@ def register(subparsers) -> None:
 
     p = add_command(
         subparsers, "finetune-dpo", run_dpo,
-        help="preference-tune an instruct model with DPO on chosen/rejected answer pairs (after finetune-instruct)",
-        description="Direct Preference Optimization: teach an instruct model to prefer the `chosen` answer of each "
-        "entry over the `rejected` one, against the frozen --init model as reference (its log-probabilities are "
-        "computed once, before training). Only the response tokens count, with the checkpoint's own prompt "
-        "template. Data: a JSON list or JSON lines of {instruction, input, chosen, rejected[, output]}, checked "
-        "before training, split 85/5/10 as the book (file order). Logged: DPO loss, reward margin (chosen - "
-        "rejected) and reward accuracy, train and val. After training the best checkpoint (lowest val DPO loss) "
-        "and the --init model both answer the test split: NAME.eval.json has ROUGE-L and the loss of the reference "
-        "answers before and after, NAME.compare.json the answers side by side.",
         examples=["chatgpt-scratch finetune-dpo --init checkpoints/default-instruct.safetensors --out checkpoints/dpo",
                   "chatgpt-scratch finetune-dpo --data my-pairs.jsonl --init checkpoints/instruct.safetensors "
                   "--beta 0.1 --lora-rank 16 --out checkpoints/dpo-lora"])
@@ -55,6 +46,17 @@ def register(subparsers) -> None:
 
 
 def run_dpo(args: argparse.Namespace) -> int:
+    """preference-tune an instruct model with DPO on chosen/rejected answer pairs (after finetune-instruct)
+
+    Direct Preference Optimization: teach an instruct model to prefer the `chosen` answer of each entry over the
+    `rejected` one, against the frozen --init model as reference (its log-probabilities are computed once,
+    before training). Only the response tokens count, with the checkpoint's own prompt template. Data: a JSON
+    list or JSON lines of {instruction, input, chosen, rejected[, output]}, checked before training, split
+    85/5/10 as the book (file order). Logged: DPO loss, reward margin (chosen - rejected) and reward accuracy,
+    train and val. After training the best checkpoint (lowest val DPO loss) and the --init model both answer the
+    test split: NAME.eval.json has ROUGE-L and the loss of the reference answers before and after,
+    NAME.compare.json the answers side by side.
+    """
     import torch
 
     from chatgpt_scratch.checkpoints import update_metadata

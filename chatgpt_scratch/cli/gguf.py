@@ -13,12 +13,6 @@ _TYPES = ("f32", "f16", "q8_0")
 def register(subparsers) -> None:
     p = add_command(
         subparsers, "export-gguf", run_export_gguf,
-        help="write a checkpoint as a GGUF file for llama.cpp and Ollama",
-        description="Write a base or instruct checkpoint (or a LoRA adapter, merged into its base first) as "
-        "GGUF, architecture gpt2, with the GPT-2 tokenizer inside: the tensors and metadata llama.cpp's "
-        "convert_hf_to_gguf.py writes for the same model. An instruct model also gets its chat template "
-        "(tokenizer.chat_template) and, beside OUT.gguf, an Ollama Modelfile OUT.Modelfile with the prompt "
-        "template, its stop strings and num_ctx. Classifiers cannot be exported (llama.cpp has no class head).",
         examples=["chatgpt-scratch export-gguf checkpoints/instruct.safetensors exported/instruct.gguf --type q8_0",
                   "llama-cli -m exported/instruct.gguf               # chat with llama.cpp (uses the chat template)",
                   "ollama create my-gpt -f exported/instruct.Modelfile && ollama run my-gpt"],
@@ -38,6 +32,14 @@ def register(subparsers) -> None:
 
 
 def run_export_gguf(args: argparse.Namespace) -> int:
+    """write a checkpoint as a GGUF file for llama.cpp and Ollama
+
+    Write a base or instruct checkpoint (or a LoRA adapter, merged into its base first) as GGUF, architecture
+    gpt2, with the GPT-2 tokenizer inside: the tensors and metadata llama.cpp's convert_hf_to_gguf.py writes for
+    the same model. An instruct model also gets its chat template (tokenizer.chat_template) and, beside
+    OUT.gguf, an Ollama Modelfile OUT.Modelfile with the prompt template, its stop strings and num_ctx.
+    Classifiers cannot be exported (llama.cpp has no class head).
+    """
     from chatgpt_scratch.usecases.gguf_export import export_gguf
     from chatgpt_scratch.model import format_params
 

@@ -35,16 +35,6 @@ def _register_finetune(subparsers) -> None:
 
     p = add_command(
         subparsers, "finetune-instruct", run_finetune,
-        help="instruction-tune a GPT on Alpaca-style data, fully or with LoRA (book ch07, appendix E)",
-        description="Fine-tune a model to follow instructions. Data: a JSON list or JSON lines of "
-        "{instruction, input, output} entries, all checked before training. The data is split 85/5/10 "
-        "(train/val/test) as the book does (file order, so the book's own test set; --split-seed shuffles "
-        "first). After training, the best checkpoint by val loss answers every test instruction (greedy) "
-        "into NAME.responses.json, and the scores (val loss, loss and perplexity of the reference answers, "
-        "ROUGE-L F1; optionally an Ollama judge) go to NAME.eval.json and the checkpoint's header.\n\n"
-        "With --lora-rank R only low-rank adapters train; every save writes the merged model (NAME.safetensors, "
-        "a normal instruct checkpoint for chat) and the adapter alone (NAME.lora.safetensors, a few MB, "
-        "naming its base model).",
         examples=["chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
                   "--out checkpoints/instruct",
                   "chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors "
@@ -109,6 +99,19 @@ def _build_model(args: argparse.Namespace):
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    """instruction-tune a GPT on Alpaca-style data, fully or with LoRA (book ch07, appendix E)
+
+    Fine-tune a model to follow instructions. Data: a JSON list or JSON lines of {instruction, input, output}
+    entries, all checked before training. The data is split 85/5/10 (train/val/test) as the book does (file
+    order, so the book's own test set; --split-seed shuffles first). After training, the best checkpoint by val
+    loss answers every test instruction (greedy) into NAME.responses.json, and the scores (val loss, loss and
+    perplexity of the reference answers, ROUGE-L F1; optionally an Ollama judge) go to NAME.eval.json and the
+    checkpoint's header.
+
+    With --lora-rank R only low-rank adapters train; every save writes the merged model (NAME.safetensors, a
+    normal instruct checkpoint for chat) and the adapter alone (NAME.lora.safetensors, a few MB, naming its base
+    model).
+    """
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
     from chatgpt_scratch.data.registry import resolve_dataset
     from chatgpt_scratch.errors import ScratchError
@@ -233,12 +236,6 @@ def _write_summary(checkpoint: Path, summary: dict) -> None:
 def _register_evaluate(subparsers) -> None:
     p = add_command(
         subparsers, "evaluate-instruct", run_evaluate,
-        help="answer held-out instructions with an instruct model and score the answers",
-        description="Either generate: the model in --checkpoint answers the test split of --data (the same "
-        "85/5/10 split finetune-instruct uses) into --responses, then scores them; or score an existing "
-        "responses file (--score FILE, shaped like the book's instruction-data-with-response.json) without "
-        "any model. Scores: ROUGE-L F1 against the reference outputs; with a model, also the loss and "
-        "perplexity of the reference outputs; with --judge, a 0-100 score from a local Ollama server.",
         examples=["chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data",
                   "chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3"])
     src = p.add_mutually_exclusive_group()
@@ -261,6 +258,14 @@ def _register_evaluate(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """answer held-out instructions with an instruct model and score the answers
+
+    Either generate: the model in --checkpoint answers the test split of --data (the same 85/5/10 split
+    finetune-instruct uses) into --responses, then scores them; or score an existing responses file (--score
+    FILE, shaped like the book's instruction-data-with-response.json) without any model. Scores: ROUGE-L F1
+    against the reference outputs; with a model, also the loss and perplexity of the reference outputs; with
+    --judge, a 0-100 score from a local Ollama server.
+    """
     from chatgpt_scratch.data.registry import resolve_dataset
     from chatgpt_scratch.usecases.evaluate_instruct import (
         JudgeUnavailable, evaluate_instruct, judge_responses, parse_judge, read_responses, rouge_l,

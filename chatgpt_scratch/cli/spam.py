@@ -27,12 +27,6 @@ def _register_finetune(subparsers) -> None:
 
     p = add_command(
         subparsers, "finetune-spam", run_finetune,
-        help="fine-tune a GPT into a ham/spam classifier (book ch06)",
-        description="Swap the model's vocabulary head for a 2-class head and train it on SMS messages "
-        "(UCI `label<TAB>text` file, or CSV/JSONL with text,label columns). The data is split "
-        "stratified 70/10/20 with --seed; val loss and accuracy are logged at every eval, the best "
-        "checkpoint by val accuracy is kept, and at the end accuracy, spam precision/recall/F1 and the "
-        "confusion matrix on the test split are printed and stored in the checkpoint's metadata.",
         examples=["chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors "
                   "--out checkpoints/spam",
                   "chatgpt-scratch finetune-spam --data SMSSpamCollection --init checkpoints/base.safetensors "
@@ -102,6 +96,14 @@ def _build_model(args: argparse.Namespace):
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    """fine-tune a GPT into a ham/spam classifier (book ch06)
+
+    Swap the model's vocabulary head for a 2-class head and train it on SMS messages (UCI `label<TAB>text` file,
+    or CSV/JSONL with text,label columns). The data is split stratified 70/10/20 with --seed; val loss and
+    accuracy are logged at every eval, the best checkpoint by val accuracy is kept, and at the end accuracy,
+    spam precision/recall/F1 and the confusion matrix on the test split are printed and stored in the
+    checkpoint's metadata.
+    """
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
     from chatgpt_scratch.data.registry import resolve_dataset
@@ -166,11 +168,6 @@ def run_finetune(args: argparse.Namespace) -> int:
 def _register_classify(subparsers) -> None:
     p = add_command(
         subparsers, "classify", run_classify,
-        help="label messages as ham or spam with a fine-tuned classifier",
-        description="Classify TEXT with a `classifier` checkpoint (made by finetune-spam) or a lora-adapter of one. "
-        "One TEXT prints "
-        "its label and probability; several, or `-` (stdin) or a FILE (one message per line; blank lines "
-        "skipped), print a table.",
         examples=["chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors \"You won a prize! Call now\"",
                   "cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json"])
     add_checkpoint_arg(p, "classify")
@@ -229,6 +226,12 @@ def _read_texts(args: argparse.Namespace) -> tuple[list[str], bool]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    """label messages as ham or spam with a fine-tuned classifier
+
+    Classify TEXT with a `classifier` checkpoint (made by finetune-spam) or a lora-adapter of one. One TEXT
+    prints its label and probability; several, or `-` (stdin) or a FILE (one message per line; blank lines
+    skipped), print a table.
+    """
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.errors import ScratchError
 
