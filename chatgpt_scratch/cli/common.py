@@ -9,25 +9,30 @@ import inspect
 from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # noqa: F401 (public here too)
 
 
-def command_doc(run) -> tuple[str, str]:
-    """The --help line and description of the command `run` carries out, from its docstring: the first
-    line is the help, the rest the description (paragraphs split by blank lines; the lines of one paragraph
-    are joined with single spaces, so the source can wrap them anywhere)."""
+def command_doc(run) -> tuple[str, str, list[str]]:
+    """The --help line, description and examples of the command `run` carries out, from its docstring: the
+    first line is the help; then the description's paragraphs (split by blank lines; the lines of one
+    paragraph are joined with single spaces, so the source can wrap them anywhere); a last paragraph headed
+    `examples:` lists example commands, one a line."""
     head, _, body = inspect.cleandoc(run.__doc__).partition("\n\n")
-    paragraphs = (" ".join(line.strip() for line in part.splitlines()) for part in body.split("\n\n"))
-    return head, "\n\n".join(paragraphs)
+    paragraphs = body.split("\n\n")
+    examples = []
+    if paragraphs[-1].startswith("examples:\n"):
+        examples = [line.strip() for line in paragraphs.pop().splitlines()[1:]]
+    description = "\n\n".join(" ".join(line.strip() for line in part.splitlines()) for part in paragraphs)
+    return head, description, examples
 
 
 def add_command(subparsers, name: str, run=None, *, help: str | None = None, description: str | None = None,
                 examples: str | list[str] = (), before: str = "", after: str = "") -> argparse.ArgumentParser:
     """Declare subcommand `name` (its --help line, description and examples) that `run(args)` carries out.
 
-    Without description, help and description both come from run's docstring (command_doc). One example (a str) is shown
-    as `example: ...`, wrapped like the description. A list is an `example(s):` block, one command a line,
-    and then description and epilog are printed as written (RawDescriptionHelpFormatter), with `before`
-    (a paragraph) above the block and `after` (lines) below it."""
+    Without description, help, description and examples come from run's docstring (command_doc). One
+    example (a str) is shown as `example: ...`, wrapped like the description. A list is an `example(s):`
+    block, one command a line, and then description and epilog are printed as written
+    (RawDescriptionHelpFormatter), with `before` (a paragraph) above the block and `after` (lines) below it."""
     if description is None:
-        help, description = command_doc(run)
+        help, description, examples = command_doc(run)
     extra = {}
     if isinstance(examples, str):
         extra["epilog"] = f"example: {examples}"

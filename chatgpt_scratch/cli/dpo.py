@@ -15,11 +15,7 @@ from chatgpt_scratch.storage.checkpoint_format import sibling_file
 def register(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = add_command(
-        subparsers, "finetune-dpo", run_dpo,
-        examples=["chatgpt-scratch finetune-dpo --init checkpoints/default-instruct.safetensors --out checkpoints/dpo",
-                  "chatgpt-scratch finetune-dpo --data my-pairs.jsonl --init checkpoints/instruct.safetensors "
-                  "--beta 0.1 --lora-rank 16 --out checkpoints/dpo-lora"])
+    p = add_command(subparsers, "finetune-dpo", run_dpo)
     p.add_argument("--data", default="instruction-preference", metavar="PATH|NAME",
                    help="preference data: a JSON/JSONL file, or instruction-preference (the book's 1,100 entries "
                    "with chosen/rejected answers; default)")
@@ -56,6 +52,10 @@ def run_dpo(args: argparse.Namespace) -> int:
     train and val. After training the best checkpoint (lowest val DPO loss) and the --init model both answer the
     test split: NAME.eval.json has ROUGE-L and the loss of the reference answers before and after,
     NAME.compare.json the answers side by side.
+
+    examples:
+      chatgpt-scratch finetune-dpo --init checkpoints/default-instruct.safetensors --out checkpoints/dpo
+      chatgpt-scratch finetune-dpo --data my-pairs.jsonl --init checkpoints/instruct.safetensors --beta 0.1 --lora-rank 16 --out checkpoints/dpo-lora
     """
     import torch
 

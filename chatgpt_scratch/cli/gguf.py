@@ -11,13 +11,10 @@ _TYPES = ("f32", "f16", "q8_0")
 
 
 def register(subparsers) -> None:
-    p = add_command(
-        subparsers, "export-gguf", run_export_gguf,
-        examples=["chatgpt-scratch export-gguf checkpoints/instruct.safetensors exported/instruct.gguf --type q8_0",
-                  "llama-cli -m exported/instruct.gguf               # chat with llama.cpp (uses the chat template)",
-                  "ollama create my-gpt -f exported/instruct.Modelfile && ollama run my-gpt"],
-        after="types: f32 = exact weights; f16 = half the size, within f16 rounding; q8_0 = a quarter of the size, "
-        "8-bit blocks of 32 weights (the fastest on a CPU). Norms, biases and the position embedding stay f32.")
+    p = add_command(subparsers, "export-gguf", run_export_gguf,
+                    after="types: f32 = exact weights; f16 = half the size, within f16 rounding; q8_0 = a quarter "
+                    "of the size, 8-bit blocks of 32 weights (the fastest on a CPU). Norms, biases and the position "
+                    "embedding stay f32.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a base or instruct .safetensors checkpoint, or a LoRA adapter of one")
     p.add_argument("out", metavar="OUT.gguf", help="the GGUF file to write")
     p.add_argument("--type", dest="type_name", choices=_TYPES, default="f16",
@@ -39,6 +36,11 @@ def run_export_gguf(args: argparse.Namespace) -> int:
     the same model. An instruct model also gets its chat template (tokenizer.chat_template) and, beside
     OUT.gguf, an Ollama Modelfile OUT.Modelfile with the prompt template, its stop strings and num_ctx.
     Classifiers cannot be exported (llama.cpp has no class head).
+
+    examples:
+      chatgpt-scratch export-gguf checkpoints/instruct.safetensors exported/instruct.gguf --type q8_0
+      llama-cli -m exported/instruct.gguf               # chat with llama.cpp (uses the chat template)
+      ollama create my-gpt -f exported/instruct.Modelfile && ollama run my-gpt
     """
     from chatgpt_scratch.usecases.gguf_export import export_gguf
     from chatgpt_scratch.model import format_params

@@ -33,14 +33,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 def _register_finetune(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = add_command(
-        subparsers, "finetune-instruct", run_finetune,
-        examples=["chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
-                  "--out checkpoints/instruct",
-                  "chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors "
-                  "--template phi3 --mask-instructions --epochs 1 --out checkpoints/alpaca",
-                  "chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors "
-                  "--lora-rank 16 --lora-alpha 32 --lr 5e-4 --out checkpoints/instruct-lora"])
+    p = add_command(subparsers, "finetune-instruct", run_finetune)
     p.add_argument("--data", default="instruction-data", metavar="PATH|NAME",
                    help="a JSON/JSONL file, or a dataset name: instruction-data (the book's 1,100 entries) or "
                    "alpaca (Stanford Alpaca 52k), downloaded if not in the datasets folder (default: instruction-data)")
@@ -111,6 +104,11 @@ def run_finetune(args: argparse.Namespace) -> int:
     With --lora-rank R only low-rank adapters train; every save writes the merged model (NAME.safetensors, a
     normal instruct checkpoint for chat) and the adapter alone (NAME.lora.safetensors, a few MB, naming its base
     model).
+
+    examples:
+      chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors --out checkpoints/instruct
+      chatgpt-scratch finetune-instruct --data alpaca_data.json --init checkpoints/gpt2-medium.safetensors --template phi3 --mask-instructions --epochs 1 --out checkpoints/alpaca
+      chatgpt-scratch finetune-instruct --data instruction-data --init checkpoints/base.safetensors --lora-rank 16 --lora-alpha 32 --lr 5e-4 --out checkpoints/instruct-lora
     """
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
     from chatgpt_scratch.data.registry import resolve_dataset
@@ -234,10 +232,7 @@ def _write_summary(checkpoint: Path, summary: dict) -> None:
 
 
 def _register_evaluate(subparsers) -> None:
-    p = add_command(
-        subparsers, "evaluate-instruct", run_evaluate,
-        examples=["chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data",
-                  "chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3"])
+    p = add_command(subparsers, "evaluate-instruct", run_evaluate)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="PATH",
                      help="an instruct checkpoint, or a lora-adapter of one (merged on load); default: your best "
@@ -265,6 +260,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     FILE, shaped like the book's instruction-data-with-response.json) without any model. Scores: ROUGE-L F1
     against the reference outputs; with a model, also the loss and perplexity of the reference outputs; with
     --judge, a 0-100 score from a local Ollama server.
+
+    examples:
+      chatgpt-scratch evaluate-instruct --checkpoint checkpoints/instruct.safetensors --data instruction-data
+      chatgpt-scratch evaluate-instruct --score instruction-data-with-response.json --judge ollama:llama3
     """
     from chatgpt_scratch.data.registry import resolve_dataset
     from chatgpt_scratch.usecases.evaluate_instruct import (

@@ -25,14 +25,7 @@ def register(subparsers) -> None:
 def _register_finetune(subparsers) -> None:
     from chatgpt_scratch.cli.train_common import add_trainer_args
 
-    p = add_command(
-        subparsers, "finetune-spam", run_finetune,
-        examples=["chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors "
-                  "--out checkpoints/spam",
-                  "chatgpt-scratch finetune-spam --data SMSSpamCollection --init checkpoints/base.safetensors "
-                  "--train-layers all --epochs 3 --out checkpoints/spam-all",
-                  "chatgpt-scratch finetune-spam --data my.csv --init base.safetensors --lora-rank 16 "
-                  "--out checkpoints/spam-lora"])
+    p = add_command(subparsers, "finetune-spam", run_finetune)
     p.add_argument("--data", default="sms-spam", metavar="PATH|NAME",
                    help="a UCI/CSV/JSONL file, or `sms-spam` (the UCI SMS Spam Collection, downloaded with its "
                    "hash checked if it is not in the datasets folder) (default: sms-spam)")
@@ -103,6 +96,11 @@ def run_finetune(args: argparse.Namespace) -> int:
     accuracy are logged at every eval, the best checkpoint by val accuracy is kept, and at the end accuracy,
     spam precision/recall/F1 and the confusion matrix on the test split are printed and stored in the
     checkpoint's metadata.
+
+    examples:
+      chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors --out checkpoints/spam
+      chatgpt-scratch finetune-spam --data SMSSpamCollection --init checkpoints/base.safetensors --train-layers all --epochs 3 --out checkpoints/spam-all
+      chatgpt-scratch finetune-spam --data my.csv --init base.safetensors --lora-rank 16 --out checkpoints/spam-lora
     """
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.cli.train_common import prepare_resume, run_training, seed_everything
@@ -166,10 +164,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _register_classify(subparsers) -> None:
-    p = add_command(
-        subparsers, "classify", run_classify,
-        examples=["chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors \"You won a prize! Call now\"",
-                  "cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json"])
+    p = add_command(subparsers, "classify", run_classify)
     add_checkpoint_arg(p, "classify")
     p.add_argument("texts", nargs="+", metavar="TEXT|-|FILE", help="messages, or - for stdin, or a file")
     p.add_argument("--json", action="store_true", help="print one JSON object per message")
@@ -231,6 +226,10 @@ def run_classify(args: argparse.Namespace) -> int:
     Classify TEXT with a `classifier` checkpoint (made by finetune-spam) or a lora-adapter of one. One TEXT
     prints its label and probability; several, or `-` (stdin) or a FILE (one message per line; blank lines
     skipped), print a table.
+
+    examples:
+      chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors "You won a prize! Call now"
+      cat messages.txt | chatgpt-scratch classify --checkpoint checkpoints/spam.best.safetensors - --json
     """
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.errors import ScratchError
