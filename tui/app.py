@@ -13,14 +13,13 @@ from typing import Iterable
 
 from textual import on, work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from tui import settings
+from tui import keymap, settings
 from tui.state import SharedState
 from tui.widgets.nav import SCREENS
 
@@ -49,22 +48,7 @@ class ScratchApp(App):
         "train": _lazy_screen("tui.screens.train", "TrainScreen"),
         "checkpoints": _lazy_screen("tui.screens.checkpoints", "CheckpointsScreen"),
     }
-    BINDINGS = [
-        # 1-5 when no text field has the focus; F1-F5 always (priority: even while typing).
-        Binding("1", "open('chat')", "Chat", show=False),
-        Binding("2", "open('spam')", "Spam", show=False),
-        Binding("3", "open('train')", "Train", show=False),
-        Binding("4", "open('checkpoints')", "Checkpoints", show=False),
-        Binding("5", "open('xray')", "X-ray", show=False),
-        Binding("f1", "open('chat')", "Chat", show=False, priority=True),
-        Binding("f2", "open('spam')", "Spam", show=False, priority=True),
-        Binding("f3", "open('train')", "Train", show=False, priority=True),
-        Binding("f4", "open('checkpoints')", "Checkpoints", show=False, priority=True),
-        Binding("f5", "open('xray')", "X-ray", show=False, priority=True),
-        Binding("f10", "about", "About"),
-        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-    ]
+    BINDINGS = keymap.bindings("app")
 
     # What the screens share (models in use, device): replaced, never mutated; see tui/state.py.
     state: reactive[SharedState] = reactive(SharedState, init=False, always_update=False)

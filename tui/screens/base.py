@@ -9,14 +9,23 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker
 
+from tui import keymap
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.nav import NavBar
 
 
 class MainScreen(Screen):
-    """A main screen: subclasses set MODE and implement compose_body()."""
+    """A main screen: subclasses set MODE and implement compose_body(). MODE also names the screen's keys
+    (its rows in tui/keymap.py) and its stylesheet (MODE.tcss, beside the subclass's module: Textual
+    resolves a relative CSS_PATH from the file of the instance's class)."""
 
     MODE = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Before Textual's __init_subclass__, which merges the class's BINDINGS.
+        cls.CSS_PATH = f"{cls.MODE}.tcss"
+        cls.BINDINGS = keymap.bindings(cls.MODE)
+        super().__init_subclass__(**kwargs)
 
     def compose(self) -> ComposeResult:
         yield Header()

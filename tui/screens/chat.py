@@ -17,7 +17,6 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Markdown
 
@@ -33,19 +32,6 @@ from tui.widgets.sampling_form import SamplingForm
 
 class ChatScreen(MainScreen):
     MODE = "chat"
-    CSS_PATH = "chat.tcss"
-    BINDINGS = [
-        Binding("escape", "stop", "Stop reply"),
-        Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+n", "new_conversation", "New chat"),
-        Binding("ctrl+y", "copy_message", "Copy msg"),
-        Binding("ctrl+up", "select_message(-1)", "Pick msg"),
-        Binding("ctrl+down", "select_message(1)", "Next msg", show=False),
-        Binding("f6", "rename_conversation", "Rename chat"),
-        Binding("ctrl+d", "delete_conversation", "Delete chat"),
-        Binding("ctrl+e", "export_conversation", "Export"),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
-    ]
 
     def __init__(self) -> None:
         super().__init__()

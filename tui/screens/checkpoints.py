@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.message import Message
@@ -28,18 +27,6 @@ from tui.widgets.gpt2_import import GPT2_SIZES, GPT2Import, import_target
 
 class CheckpointsScreen(MainScreen):
     MODE = "checkpoints"
-    CSS_PATH = "checkpoints.tcss"
-    BINDINGS = [
-        Binding("enter", "use('chat')", "Chat with it"),
-        Binding("s", "use('spam')", "Use for spam"),
-        Binding("r", "rename", "Rename"),
-        Binding("d", "duplicate", "Duplicate"),
-        Binding("delete,x", "delete", "Delete"),
-        Binding("i", "import_gpt2", "Import GPT-2"),
-        Binding("e", "export_hf", "Export HF"),
-        Binding("m", "merge_lora", "Merge LoRA"),
-        Binding("f9,ctrl+r", "refresh", "Refresh"),
-    ]
 
     class FileChanged(Message):
         """A file operation (rename, duplicate, delete, export, merge) finished: say `text`, select `select`."""

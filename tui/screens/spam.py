@@ -9,7 +9,6 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
@@ -28,11 +27,6 @@ NO_CLASSIFIER = (
 
 class SpamScreen(MainScreen):
     MODE = "spam"
-    CSS_PATH = "spam.tcss"
-    BINDINGS = [
-        Binding("ctrl+enter,ctrl+j,f6", "classify", "Classify", priority=True),
-        Binding("ctrl+l", "clear", "Clear"),
-    ]
 
     class Classified(Message):
         """A worker classified `texts` (one prediction each) in `seconds`."""

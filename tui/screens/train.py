@@ -17,7 +17,6 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import TabbedContent, TabPane
 
@@ -35,16 +34,6 @@ MONITOR_ONLY = ("metric", "compare")  # the plot's keys: shown and active on the
 
 class TrainScreen(MainScreen):
     MODE = "train"
-    CSS_PATH = "train.tcss"
-    BINDINGS = [
-        Binding("f6", "start", "Start"),
-        Binding("f7", "stop", "Stop"),
-        Binding("f8", "resume", "Resume"),
-        # The plot's keys (Monitor tab only), before ctrl+o so that 80 columns still show them.
-        Binding("m", "metric", "Metric"),
-        Binding("c", "compare", "Compare"),
-        Binding("ctrl+o", "toggle_tab", "Form/monitor"),
-    ]
 
     def __init__(self) -> None:
         super().__init__()

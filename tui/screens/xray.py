@@ -23,7 +23,6 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Label
@@ -43,13 +42,6 @@ NO_MODEL = ("No base or instruct checkpoint yet. Import GPT-2 in Checkpoints (4)
 
 class XrayScreen(MainScreen):
     MODE = "xray"
-    CSS_PATH = "xray.tcss"
-    BINDINGS = [
-        # F1-F5 switch screens (app bindings), so stepping starts at F6.
-        Binding("f6", "step('top')", "Pick top ▶"),
-        Binding("f7", "step('sample')", "Sample ▶"),
-        Binding("f8", "back", "◀ Back"),
-    ]
 
     class Computed(Message):
         """A worker ran the model (or reused its last pass) and computed every view."""
