@@ -31,6 +31,7 @@ from chatgpt_scratch.data.instruct import BOOK_FRACTIONS, IGNORE_INDEX, Template
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.data.templates import PromptTemplate
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
+from chatgpt_scratch.training.task import FineTuneTask
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -202,7 +203,7 @@ def batch_dpo(model: nn.Module, batch: Batch, beta: float) -> DPOOutput:
 # --- the task -----------------------------------------------------------------------------------------
 
 
-class DPOTask:
+class DPOTask(FineTuneTask):
     """Task protocol (training/task.py) for preference tuning; saves instruct checkpoints."""
 
     name = "dpo"
@@ -215,10 +216,8 @@ class DPOTask:
                  seed: int = 123, lora_base: str | Path | None = None):
         if not beta > 0:
             raise ScratchError(f"--beta must be above 0, got {beta}")
-        if batch_size < 1:
-            raise ScratchError(f"--batch-size must be at least 1, got {batch_size}")
-        self.data, self.beta, self.batch_size, self.max_length, self.seed = data, beta, batch_size, max_length, seed
-        self.lora_base = Path(lora_base) if lora_base is not None else None
+        super().__init__(data, batch_size, seed, lora_base=lora_base)
+        self.beta, self.max_length = beta, max_length
         self._lengths = [p.length for p in data.encoded_train]
         self._window: list[tuple[float, float]] = []  # (margin, accuracy) per micro-batch since the last step event
 

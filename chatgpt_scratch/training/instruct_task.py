@@ -27,6 +27,7 @@ from chatgpt_scratch.data.instruct import (
 )
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.data.templates import PromptTemplate
+from chatgpt_scratch.training.task import FineTuneTask
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T), targets (B, T)
 
@@ -152,7 +153,7 @@ def token_mean_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     return total / count if count else float("nan")
 
 
-class InstructTask:
+class InstructTask(FineTuneTask):
     """Task protocol (training/task.py) for instruction fine-tuning."""
 
     name = "instruct"
@@ -163,18 +164,11 @@ class InstructTask:
     def __init__(self, data: InstructData, batch_size: int = 8, max_length: int | None = None,
                  mask_instructions: bool = False, group_by_length: bool = False, seed: int = 123,
                  extra_metadata: dict[str, Any] | None = None, lora_base: str | Path | None = None):
-        if batch_size < 1:
-            raise ScratchError(f"--batch-size must be at least 1, got {batch_size}")
+        super().__init__(data, batch_size, seed, group_by_length, extra_metadata, lora_base)
         if max_length is not None and max_length < 2:
             raise ScratchError(f"--max-length must be at least 2, got {max_length}")
-        self.data = data
-        self.batch_size = batch_size
         self.max_length = max_length
         self.mask_instructions = mask_instructions
-        self.group_by_length = group_by_length
-        self.seed = seed
-        self.extra_metadata = dict(extra_metadata or {})
-        self.lora_base = Path(lora_base) if lora_base is not None else None  # set: saves merged + adapter
         self._train_lengths = [len(e.ids) for e in data.encoded_train]
 
     # Batches ---------------------------------------------------------------------------------------

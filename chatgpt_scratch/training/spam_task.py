@@ -24,6 +24,7 @@ from chatgpt_scratch.data.spam import (
     load_messages, stratified_split, undersample,
 )
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.training.task import FineTuneTask
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids (B, T), lengths (B,), labels (B,)
 
@@ -137,7 +138,7 @@ def batches(examples: Sequence[EncodedMessage], batch_size: int) -> Iterator[Bat
 # --- the task ---------------------------------------------------------------------------------------
 
 
-class SpamTask:
+class SpamTask(FineTuneTask):
     """Task protocol (training/task.py) for ham/spam classification."""
 
     name = "spam"
@@ -150,17 +151,10 @@ class SpamTask:
                  extra_metadata: dict[str, Any] | None = None, lora_base: str | Path | None = None):
         if pool not in POOL_CHOICES:
             raise ScratchError(f"--pool must be one of {', '.join(POOL_CHOICES)}; got {pool!r}")
-        if batch_size < 1:
-            raise ScratchError(f"--batch-size must be at least 1, got {batch_size}")
-        self.data = data
-        self.batch_size = batch_size
-        self.seed = seed
+        super().__init__(data, batch_size, seed, group_by_length, extra_metadata, lora_base)
         self.pool = pool
-        self.group_by_length = group_by_length
         # --balance weight: inverse-frequency class weights, from the training split only.
         self.weights = class_weights([Message("", e.label) for e in data.train]) if weighted else None
-        self.extra_metadata = dict(extra_metadata or {})
-        self.lora_base = lora_base  # the --init file a LoRA adapter is saved against (None: merged model only)
 
     # Batches ---------------------------------------------------------------------------------------
 

@@ -22,10 +22,12 @@ Optional hooks the Trainer uses when present:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import torch
 
+from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.model import GPTModel
 
 Batch = tuple[torch.Tensor, ...]
@@ -58,3 +60,20 @@ class Task(Protocol):
 
     def metadata(self) -> dict[str, Any]:
         """Provenance for the checkpoint header: dataset path and sha256, labels, template, ..."""
+
+
+class FineTuneTask:
+    """What the fine-tune tasks (spam, instruct, DPO) share: their data; the batch size (at least 1); the seed
+    that fixes each epoch's batch order; group_by_length (batches of similar lengths); extra fields for the
+    checkpoint header; and lora_base, the --init file a LoRA adapter names (None: a full or merged model only)."""
+
+    def __init__(self, data: Any, batch_size: int = 8, seed: int = 123, group_by_length: bool = False,
+                 extra_metadata: dict[str, Any] | None = None, lora_base: str | Path | None = None):
+        if batch_size < 1:
+            raise ScratchError(f"--batch-size must be at least 1, got {batch_size}")
+        self.data = data
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.extra_metadata = dict(extra_metadata or {})
+        self.lora_base = Path(lora_base) if lora_base is not None else None
