@@ -60,6 +60,10 @@ def _register_finetune(subparsers) -> None:
     p.add_argument("--add-train-max-tokens", type=int, default=None, metavar="N",
                    help="use only --add-train entries of at most N tokens (prompt + response), before "
                    "--add-train-limit: short answers like the book's, none cut off")
+    p.add_argument("--copy-augment", type=int, default=0, metavar="K",
+                   help="add K variants of each training entry whose answer repeats a rare word of its prompt, "
+                   "that word swapped for another in both, so the model learns to copy from the prompt "
+                   "(seeded by --seed; default: 0, none)")
     lora = p.add_argument_group("LoRA")
     lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
                       help="train rank-R adapters instead of all weights, on every linear layer (attention, "
@@ -133,7 +137,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     extra_path = resolve_dataset(args.add_train) if args.add_train else None
     data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit,
                                  extra_train=extra_path, extra_limit=args.add_train_limit,
-                                 extra_max_tokens=args.add_train_max_tokens)
+                                 extra_max_tokens=args.add_train_max_tokens,
+                                 copy_augment_k=args.copy_augment, copy_augment_seed=args.seed)
     model, parent, init_meta = _build_model(args)
     context = model.cfg.context_length
     max_length = args.max_length or context

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Iterator, Sequence, TypeVar
@@ -161,6 +163,60 @@ def split_examples(examples: Sequence[InstructionExample], fractions: tuple[floa
     if not train or not val:
         raise ScratchError(f"{len(order)} entries are too few for a train/val/test split of {fractions}")
     return InstructionSplits(train, val, test)
+
+
+# --- copy augmentation ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"\b[A-Za-z][a-z]{2,}\b")
+_COMMON = frozenset(
+    "the and for are was were that this with from into what which who whom whose how why when where is be has "
+    "have had not but can will would should could its it's his her their they them you your our out about than "
+    "then there these those does did done each other some such only very more most also any all one two three".split())
+COPY_AUGMENT_MAX_DF = 5  # a word in at most this many entries is content ("chlorine"), not template ("sentence")
+
+
+def copy_augment(examples: Sequence[InstructionExample], k: int, seed: int = 123,
+                 max_df: int = COPY_AUGMENT_MAX_DF) -> list[InstructionExample]:
+    """k variants of each entry whose response repeats a rare word of its prompt, that word swapped for another.
+
+    "What is the capital of Denmark?" -> "The capital of Denmark is Copenhagen." teaches a small model
+    the book's answer format, but it learns the format faster than it learns to copy, and answers
+    "The capital of Rome is Amsterdam." In a variant every rare word (in at most `max_df` entries) that
+    prompt and response share is replaced, the same way in both, by another word of the data
+    ("... capital of Theatre?" -> "The capital of Theatre is Copenhagen."): the only way to get it right
+    is to copy from the prompt. Seeded: the same entries, k and seed give the same variants.
+    """
+    if k < 0:
+        raise ScratchError(f"--copy-augment must be 0 or more, got {k}")
+    if k == 0:
+        return []
+
+    def words(text: str) -> list[str]:
+        return _WORD.findall(text)
+
+    df = Counter(w for e in examples for w in set(words(f"{e.instruction} {e.input} {e.output}")))
+    pool = sorted({w for e in examples for w in words(f"{e.instruction} {e.input} {e.output}")
+                   if w.lower() not in _COMMON})
+    rng = random.Random(seed)
+    out: list[InstructionExample] = []
+    for e in examples:
+        shared = sorted(w for w in set(words(f"{e.instruction} {e.input}")) & set(words(e.output))
+                        if w.lower() not in _COMMON and df[w] <= max_df)
+        if not shared:
+            continue
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, shared)) + r")\b")
+        for _ in range(k):
+            swap = {w: _same_case(rng.choice(pool), w) for w in shared}
+            out.append(InstructionExample(*(pattern.sub(lambda m: swap[m.group(1)], text)
+                                            for text in (e.instruction, e.input, e.output))))
+    return out
+
+
+def _same_case(word: str, like: str) -> str:
+    """`word` capitalised like `like`: upper first letter for upper, lower for lower."""
+    if like[0].isupper():
+        return word[0].upper() + word[1:]
+    return word[0].lower() + word[1:] if word[0].isupper() else word
 
 
 # --- encoding and batching ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch import nn
 
 from chatgpt_scratch.data.instruct import (
     BOOK_FRACTIONS, IGNORE_INDEX, EncodedExample, InstructionExample, TemplatedSplits, batch_order, collate,
-    encode_examples, iterate_batches, load_instruction_data, split_examples,
+    copy_augment, encode_examples, iterate_batches, load_instruction_data, split_examples,
 )
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.data.templates import PromptTemplate
@@ -42,7 +42,8 @@ class InstructData(TemplatedSplits[InstructionExample, EncodedExample]):
 def prepare_instruct_data(path: str | Path, template: PromptTemplate,
                           fractions: tuple[float, float, float] = BOOK_FRACTIONS, split_seed: int | None = None,
                           limit: int | None = None, extra_train: str | Path | None = None,
-                          extra_limit: int | None = None, extra_max_tokens: int | None = None) -> InstructData:
+                          extra_limit: int | None = None, extra_max_tokens: int | None = None,
+                          copy_augment_k: int = 0, copy_augment_seed: int = 123) -> InstructData:
     """Load + validate the whole file (errors before any training), split, and encode every split once.
 
     limit: keep only the first N entries (quick trials, tests).
@@ -52,6 +53,8 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     extra_max_tokens: only extra entries whose whole example (prompt + response, in `template`) has at
     most this many tokens count; extra_limit then takes the first of those (short answers in the book's
     style, and no example cut off at --max-length).
+    copy_augment_k: add that many copy-augmented variants of each training entry of `path` whose
+    response repeats a rare word of its prompt (data.instruct.copy_augment), before the extra entries.
     """
     from chatgpt_scratch.storage.fileio import sha256_file
 
@@ -62,6 +65,13 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     splits = split_examples(examples, fractions, split_seed)
     train = list(splits.train)
     extra_info: dict[str, Any] = {}
+    held_out = {_entry_key(e) for e in (*splits.val, *splits.test)}
+    if copy_augment_k:
+        variants = [e for e in copy_augment(splits.train, copy_augment_k, copy_augment_seed)
+                    if _entry_key(e) not in held_out]
+        train += variants
+        extra_info.update(copy_augment=copy_augment_k, copy_augment_seed=copy_augment_seed,
+                          copy_augment_entries=len(variants))
     if extra_train is not None:
         extra_path = Path(extra_train)
         extra = load_instruction_data(extra_path)
@@ -75,10 +85,9 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
             extra = fitting
         if extra_limit is not None:
             extra = extra[:extra_limit]
-        held_out = {_entry_key(e) for e in (*splits.val, *splits.test)}
         kept = [e for e in extra if _entry_key(e) not in held_out]
         train += kept
-        extra_info = {"extra_train": str(extra_path.resolve()), "extra_train_sha256": sha256_file(extra_path),
+        extra_info |= {"extra_train": str(extra_path.resolve()), "extra_train_sha256": sha256_file(extra_path),
                       "extra_train_entries": len(kept), "extra_train_dropped_as_held_out": len(extra) - len(kept)}
         if extra_max_tokens is not None:
             extra_info.update(extra_train_max_tokens=extra_max_tokens, extra_train_dropped_as_too_long=too_long)
