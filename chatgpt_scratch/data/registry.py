@@ -40,8 +40,8 @@ class DatasetInfo:
 # Hashes and sizes are those of the canonical downloads (of the unzipped member for a zip), as fetched from their URLs.
 # The shared development copies of sms-spam and alpaca are subsets of these (some entries withheld),
 # so their hashes differ; pass them with --data PATH.
-REGISTRY: dict[str, DatasetInfo] = {
-    "sms-spam": DatasetInfo(
+_DATASETS = (
+    DatasetInfo(
         name="sms-spam",
         url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
         filename="SMSSpamCollection",
@@ -51,7 +51,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         license="free with attribution (Almeida & Gómez Hidalgo, 2011)",
         zip_member="SMSSpamCollection",
     ),
-    "instruction-data": DatasetInfo(
+    DatasetInfo(
         name="instruction-data",
         url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/"
             "instruction-data.json",
@@ -61,7 +61,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         description="the book's 1,100 Alpaca-style instructions (ch07)",
         license="Apache-2.0",
     ),
-    "alpaca": DatasetInfo(
+    DatasetInfo(
         name="alpaca",
         url="https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json",
         filename="alpaca_data.json",
@@ -70,7 +70,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         description="Stanford Alpaca, 52k instructions",
         license="CC BY-NC 4.0 (non-commercial)",
     ),
-    "the-verdict": DatasetInfo(
+    DatasetInfo(
         name="the-verdict",
         url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
         filename="the-verdict.txt",
@@ -79,7 +79,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         description="Edith Wharton, The Verdict (1908): the book's ch02/ch05 pretraining text",
         license="public domain",
     ),
-    "instruction-preference": DatasetInfo(
+    DatasetInfo(
         name="instruction-preference",
         url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/04_preference-tuning-with-dpo/"
             "instruction-data-with-preference.json",
@@ -89,7 +89,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         description="the book's 1,100 instructions with a chosen and a rejected response each (DPO)",
         license="Apache-2.0",
     ),
-    "pretrain-compact": DatasetInfo(
+    DatasetInfo(
         name="pretrain-compact",
         url=None,
         filename="pretrain",  # a folder of .txt files
@@ -99,7 +99,8 @@ REGISTRY: dict[str, DatasetInfo] = {
                     "~1.1k TinyStories, 4.9 MB (see datasets/README.md)",
         license="public domain (books); CDLA-Sharing-1.0 (TinyStories)",
     ),
-}
+)
+REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in _DATASETS}  # each under its name
 
 
 def resolve_dataset(name_or_path: str | Path, download: bool = True) -> Path:
