@@ -13,8 +13,9 @@ def command_doc(run) -> tuple[str, str, list[str]]:
     """The --help line, description and examples of the command `run` carries out, from its docstring: the
     first line is the help; then the description's paragraphs (split by blank lines; the lines of one
     paragraph are joined with single spaces, so the source can wrap them anywhere); a last paragraph headed
-    `examples:` lists example commands, one a line."""
-    head, _, body = inspect.cleandoc(run.__doc__).partition("\n\n")
+    `examples:` lists example commands, one a line. (As click does; under `python -OO`, which drops
+    docstrings, the command is declared without them.)"""
+    head, _, body = inspect.cleandoc(run.__doc__ or "").partition("\n\n")
     paragraphs = body.split("\n\n")
     examples = []
     if paragraphs[-1].startswith("examples:\n"):

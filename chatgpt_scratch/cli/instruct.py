@@ -61,9 +61,8 @@ def _register_finetune(subparsers) -> None:
                    help="use only --add-train entries of at most N tokens (prompt + response), before "
                    "--add-train-limit: short answers like the book's, none cut off")
     p.add_argument("--copy-augment", type=int, default=0, metavar="K",
-                   help="add K variants of each training entry whose answer repeats a rare word of its prompt, "
-                   "that word swapped for another in both, so the model learns to copy from the prompt "
-                   "(seeded by --seed; default: 0, none)")
+                   help="add K variants of each training entry whose answer repeats a rare word of its prompt, that "
+                   "word swapped for another in both: the model learns to copy from the prompt (seeded; default: 0)")
     lora = p.add_argument_group("LoRA")
     lora.add_argument("--lora-rank", type=int, default=None, metavar="R",
                       help="train rank-R adapters instead of all weights, on every linear layer (attention, "

@@ -468,6 +468,6 @@ async def test_chat_conversations_are_renamed_exported_and_deleted(tiny_base, tm
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
         await pilot.click("#confirm-yes")
         await wait_until(pilot, lambda: titles() == [], what="the deleted conversation")
-        new_conversation = screen.conversation_id is None
+        new_conversation = screen.chat.conversation_id is None
     assert "Greeting" in (tmp_path / "chat.md").read_text() and "Hello" in (tmp_path / "chat.md").read_text()
     assert new_conversation and ChatStore().list_conversations() == []

@@ -17,7 +17,7 @@ async def test_with_no_runs_the_train_screen_opens_on_the_form_and_the_tabs_swit
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         tabs = screen.query_one("#train-tabs", TabbedContent)
-        await wait_until(pilot, lambda: screen._listed_once, what="the runs listing")
+        await wait_until(pilot, lambda: screen.run_list.listed_once, what="the runs listing")
         opened_on = tabs.active
         labels = [str(tab.label) for tab in tabs.query("ContentTab")]
         await pilot.click("#--content-tab-train-monitor-pane")  # the visible switch: a tab, no hidden key needed
@@ -33,7 +33,7 @@ async def test_with_runs_the_train_screen_opens_on_the_monitor(checkpoints_folde
     app = ScratchApp(start="train", detect_device=False)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        await wait_until(pilot, lambda: screen._listed_once and screen.runs, what="the runs listing")
+        await wait_until(pilot, lambda: screen.run_list.listed_once and screen.runs, what="the runs listing")
         await pilot.pause(0.1)
         active = screen.query_one("#train-tabs", TabbedContent).active
     assert active == "train-monitor-pane"

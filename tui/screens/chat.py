@@ -51,10 +51,6 @@ class ChatScreen(MainScreen):
         return self.chat.store
 
     @property
-    def conversation_id(self) -> int | None:
-        return self.chat.conversation_id
-
-    @property
     def last_reply_id(self) -> int | None:
         return self.chat.reply_id
 

@@ -79,10 +79,6 @@ class TrainScreen(MainScreen):
     def monitor(self) -> Monitor:
         return self.view.monitor
 
-    @property
-    def _listed_once(self) -> bool:
-        return self.run_list.listed_once
-
     def update_command(self) -> dict[str, str]:
         return self.query_one(TrainFormPanel).update_command()
 
