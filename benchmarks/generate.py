@@ -88,13 +88,14 @@ def llama_cpp_module():
     return llama_cpp
 
 
-def export_for_llama_cpp(model: GPTModel, folder: Path, types: list[str]) -> dict[str, Path]:
-    """Our model -> a checkpoint -> `export-gguf` files, one per GGUF type (what a user would run)."""
+def export_for_llama_cpp(model: GPTModel, folder: Path, types: list[str], checkpoint: str | None = None) -> dict[str, Path]:
+    """A checkpoint -> `export-gguf` files, one per GGUF type (what a user would run): --model's file as it
+    is, or the random GPT-2 weights saved as a checkpoint first."""
     from chatgpt_scratch.checkpoints import save_checkpoint
     from chatgpt_scratch.usecases.gguf_export import export_gguf
 
-    ckpt = save_checkpoint(folder / "gpt2-random.safetensors", model, kind="base")
-    return {t: export_gguf(ckpt, folder / f"gpt2-random-{t}.gguf", t, modelfile=False).path for t in types}
+    ckpt = Path(checkpoint) if checkpoint else save_checkpoint(folder / "gpt2-random.safetensors", model, kind="base")
+    return {t: export_gguf(ckpt, folder / f"{ckpt.stem}-{t}.gguf", t, modelfile=False).path for t in types}
 
 
 def llama_runner(llama_cpp, path: Path, prompt: list[int], n_new: int, threads: int, n_ctx: int):
