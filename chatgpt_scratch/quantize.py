@@ -11,6 +11,9 @@ ever making a float copy of the matrix.
 - int4: w ≈ (q - 8)·s + z per group of `group_size` consecutive inputs of a row, q in [0, 15]
   (asymmetric: s and z from the group's min and max). Groups of 32 are llama.cpp's q4 block size.
 
+TransposedLinear is not quantized: the same float weight stored (in, out), the layout some CPUs multiply
+one token by faster (usecases.inference.fast_cpu_linears picks it per shape by timing both).
+
 `quantize_linears(model, bits)` swaps every nn.Linear of a GPTModel (attention, feed-forward and the
 output head) in place; embeddings, norms and biases keep their dtype. Inference only.
 """
@@ -21,6 +24,30 @@ import torch
 from torch import nn
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+
+
+class TransposedLinear(nn.Module):
+    """nn.Linear with its weight stored transposed and contiguous, (in, out): y = x·Wᵀ + b as addmm(b, x, Wᵀ).
+
+    The same numbers as the Linear it replaces. At batch 1 a decode step is one matrix-vector product
+    per layer, and PyTorch's CPU kernel for x·Wᵀ with W stored (out, in) streams the rows of W as
+    many short dot products; with Wᵀ stored row-major it runs long vector updates instead, several
+    times faster for wide outputs on some CPUs (the vocabulary head: 50,257 outputs).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("weight_t", weight.detach().t().contiguous())
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+        self.in_features, self.out_features = self.weight_t.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        out = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight stored transposed"
 
 
 class Int8Linear(nn.Module):

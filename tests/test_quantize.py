@@ -99,3 +99,39 @@ def test_int8_greedy_tokens_equal_float32_on_a_tiny_model():
 def test_quantize_linears_rejects_other_widths():
     with pytest.raises(ValueError, match="bits must be 8 or 4"):
         quantize_linears(_tiny_model(), bits=2)
+
+
+# --- TransposedLinear and inference.fast_cpu_linears: the same numbers in the faster CPU layout ------------
+
+def test_transposed_linear_gives_the_linear_s_numbers():
+    from chatgpt_scratch.quantize import TransposedLinear
+
+    for bias in (True, False):
+        lin = _linear(48, 80, bias=bias)
+        t = TransposedLinear(lin.weight, lin.bias)
+        assert t.weight_t.shape == (48, 80) and t.weight_t.is_contiguous()
+        for x in (torch.randn(1, 1, 48), torch.randn(3, 7, 48)):  # a decode step and a prefill
+            assert torch.allclose(t(x), lin(x), atol=1e-6, rtol=1e-6)
+
+
+def test_fast_cpu_linears_keeps_the_model_s_tokens_and_the_embedding():
+    from chatgpt_scratch.quantize import TransposedLinear
+    from chatgpt_scratch.usecases.inference import fast_cpu_linears
+
+    import copy
+
+    model = _tiny_model()
+    reference = copy.deepcopy(model)
+    emb = model.tok_emb.weight.detach().clone()
+    fast_cpu_linears(model, min_gain=0.0)  # every layout "wins": every Linear is swapped
+    swapped = [m for m in model.modules() if isinstance(m, TransposedLinear)]
+    assert len(swapped) == 4 * model.cfg.n_layers + 1  # qkv, out_proj, two feed-forward, and the (tied) head
+    assert not any(type(m) is nn.Linear for m in model.modules())
+    assert torch.equal(model.tok_emb.weight, emb)  # the lookup keeps its own rows
+    ids = torch.randint(0, model.cfg.vocab_size, (2, 12))
+    with torch.inference_mode():
+        assert torch.allclose(model(ids), reference(ids), atol=1e-5, rtol=1e-5)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=20)
+    assert list(generate(model, [1, 2, 3], sampling, stop_ids=())) == list(generate(reference, [1, 2, 3], sampling, stop_ids=()))
+    untouched = fast_cpu_linears(copy.deepcopy(reference), min_gain=float("inf"))  # no layout wins
+    assert sum(isinstance(m, TransposedLinear) for m in untouched.modules()) == 0
