@@ -7,6 +7,10 @@ Rows are timed in interleaved rounds (each round runs every row once), so a
 machine shared with other work slows all rows alike; the median round counts.
 The check column says whether ours and transformers picked the same greedy tokens.
 
+Our fp32 and bf16 rows run what chat runs: each Linear in the faster CPU layout for this machine
+(inference.fast_cpu_linears: the weight stored transposed where that multiplies one token faster);
+fp32-plain and bf16-plain keep nn.Linear's layout, to show what that buys.
+
 llama.cpp rows (CPU only; when llama-cpp-python is installed, else skipped with a note): the same
 weights saved as a checkpoint and written by our own `export-gguf` in f32, f16 and q8_0, loaded
 with llama_cpp.Llama (--llama-threads, default 2) and run greedy from the same prompt token ids.
@@ -45,7 +49,7 @@ import torch
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig, generate
 from chatgpt_scratch.model import GPTModel
-from chatgpt_scratch.usecases.inference import load_for_inference, quantize_int8, quantize_weights
+from chatgpt_scratch.usecases.inference import fast_cpu_linears, load_for_inference, quantize_int8, quantize_weights
 
 
 def hf_to_ours(hf_model) -> GPTModel:
@@ -131,10 +135,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--rows", default="hf,fp32,bf16,int8,llama-f32,llama-f16,llama-q8_0",
-                        help="comma list of: hf, fp32, nocache, bf16, fp16, int8, int8w, int4, int8w-bf16, int4-bf16, hf-bf16, llama-f32, "
-                        "llama-f16, "
-                        "llama-q8_0 (the llama.cpp rows need llama-cpp-python; skipped without it)")
+    parser.add_argument("--rows", default="hf,fp32-plain,fp32,bf16-plain,bf16,int8,llama-f32,llama-f16,llama-q8_0",
+                        help="comma list of: hf, fp32, fp32-plain, nocache, bf16, bf16-plain, fp16, int8, int8w, int4, "
+                        "int8w-bf16, int4-bf16, hf-bf16, llama-f32, llama-f16, llama-q8_0 (the llama.cpp rows need "
+                        "llama-cpp-python; skipped without it)")
     parser.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads (default: 2)")
     args = parser.parse_args()
 
@@ -211,14 +215,20 @@ def main() -> None:
             runner, label = hf_runner(hf.to(device)), "transformers GPT2LMHeadModel.generate, float32"
         elif name == "hf-bf16":
             runner, label = hf_runner(copy.deepcopy(hf).to(device, torch.bfloat16)), "transformers generate, bfloat16 weights"
-        elif name == "fp32":
-            runner, label = ours_runner(ours.to(device)), "ours, KV cache, float32"
+        elif name == "fp32":  # what chat and generate run: the faster CPU layout of each Linear
+            model = fast_cpu_linears(fresh()).to(device) if device.type == "cpu" else ours.to(device)
+            runner, label = ours_runner(model), "ours, KV cache, float32"
+        elif name == "fp32-plain":
+            runner, label = ours_runner(ours.to(device)), "ours, KV cache, float32, nn.Linear layout"
         elif name == "nocache":
             runner, label = ours_runner(ours.to(device), use_cache=False), "ours, no cache (full recompute), float32"
-        elif name in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if name == "bf16" else torch.float16
+        elif name in ("bf16", "fp16", "bf16-plain"):
+            dtype = torch.float16 if name == "fp16" else torch.bfloat16
             model = fresh().to(device, dtype)
+            if name != "bf16-plain":
+                model = fast_cpu_linears(model)
             runner, label = ours_runner(model), f"ours, KV cache, {dtype}".replace("torch.", "")
+            label += ", nn.Linear layout" if name == "bf16-plain" else ""
         elif name == "int8":
             if device.type != "cpu":
                 continue
@@ -264,7 +274,7 @@ def main() -> None:
                 first = next((i for i, (a, b) in enumerate(zip(tokens[name], ours_fp32)) if a != b), min(
                     len(tokens[name]), len(ours_fp32)))
                 agree = f"{same}/{n_new} tokens equal ours float32 (first difference at token {first})"
-        elif name in ("hf", "fp32", "nocache"):
+        elif name in ("hf", "fp32", "nocache", "fp32-plain"):
             if "hf" not in tokens:
                 agree = "the reference" if name == "fp32" else (
                     "same tokens as float32" if tokens[name] == reference else "DIFFERENT tokens")
