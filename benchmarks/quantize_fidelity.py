@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from chatgpt_scratch.chat import template_from_metadata
 from chatgpt_scratch.data.instruct import encode_examples, load_instruction_data, split_examples
 from chatgpt_scratch.generation import SamplingConfig, generate
-from chatgpt_scratch.usecases.inference import load_for_inference, quantize_int8, quantize_weights
+from chatgpt_scratch.usecases.inference import fast_cpu_linears, load_for_inference, quantize_int8, quantize_weights
 from chatgpt_scratch.tokenizer import ENDOFTEXT_ID
 
 
@@ -66,7 +66,9 @@ def main() -> None:
     template = template_from_metadata(meta, args.checkpoint)
     test = split_examples(load_instruction_data(args.data)).test[:args.limit]
     examples = encode_examples(test, template)
-    models = {"float32": fp32, "bfloat16": load_for_inference(args.checkpoint, dtype=torch.bfloat16)[0],
+    # As chat runs them: float32 and bf16 with each Linear in the faster CPU layout (the same numbers).
+    models = {"float32": fast_cpu_linears(load_for_inference(args.checkpoint, dtype=torch.float32)[0]),
+              "bfloat16": fast_cpu_linears(load_for_inference(args.checkpoint, dtype=torch.bfloat16)[0]),
               "int8 (dynamic, linears)": quantize_int8(load_for_inference(args.checkpoint)[0])}
     for spec in args.weight_only:  # e.g. int8-bf16, int4-bf16: weight-only kernels (chatgpt_scratch/quantize.py)
         bits, _, activations = spec.partition("-")
