@@ -11,8 +11,9 @@ ever making a float copy of the matrix.
 - int4: w ≈ (q - 8)·s + z per group of `group_size` consecutive inputs of a row, q in [0, 15]
   (asymmetric: s and z from the group's min and max). Groups of 32 are llama.cpp's q4 block size.
 
-TransposedLinear is not quantized: the same float weight stored (in, out), the layout some CPUs multiply
-one token by faster (usecases.inference.fast_cpu_linears picks it per shape by timing both).
+TransposedLinear and OneDNNLinear are not quantized: the same float weight, stored (in, out) or multiplied by
+oneDNN's kernel, which some CPUs run one token through faster than nn.Linear (usecases.inference.fast_cpu_linears
+picks per shape by timing them).
 
 `quantize_linears(model, bits)` swaps every nn.Linear of a GPTModel (attention, feed-forward and the
 output head) in place; embeddings, norms and biases keep their dtype. Inference only.
@@ -49,6 +50,31 @@ class TransposedLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, weight stored transposed"
 
+
+
+# oneDNN's linear (what torch.compile's CPU backend calls for a Linear); a private op, so None if absent.
+ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
+    if torch.backends.mkldnn.is_available() else None
+
+
+class OneDNNLinear(nn.Module):
+    """nn.Linear computed by oneDNN's linear kernel, with the same weight tensor (shared, not copied: a tied
+    head stays tied). On some CPUs PyTorch's float32 Linear goes to an MKL matrix-vector kernel that reads
+    memory at half the speed oneDNN's does at batch 1."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        if ONEDNN_LINEAR is None:
+            raise RuntimeError("this PyTorch build has no oneDNN linear (torch.ops.mkldnn._linear_pointwise)")
+        self.weight = nn.Parameter(weight.detach(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+        self.out_features, self.in_features = self.weight.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN"
 
 class Int8Linear(nn.Module):
     """nn.Linear with its weight stored as int8 per output row (weight-only: activations stay float)."""

@@ -114,18 +114,34 @@ def test_transposed_linear_gives_the_linear_s_numbers():
             assert torch.allclose(t(x), lin(x), atol=1e-6, rtol=1e-6)
 
 
-def test_fast_cpu_linears_keeps_the_model_s_tokens_and_the_embedding():
-    from chatgpt_scratch.quantize import TransposedLinear
-    from chatgpt_scratch.usecases.inference import fast_cpu_linears
+def test_onednn_linear_gives_the_linear_s_numbers_and_shares_the_weight():
+    from chatgpt_scratch.quantize import ONEDNN_LINEAR, OneDNNLinear
 
+    if ONEDNN_LINEAR is None:
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    for bias in (True, False):
+        lin = _linear(48, 80, bias=bias)
+        o = OneDNNLinear(lin.weight, lin.bias)
+        assert o.weight.data_ptr() == lin.weight.data_ptr()  # shared: a tied head stays tied
+        for x in (torch.randn(1, 1, 48), torch.randn(3, 7, 48)):
+            assert torch.allclose(o(x), lin(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["TransposedLinear", "OneDNNLinear"])
+def test_fast_cpu_linears_keeps_the_model_s_tokens_and_the_embedding(kind):
     import copy
 
+    from chatgpt_scratch import quantize
+    from chatgpt_scratch.usecases.inference import fast_cpu_linears
+
+    if kind == "OneDNNLinear" and quantize.ONEDNN_LINEAR is None:
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    cls = getattr(quantize, kind)
     model = _tiny_model()
     reference = copy.deepcopy(model)
     emb = model.tok_emb.weight.detach().clone()
-    fast_cpu_linears(model, min_gain=0.0)  # every layout "wins": every Linear is swapped
-    swapped = [m for m in model.modules() if isinstance(m, TransposedLinear)]
-    assert len(swapped) == 4 * model.cfg.n_layers + 1  # qkv, out_proj, two feed-forward, and the (tied) head
+    fast_cpu_linears(model, min_gain=0.0, kinds=(cls,))  # min_gain 0: the candidate always replaces nn.Linear
+    assert sum(isinstance(m, cls) for m in model.modules()) == 4 * model.cfg.n_layers + 1  # + the (tied) head
     assert not any(type(m) is nn.Linear for m in model.modules())
     assert torch.equal(model.tok_emb.weight, emb)  # the lookup keeps its own rows
     ids = torch.randint(0, model.cfg.vocab_size, (2, 12))
@@ -133,5 +149,12 @@ def test_fast_cpu_linears_keeps_the_model_s_tokens_and_the_embedding():
         assert torch.allclose(model(ids), reference(ids), atol=1e-5, rtol=1e-5)
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=20)
     assert list(generate(model, [1, 2, 3], sampling, stop_ids=())) == list(generate(reference, [1, 2, 3], sampling, stop_ids=()))
-    untouched = fast_cpu_linears(copy.deepcopy(reference), min_gain=float("inf"))  # no layout wins
-    assert sum(isinstance(m, TransposedLinear) for m in untouched.modules()) == 0
+
+
+def test_fast_cpu_linears_keeps_nn_linear_unless_a_candidate_is_faster_by_min_gain():
+    import copy
+
+    from chatgpt_scratch.usecases.inference import fast_cpu_linears
+
+    untouched = fast_cpu_linears(copy.deepcopy(_tiny_model()), min_gain=float("inf"))  # no candidate is that fast
+    assert sum(type(m) is nn.Linear for m in untouched.modules()) == 4 * untouched.cfg.n_layers + 1
