@@ -14,6 +14,10 @@ Stages (all by default, in this order; each one reads the files the stages befor
                    most 80 tokens (21,516)                                                   (~20 CPU min)
   instruct         then on the book's 935 entries alone, for their short-answer style;
                    answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
+  instruct-copy    then on the book's entries plus 25 copy-augmented variants of each one whose answer
+                   repeats a rare word of its prompt (--copy-augment: that word swapped for another in
+                   both), so the model copies names and words from the question; its best file becomes
+                   default-instruct                                                          (~14 CPU min)
   spam             a LoRA classifier on the base (linear layers + token embedding rows, rank 64),
                    on the SMS Spam Collection, spam weighted by its rarity (--balance weight) (~16 CPU min)
   install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
@@ -47,7 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "spam", "install", "ablations", "cards")
+STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy", "spam", "install", "ablations", "cards")
 SEED = "123"
 
 
@@ -80,6 +84,10 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
                      "--data", "instruction-data", "--mask-instructions", "--epochs", "3", "--batch-size", "8",
                      "--lr", "1e-4", "--min-lr", "1e-5", "--eval-every", "50", *common,
                      "--out", str(build / "instruct")],
+        "instruct-copy": ["finetune-instruct", "--init", str(build / "instruct.best.safetensors"),
+                          "--data", "instruction-data", "--copy-augment", "25", "--mask-instructions",
+                          "--group-by-length", "--epochs", "1", "--batch-size", "8", "--lr", "3e-4", "--warmup", "30",
+                          "--min-lr", "3e-5", "--eval-every", "400", *common, "--out", str(build / "instruct-copy")],
         "spam": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
                  "--lora-rank", "64", "--lora-alpha", "128", "--lora-targets", "qkv,out_proj,ff,emb", "--lora-norms",
                  "--pool", "mean", "--balance", "weight", "--epochs", "8", "--batch-size", "16", "--lr", "1e-3", "--warmup", "20",
@@ -197,15 +205,21 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
     answers = json.loads((build / "instruct-alpaca.responses.json").read_text())
     empty = sum(not a.get("model_response", "").strip() for a in answers)
     rows.append(("default-base + book + Alpaca entries of at most 80 tokens (first stage only)", rouge, loss, empty, "", shown(argv)))
-    shipped = score(build / "instruct.best.eval.json")
-    rows.append(("... + 3 epochs of the book data alone (shipped, float32 before bf16 storage)", *shipped, "",
+    rows.append(("... + 3 epochs of the book data alone (the v2 model)", *score(build / "instruct.best.eval.json"), "",
                  shown(stage_b)))
+    if (build / "instruct-copy.best.eval.json").exists():
+        rows.append(("... + 1 epoch of the book data with 25 copy-augmented variants of each entry (shipped, float32 "
+                     "before bf16 storage)", *score(build / "instruct-copy.best.eval.json"), "",
+                     shown(commands["instruct-copy"])))
     lines = ["| ingredients | test ROUGE-L F1 | reference-answer loss | empty answers | train time |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]} | {r[4]} |" for r in rows]
     lines += ["", "Commands: " + "; ".join(f"`{r[5]}`" for r in rows[:3])]
     (build / "ablations.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+INSTRUCT_STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy")
 
 
 def provenance(timings: dict, *stages: str) -> dict:
@@ -228,8 +242,8 @@ def install(build: Path, timings: dict) -> None:
 
     base = build / "default-base.safetensors"
     shutil.copyfile(base, target / "default-base.safetensors")
-    convert_checkpoint(build / "instruct.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
-                       parent="default-base.safetensors", **provenance(timings, "base", "base-more", "instruct-alpaca", "instruct"))
+    convert_checkpoint(build / "instruct-copy.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
+                       parent="default-base.safetensors", **provenance(timings, *INSTRUCT_STAGES))
     spam_adapter = adapter_path(build / "spam.best.safetensors")
     spam_meta = read_metadata(build / "spam.best.safetensors")
     convert_checkpoint(spam_adapter, target / "default-spam.safetensors", torch.bfloat16,

@@ -163,10 +163,13 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                        "19th-century novels and children's stories, and loses the thread after a few sentences.")
         if stem == "default-instruct":
             extra_n = meta.get("extra_train_entries")
+            augmented = meta.get("copy_augment_entries")
             out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json`, in the "
                        "stages the recipe above lists (with Stanford Alpaca's entries of at most 80 tokens where it says "
-                       "`--add-train`; an entry repeating a book val/test question is dropped; this file's header "
-                       f"records the last stage{'' if extra_n is None else f', {extra_n:,} extra entries'}); the "
+                       "`--add-train`, and copy-augmented variants of the book's entries where it says `--copy-augment`; "
+                       "an entry repeating a book val/test question is dropped; this file's header records the last "
+                       f"stage{'' if extra_n is None else f', {extra_n:,} extra entries'}"
+                       f"{'' if augmented is None else f', {augmented:,} augmented variants'}); the "
                        "book's 55 val and 110 test entries never train.")
             out.append("- **What each ingredient buys** (ROUGE-L F1 on the book's 110 test entries, greedy):")
             out += ["", notes["ablations.md"], ""]
@@ -179,13 +182,16 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                     "ran on the machine):", "", notes["fidelity.md"], "",
                     f"  Chat on a CPU uses **{meta.get('chat_precision', 'the stored dtype')}** (`chat_precision` in "
                     f"the header): the fastest precision whose greedy test replies equal float32's for at least "
-                    f"{SAME_REPLIES_NEEDED:.0%} of the entries (bf16 and int8 matched "
-                    f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%} here, with the same "
-                    "reference-answer loss to 0.002).", ""]
+                    f"{SAME_REPLIES_NEEDED:.0%} of the entries (here bf16 matched "
+                    f"{meta.get('chat_replies_equal_float32', {}).get('bfloat16', 0):.0%} and int8 "
+                    f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%}). float32 and bf16 run each "
+                    "Linear in the faster CPU layout for the machine (`inference.fast_cpu_linears`).", ""]
             out.append("- **Cannot**: be trusted on facts (it is 26M parameters pretrained for 100 CPU minutes); it "
-                       "answers in the book's short style and often restates the question correctly, but it still "
-                       "copies names and words from the prompt unreliably (\"The capital of Rome is Amsterdam.\"), "
-                       "invents content for open questions, and repeats itself in long answers.")
+                       "answers in the book's short style and restates the question, copying its names and words far "
+                       "more often than before copy augmentation, but it fills the answer itself with a wrong or odd "
+                       "word (\"The author of 'Pride and Prejudice' is 'narrow'.\"), sometimes puts an unrelated word "
+                       "where the question's should be, invents content for open questions, and repeats itself in "
+                       "long answers.")
         if stem == "default-spam":
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
                        f"seed {meta.get('seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} messages.")

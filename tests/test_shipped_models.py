@@ -109,8 +109,9 @@ def test_the_instruct_model_answers_a_fixed_prompt():
     assert session.stats.finish != "empty"
     meta = read_metadata(FOLDER / "default-instruct.safetensors")
     # No empty answer on the 110 test entries; ROUGE-L well above the random-weights book-only floor (0.268 in
-    # the issue, 0.238 here) and the previous built-in (0.288). The issue's goal of 0.50 is not reached yet.
-    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.34
+    # the issue, 0.238 here) and the v2 built-in without copy augmentation (0.353). The issue's goal of 0.50 is
+    # not reached yet.
+    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.42
 
 
 def test_the_real_builtins_cannot_be_deleted_or_renamed():
