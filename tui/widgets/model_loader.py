@@ -83,6 +83,8 @@ class ModelLoader(Widget):
     def load(self, path: Path) -> None:
         from tui.checkpoint_rows import human_size  # the size the Checkpoints screen shows
 
+        if path == self.path:
+            return  # already loading it (a second listing picked it again): one load, one clock
         try:
             self._size = f", {human_size(path.stat().st_size)}"
         except OSError:
