@@ -428,7 +428,9 @@ class Smoke:
         clean = self.redraw()
         self.check(step + " redraw", clean)
         runs = leftover_runs(before, after, clean, self.pane.size, still=still)
-        if runs:  # a loaded machine: the app may still have been drawing. Let it settle and look again.
+        for _ in range(3):  # a loaded machine: the app may still be drawing (a model that finishes loading
+            if not runs:  # rewrites the title line). Let it settle and look again, up to three times.
+                break
             time.sleep(1.5)
             still = self.pane.settle(timeout=6)
             clean = self.redraw()
