@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -17,6 +18,11 @@ from textual.widgets import Input
 
 from tests.tui.conftest import wait_until
 from tui.app import ScratchApp
+
+
+def _seconds(status: str) -> float:
+    """The seconds in a loading line: 'loading NAME, SIZE… 1.5 s · stage' -> 1.5."""
+    return float(re.search(r"… ([0-9.]+) s · ", status).group(1))
 
 
 def _hold(monkeypatch, owner, name: str) -> threading.Event:
@@ -57,7 +63,8 @@ async def test_loading_says_what_loads_and_how_far_it_is(tiny_base, tiny_classif
         status = lambda: str(screen.query_one(status_id).render())  # noqa: E731
         await wait_until(pilot, lambda: "building the model" in status(), what="the building stage")
         building = status()
-        await pilot.pause(0.6)
+        # The clock ticks every 0.5 s; on a loaded machine the tick's message may come late, so wait for it.
+        await wait_until(pilot, lambda: _seconds(status()) > _seconds(building), timeout=10, what="the seconds to move on")
         later = status()
         stages = list(screen.query_one(f"#{ {'chat': 'chat', 'spam': 'spam', 'xray': 'xr'}[mode]}-loader").stages)
         release.set()
@@ -65,7 +72,7 @@ async def test_loading_says_what_loads_and_how_far_it_is(tiny_base, tiny_classif
         done = status()
     size = "6.2 MB" if mode == "spam" else "12.4 MB"  # test-tiny with a 2-class head, or with the LM head
     assert building.startswith(f"loading {name}, {size}… ") and about in building
-    assert later != building  # the seconds move on while it waits
+    assert _seconds(later) > _seconds(building) and "building the model" in later  # the seconds move on while it waits
     assert "reading the header" in stages and stages[-1].startswith("building the model")
     assert [s for s in stages if s.startswith("reading the weights")][-1] == f"reading the weights {size} of {size}"
     assert "loading" not in done

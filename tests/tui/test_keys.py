@@ -3,6 +3,8 @@ digits switch only when no text box has the focus (in one they are typed); About
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import Input, Markdown
 
 from tui.app import ScratchApp
@@ -98,11 +100,13 @@ async def test_chat_says_what_it_loads_and_for_how_long(tiny_base, monkeypatch):
         status = lambda: str(screen.query_one("#chat-status").render())  # noqa: E731
         await wait_until(pilot, lambda: "loading tiny-base.safetensors" in status(), what="the loading line")
         first = status()
-        await pilot.pause(0.7)
+        # The clock ticks every 0.5 s; on a loaded machine the tick's message may come late, so wait for it.
+        secs = lambda line: float(re.search(r"… ([0-9.]+) s", line).group(1))  # noqa: E731
+        await wait_until(pilot, lambda: secs(status()) > secs(first), timeout=10, what="the seconds to move on")
         later = status()
         release.set()
         await wait_until(pilot, lambda: screen.session is not None, what="the model")
         await pilot.pause(0.7)
         done = status()
-    assert "tiny-base.safetensors, 12.4 MB…" in first and first != later  # the seconds move on
+    assert "tiny-base.safetensors, 12.4 MB…" in first and secs(later) > secs(first)  # the seconds move on
     assert "Type a message." in done and "loading" not in done
