@@ -191,17 +191,14 @@ def copy_augment(examples: Sequence[InstructionExample], k: int, seed: int = 123
     if k == 0:
         return []
 
-    def words(text: str) -> list[str]:
-        return _WORD.findall(text)
-
-    df = Counter(w for e in examples for w in set(words(f"{e.instruction} {e.input} {e.output}")))
-    pool = sorted({w for e in examples for w in words(f"{e.instruction} {e.input} {e.output}")
-                   if w.lower() not in _COMMON})
+    prompt_words = [set(_WORD.findall(f"{e.instruction} {e.input}")) for e in examples]
+    answer_words = [set(_WORD.findall(e.output)) for e in examples]
+    df = Counter(w for p, a in zip(prompt_words, answer_words) for w in p | a)
+    pool = sorted(w for w in df if w.lower() not in _COMMON)
     rng = random.Random(seed)
     out: list[InstructionExample] = []
-    for e in examples:
-        shared = sorted(w for w in set(words(f"{e.instruction} {e.input}")) & set(words(e.output))
-                        if w.lower() not in _COMMON and df[w] <= max_df)
+    for e, p, a in zip(examples, prompt_words, answer_words):
+        shared = sorted(w for w in p & a if w.lower() not in _COMMON and df[w] <= max_df)
         if not shared:
             continue
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, shared)) + r")\b")

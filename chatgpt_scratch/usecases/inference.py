@@ -117,37 +117,39 @@ def fast_cpu_linears(model: Any, min_gain: float = 1.15, repeats: int = 7, kinds
         return model
     choices: dict[tuple, Any] = {}
 
-    def fastest(linear: nn.Linear) -> Any:
+    def replacement(linear: nn.Linear) -> nn.Module:
+        """The module to run `linear` with: itself, or the candidate kind that won for its shape."""
         w, b = linear.weight.detach(), None if linear.bias is None else linear.bias.detach()
         key = (tuple(w.shape), w.dtype, b is not None)
-        if key not in choices:
-            wanted = kinds or (TransposedLinear, OneDNNLinear)
-            candidates = {nn.Linear: linear}
-            candidates |= {kind: kind(w, b) for kind in wanted if kind is not OneDNNLinear or ONEDNN_LINEAR is not None}
-            x = torch.randn(1, 1, w.shape[1], dtype=w.dtype)
-            times: dict[Any, list[float]] = {kind: [] for kind in candidates}
-            with torch.inference_mode():
-                for module in candidates.values():  # warm up, and size a round to about a millisecond
+        if key in choices:
+            return linear if choices[key] is nn.Linear else choices[key](w, b)
+        wanted = kinds or (TransposedLinear, OneDNNLinear)
+        candidates = {nn.Linear: linear}
+        candidates |= {kind: kind(w, b) for kind in wanted if kind is not OneDNNLinear or ONEDNN_LINEAR is not None}
+        x = torch.randn(1, 1, w.shape[1], dtype=w.dtype)
+        times: dict[Any, list[float]] = {kind: [] for kind in candidates}
+        with torch.inference_mode():
+            for module in candidates.values():  # warm up, and size a round to about a millisecond
+                started = time.perf_counter()
+                module(x)
+            calls = max(1, int(1e-3 / max(time.perf_counter() - started, 1e-6)))
+            for _ in range(repeats):
+                for kind, module in candidates.items():
                     started = time.perf_counter()
-                    module(x)
-                calls = max(1, int(1e-3 / max(time.perf_counter() - started, 1e-6)))
-                for _ in range(repeats):
-                    for kind, module in candidates.items():
-                        started = time.perf_counter()
-                        for _ in range(calls):
-                            module(x)
-                        times[kind].append(time.perf_counter() - started)
-            median = {kind: statistics.median(t) for kind, t in times.items()}
-            best = min((kind for kind in median if kind is not nn.Linear), key=median.get, default=nn.Linear)
-            choices[key] = best if median[nn.Linear] >= min_gain * median[best] else nn.Linear
-        return choices[key]
+                    for _ in range(calls):
+                        module(x)
+                    times[kind].append(time.perf_counter() - started)
+        median = {kind: statistics.median(t) for kind, t in times.items()}
+        best = min((kind for kind in median if kind is not nn.Linear), key=median.get, default=nn.Linear)
+        choices[key] = best if median[nn.Linear] >= min_gain * median[best] else nn.Linear
+        return candidates[choices[key]]  # the timed module itself (no second copy of a transposed head)
 
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear and child.weight.dtype in (torch.float32, torch.bfloat16):
-                kind = fastest(child)
-                if kind is not nn.Linear:
-                    setattr(parent, name, kind(child.weight.detach(), None if child.bias is None else child.bias.detach()))
+                module = replacement(child)
+                if module is not child:
+                    setattr(parent, name, module)
     return model
 
 
