@@ -31,9 +31,7 @@ def save_setting(key: str, value: Any) -> None:
     from chatgpt_scratch.storage.fileio import write_text_atomic
 
     settings = {**load_settings(), key: value}
-    path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+    write_text_atomic(settings_path(), json.dumps(settings, indent=1) + "\n")  # makes the folder if needed
 
 
 def welcome_due() -> bool:

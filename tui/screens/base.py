@@ -7,14 +7,14 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
-from textual.worker import Worker
 
 from tui import keymap
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.nav import NavBar
+from tui.workers import ReportsWorkerErrors
 
 
-class MainScreen(Screen):
+class MainScreen(ReportsWorkerErrors, Screen):
     """A main screen: subclasses set MODE and implement compose_body(). MODE also names the screen's keys
     (its rows in tui/keymap.py) and its stylesheet (MODE.tcss, beside the subclass's module: Textual
     resolves a relative CSS_PATH from the file of the instance's class)."""
@@ -42,7 +42,3 @@ class MainScreen(Screen):
         pickers = self.query(ModelPicker)
         return pickers.first().current if pickers else None
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # A screen's @work workers report to the screen (the event does not bubble): hand it to the
-        # App's one place that turns a worker's error into a notification.
-        self.app.on_worker_state_changed(event)

@@ -22,8 +22,8 @@ from textual.widgets import Input, Markdown
 
 from tui.screens.base import MainScreen
 from tui.widgets.chat_log import ChatLog
-from tui.widgets.chat_panel import ChatPanel, how_to_get_a_model  # noqa: F401
-from tui.widgets.chat_sidebar import CHAT_SAMPLING, SAMPLING_FIELDS, ChatSidebar  # noqa: F401
+from tui.widgets.chat_panel import ChatPanel
+from tui.widgets.chat_sidebar import SAMPLING_FIELDS, ChatSidebar  # noqa: F401 (SAMPLING_FIELDS: public here too)
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.model_loader import ModelLoader
 from tui.widgets.model_picker import ModelPicker

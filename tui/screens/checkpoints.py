@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import DataTable, Label
 
-from tui.checkpoint_rows import COLUMNS, details_content, find_run_events, human_size, row_for  # noqa: F401 (public here too)
+from tui.checkpoint_rows import find_run_events, human_size  # noqa: F401 (find_run_events: public here too)
 from tui.screens.base import MainScreen
 from tui.screens.dialogs import ChoicePrompt, ConfirmDialog, TextPrompt
 from tui.widgets.checkpoint_details import CheckpointDetails

@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, DataTable, Label, ProgressBar, Static, TextArea
 
+from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # stdlib only
 from tui.screens.base import MainScreen
 from tui.widgets.model_loader import ModelLoader
 from tui.widgets.model_picker import ModelPicker
@@ -43,7 +44,7 @@ class SpamScreen(MainScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="spam-body"):
             with Horizontal(id="spam-top"):
-                yield ModelPicker(("classifier",), id="spam-model", prompt="Pick a classifier", role="spam")
+                yield ModelPicker(DEFAULT_KINDS["classify"], id="spam-model", prompt="Pick a classifier", role="spam")
                 yield Button("Classify", id="spam-classify", variant="primary")
             yield Label("", id="spam-status")
             yield TextArea(id="spam-input", soft_wrap=True, show_line_numbers=False,

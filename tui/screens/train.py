@@ -25,7 +25,7 @@ from tui.screens.base import MainScreen
 from tui.train_form import DEFAULTS, FIELDS, TrainForm, name_taken  # noqa: F401 (DEFAULTS, FIELDS: public here too)
 from tui.widgets.run_list import RunList
 from tui.widgets.run_monitor import Monitor
-from tui.widgets.run_view import POLL_S, RunView  # noqa: F401 (POLL_S: public here too)
+from tui.widgets.run_view import RunView
 from tui.widgets.train_form import TrainFormPanel, set_select  # noqa: F401 (set_select: public here too)
 
 RUNS_REFRESH_S = 2.0

@@ -14,6 +14,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown
 
+from tui.workers import ReportsWorkerErrors
+
 # Each screen: (mode, key, name, what it is for, the command whose default model it opens with).
 SCREENS = [
     ("chat", "1", "Chat", "talk to an instruction-tuned model; Esc stops a reply, ctrl+r regenerates", "chat"),
@@ -62,7 +64,7 @@ def _model_text(models: dict[str, Any] | None, command: str) -> str:
     return f"`{info.name}` ({'built-in' if info.builtin else 'yours'})"
 
 
-class WelcomeScreen(ModalScreen[None]):
+class WelcomeScreen(ReportsWorkerErrors, ModalScreen[None]):
     BINDINGS = [Binding(CLOSE_KEY, "dismiss", "Start"), Binding("escape", "dismiss", "Close", show=False)]
     DEFAULT_CSS = """
     WelcomeScreen { align: center middle; }
@@ -100,5 +102,3 @@ class WelcomeScreen(ModalScreen[None]):
     def models_found(self, message: ModelsFound) -> None:
         self.query_one("#welcome-text", Markdown).update(welcome_markdown(self.app.has_xray, message.models))
 
-    def on_worker_state_changed(self, event) -> None:
-        self.app.on_worker_state_changed(event)

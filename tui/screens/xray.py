@@ -27,6 +27,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Label
 
+from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # stdlib only
 from chatgpt_scratch.usecases.xray_view import token_stats
 from tui.screens.base import MainScreen
 from tui.widgets.model_loader import ModelLoader
@@ -65,7 +66,7 @@ class XrayScreen(MainScreen):
         with Vertical(id="xr-body"):
             with Horizontal(id="xr-top"):
                 # No role: X-ray opens with the base model (the default rule, as `xray` does), not the chat's.
-                picker = ModelPicker(("base", "instruct"), id="xr-model", prompt="Pick a base or instruct model")
+                picker = ModelPicker(DEFAULT_KINDS["xray"], id="xr-model", prompt="Pick a base or instruct model")
                 picker.compact = True
                 yield picker
                 yield Button("Pick top ▶", id="xr-step-top", compact=True)
@@ -106,7 +107,7 @@ class XrayScreen(MainScreen):
         from chatgpt_scratch.usecases.inference import load_for_inference
 
         with self.lock:
-            model, _ = load_for_inference(path, device=resolve_device("auto"), kind=("base", "instruct"))
+            model, _ = load_for_inference(path, device=resolve_device("auto"), kind=DEFAULT_KINDS["xray"])
         return model.eval()
 
     @on(ModelLoader.Progress, "#xr-loader")

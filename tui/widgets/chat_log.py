@@ -11,10 +11,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Markdown
 
+from tui.workers import ReportsWorkerErrors
+
 FLUSH_EVERY_S = 0.05  # the bubble grows at most 20 times a second
 
 
-class ChatLog(VerticalScroll):
+class ChatLog(ReportsWorkerErrors, VerticalScroll):
     """Bubbles of class `bubble user` / `bubble assistant`; `#chat-empty` (first-run help) stays first."""
 
     class ReplyChunk(Message):
@@ -91,6 +93,3 @@ class ChatLog(VerticalScroll):
         await message.bubble.append(message.text)
         self.scroll_end(animate=False)
 
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's workers report here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)

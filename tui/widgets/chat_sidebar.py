@@ -13,10 +13,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Label
 
+from chatgpt_scratch.storage.checkpoint_format import DEFAULT_KINDS  # stdlib only
 from chatgpt_scratch.sampling import sampling_params
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.sampling_form import SamplingForm
+from tui.workers import ReportsWorkerErrors
 
 # The sidebar's fields come from sampling.SAMPLING_PARAMS (the CLI's flags do too); these are the chat
 # screen's starting values: varied replies rather than the library's greedy default. Blank = off.
@@ -25,7 +27,7 @@ CHAT_SAMPLING = {"temperature": "0.7", "top_k": "40", "top_p": "0.95", "max_new_
 SAMPLING_FIELDS = [(p.name, p.label, CHAT_SAMPLING[p.name]) for p in sampling_params(CHAT_SAMPLING)]
 
 
-class ChatSidebar(VerticalScroll):
+class ChatSidebar(ReportsWorkerErrors, VerticalScroll):
     class ConversationOpened(Message):
         """Saved conversation `conversation_id` is now the current one; its `messages` to show."""
 
@@ -43,7 +45,7 @@ class ChatSidebar(VerticalScroll):
         self.chat = chat  # the library's ChatConversation (session, store, open conversation), the screen's too
 
     def compose(self) -> ComposeResult:
-        yield ModelPicker(("instruct", "base"), id="chat-model", prompt="Pick a model", role="chat")
+        yield ModelPicker(DEFAULT_KINDS["chat"], id="chat-model", prompt="Pick a model", role="chat")
         yield Label("Sampling (next reply)", classes="side-title")
         yield SamplingForm(SAMPLING_FIELDS, id="chat-sampling")
         yield Label("Conversations", classes="side-title")
@@ -104,6 +106,3 @@ class ChatSidebar(VerticalScroll):
         if (conv_id := self._need_conversation()) is not None:
             self.query_one(ConversationList).export(self.chat.store, conv_id)
 
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's workers report here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)

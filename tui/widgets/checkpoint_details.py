@@ -15,9 +15,10 @@ from textual.worker import get_current_worker
 from tui import jobs
 from tui.checkpoint_rows import details_content, find_run_events
 from tui.widgets.loss_plot import LossPlot
+from tui.workers import ReportsWorkerErrors
 
 
-class CheckpointDetails(Horizontal):
+class CheckpointDetails(ReportsWorkerErrors, Horizontal):
     class CurveRead(Message):
         """A worker read the events of the run that wrote the checkpoint (none: [])."""
 
@@ -53,5 +54,3 @@ class CheckpointDetails(Horizontal):
     def curve_read(self, message: CurveRead) -> None:
         self.query_one("#ckpt-plot", LossPlot).set_events(message.events)
 
-    def on_worker_state_changed(self, event) -> None:
-        self.app.on_worker_state_changed(event)  # the App's one place that shows a worker's error

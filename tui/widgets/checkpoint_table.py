@@ -16,9 +16,10 @@ from textual.widgets import DataTable
 
 from tui.checkpoint_rows import COLUMNS, row_for
 from tui.widgets.row_table import RowTable
+from tui.workers import ReportsWorkerErrors
 
 
-class CheckpointTable(RowTable):
+class CheckpointTable(ReportsWorkerErrors, RowTable):
     class Read(Message):
         """A worker listed the checkpoints of `folder` (and the built-in ones)."""
 
@@ -82,5 +83,3 @@ class CheckpointTable(RowTable):
         event.stop()
         self.post_message(self.UseRequested())
 
-    def on_worker_state_changed(self, event) -> None:
-        self.app.on_worker_state_changed(event)  # the App's one place that shows a worker's error

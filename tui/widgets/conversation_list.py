@@ -11,8 +11,10 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Label, ListItem, ListView
 
+from tui.workers import ReportsWorkerErrors
 
-class ConversationList(ListView):
+
+class ConversationList(ReportsWorkerErrors, ListView):
     class Picked(Message):
         """The user picked saved conversation `conversation_id`."""
 
@@ -88,6 +90,3 @@ class ConversationList(ListView):
         self.app.push_screen(TextPrompt("Export this conversation as Markdown to:",
                                         str(Path.cwd() / f"conversation-{conv_id}.md")), answer)
 
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's workers report here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)

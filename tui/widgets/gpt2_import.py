@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Label, ProgressBar
 
 from tui import jobs
+from tui.workers import ReportsWorkerErrors
 
 GPT2_SIZES = [("gpt2-small (124M)", "gpt2-small"), ("gpt2-medium (355M)", "gpt2-medium"),
               ("gpt2-large (774M)", "gpt2-large"), ("gpt2-xl (1558M)", "gpt2-xl")]
@@ -33,7 +34,7 @@ def import_target(source: str, checkpoints: Path) -> tuple[list[str], Path]:
     return [*args, "--out", str(out)], out
 
 
-class GPT2Import(Horizontal):
+class GPT2Import(ReportsWorkerErrors, Horizontal):
     """A label and a progress bar, hidden until an import runs (id `ckpt-progress-row` for the CSS)."""
 
     class Finished(Message):
@@ -69,10 +70,6 @@ class GPT2Import(Horizontal):
             self.post_message(self.Finished(out))
         finally:
             self.app.call_from_thread(self.add_class, "hidden")
-
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's worker reports here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)
 
 
 class _ProgressReader:

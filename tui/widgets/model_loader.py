@@ -24,11 +24,13 @@ from textual import on, work
 from textual.message import Message
 from textual.widget import Widget
 
+from tui.workers import ReportsWorkerErrors
+
 CHUNK = 4 << 20  # read the weights 4 MiB at a time
 TICK_S = 0.5  # the status line's seconds move on this often
 
 
-class ModelLoader(Widget):
+class ModelLoader(ReportsWorkerErrors, Widget):
     """Loads `build(path)` in a worker; a newer load() replaces an older one still running."""
 
     DEFAULT_CSS = "ModelLoader { display: none; }"
@@ -52,11 +54,11 @@ class ModelLoader(Widget):
             self.text = text
 
     class Loaded(_About):
-        """`model` (what build returned) is ready, from `path`, after `seconds`."""
+        """`model` (what build returned) is ready, from `path`."""
 
-        def __init__(self, loader: ModelLoader, path: Path, model: Any, seconds: float) -> None:
+        def __init__(self, loader: ModelLoader, path: Path, model: Any) -> None:
             super().__init__(loader, path)
-            self.model, self.seconds = model, seconds
+            self.model = model
 
     class Failed(_About):
         """Loading `path` failed (the App shows the error)."""
@@ -76,9 +78,6 @@ class ModelLoader(Widget):
         self._size = ""
         self._timer: Any = None
 
-    @property
-    def busy(self) -> bool:
-        return self.path is not None
 
     def load(self, path: Path) -> None:
         from tui.checkpoint_rows import human_size  # the size the Checkpoints screen shows
@@ -147,13 +146,8 @@ class ModelLoader(Widget):
 
     def _finish(self, path: Path, model: Any, failed: bool = False) -> None:
         # On the UI thread: a message made in a worker thread has no sender, and @on(..., "#id") skips those.
-        seconds = time.monotonic() - self._since
         self._done()
-        self.post_message(self.Failed(self, path) if failed else self.Loaded(self, path, model, seconds))
-
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's worker reports here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)
+        self.post_message(self.Failed(self, path) if failed else self.Loaded(self, path, model))
 
 
 def describe(path: Path) -> str:

@@ -19,8 +19,10 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Select
 
+from tui.workers import ReportsWorkerErrors
 
-class ModelPicker(Select[str]):
+
+class ModelPicker(ReportsWorkerErrors, Select[str]):
     """Lists checkpoints (and adapters) whose model kind is in `kinds` (in order of preference for the default);
     posts Picked for the model to load. `role` ('chat', 'spam') names the app's record of the model wanted."""
 
@@ -98,9 +100,6 @@ class ModelPicker(Select[str]):
         if event.control is self and isinstance(event.value, str) and Path(event.value) != self.current:
             self.post_message(self.Picked(self, Path(event.value)))
 
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's worker reports here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)
 
     def select_path(self, path: Path) -> None:
         """Show `path` as picked without posting Changed (the screen loads it itself)."""

@@ -16,11 +16,12 @@ from textual.widgets import DataTable
 
 from tui import jobs
 from tui.widgets.row_table import RowTable
+from tui.workers import ReportsWorkerErrors
 
 MARK = "● "  # before the name of a run marked for comparison
 
 
-class RunList(RowTable):
+class RunList(ReportsWorkerErrors, RowTable):
     BINDINGS = [Binding("space", "toggle_mark", "Mark to compare")]
 
     class Listed(Message):
@@ -122,9 +123,6 @@ class RunList(RowTable):
             self.marked.append(key)
         self.update_cell(key, self.ordered_columns[0].key, self._run_label(self.runs[key]))
         self.post_message(self.MarksChanged([Path(k) for k in self.marked]))
-
-    def on_worker_state_changed(self, event) -> None:
-        self.app.on_worker_state_changed(event)  # the App's one place that shows a worker's error
 
 
 def _step_text(step: int | None, total: int | None) -> str:

@@ -27,11 +27,12 @@ from tui import jobs
 from tui.train_form import TASKS
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.run_monitor import Monitor
+from tui.workers import ReportsWorkerErrors
 
 POLL_S = 0.25  # events are read (and the plot redrawn) at most 4 times a second
 
 
-class RunView(Vertical):
+class RunView(ReportsWorkerErrors, Vertical):
     class Advanced(Message):
         """The followed run reached `step` (of `total`)."""
 
@@ -214,5 +215,3 @@ class RunView(Vertical):
             return
         self.plot.compare(message.series)
 
-    def on_worker_state_changed(self, event) -> None:
-        self.app.on_worker_state_changed(event)  # the App's one place that shows a worker's error

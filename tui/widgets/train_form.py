@@ -18,6 +18,7 @@ from textual.widgets.select import InvalidSelectValueError
 
 from tui import jobs
 from tui.train_form import DEFAULTS, DEVICES, FIELDS, NEEDS_CHECKPOINT, PRESETS, START_KINDS, TASKS, TrainForm
+from tui.workers import ReportsWorkerErrors
 
 
 def set_select(select: Select, value: str) -> None:
@@ -29,7 +30,7 @@ def set_select(select: Select, value: str) -> None:
             pass
 
 
-class TrainFormPanel(VerticalScroll):
+class TrainFormPanel(ReportsWorkerErrors, VerticalScroll):
     class StartRequested(Message):
         """The user pressed Start."""
 
@@ -197,6 +198,3 @@ class TrainFormPanel(VerticalScroll):
             return cfg.context_length if cfg else None
         return self.contexts.get(value)
 
-    def on_worker_state_changed(self, event) -> None:
-        # This widget's workers report here (the event does not bubble): the App turns errors into a notification.
-        self.app.on_worker_state_changed(event)
