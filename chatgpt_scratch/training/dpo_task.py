@@ -303,7 +303,3 @@ class DPOTask(FineTuneTask):
         return {"template": self.data.template.name, "dpo_beta": self.beta, "max_length": self.max_length,
                 "batch_size": self.batch_size, **self.data.info}
 
-    def save_model(self, path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-        from chatgpt_scratch.lora import save_full_or_lora
-
-        save_full_or_lora(path, model, "instruct", self.lora_base, **metadata)

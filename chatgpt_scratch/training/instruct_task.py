@@ -246,9 +246,3 @@ class InstructTask(FineTuneTask):
 
     # Saving (LoRA) ----------------------------------------------------------------------------------
 
-    def save_model(self, path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-        """Used by the Trainer for every save. Full fine-tune: a plain instruct checkpoint.
-        LoRA: the merged model at `path` and the adapter alone at NAME.lora.safetensors."""
-        from chatgpt_scratch.lora import save_full_or_lora
-
-        save_full_or_lora(path, model, "instruct", self.lora_base, **metadata)

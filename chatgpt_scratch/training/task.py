@@ -77,3 +77,10 @@ class FineTuneTask:
         self.group_by_length = group_by_length
         self.extra_metadata = dict(extra_metadata or {})
         self.lora_base = Path(lora_base) if lora_base is not None else None
+
+    def save_model(self, path: Path, model: Any, metadata: dict[str, Any]) -> None:
+        """Used by the Trainer for every save. Full fine-tune: a plain checkpoint of the task's kind.
+        LoRA: the merged model at `path` and the adapter alone at NAME.lora.safetensors."""
+        from chatgpt_scratch.lora import save_full_or_lora
+
+        save_full_or_lora(path, model, self.checkpoint_kind, self.lora_base, **metadata)
