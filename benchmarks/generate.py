@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from chatgpt_scratch.compiled_decode import attach_decoder
 from chatgpt_scratch.config import PRESETS
 from chatgpt_scratch.generation import SamplingConfig, generate
 from chatgpt_scratch.model import GPTModel
@@ -77,9 +78,13 @@ LLAMA_ROWS = {"llama-f32": "f32", "llama-f16": "f16", "llama-q8_0": "q8_0"}
 # Our row -> the llama.cpp row with the same kind of weights, for the "vs llama.cpp" ratio.
 LLAMA_PEER = {"fp32": "llama-f32", "bf16": "llama-f16", "fp16": "llama-f16", "int8": "llama-q8_0",
               "int8w": "llama-q8_0", "int4": "llama-q8_0",
-              "int8w-bf16": "llama-q8_0", "int4-bf16": "llama-q8_0"}
+              "int8w-bf16": "llama-q8_0", "int4-bf16": "llama-q8_0",
+              "fp32-compiled": "llama-f32", "bf16w-compiled": "llama-f16", "int8w-compiled": "llama-q8_0"}
+# Rows that run generation with a compiled decode step (compiled_decode.py), and its weights.
+COMPILED_ROWS = {"fp32-compiled": "float32", "bf16w-compiled": "bfloat16", "int8w-compiled": "int8"}
 # The ratio rows printed under the table: (our row, llama.cpp row), the same kind of weights.
-RATIO_ROWS = [("fp32", "llama-f32"), ("bf16", "llama-f16"), ("int8", "llama-q8_0"), ("int8w", "llama-q8_0"),
+RATIO_ROWS = [("fp32-compiled", "llama-f32"), ("bf16w-compiled", "llama-f16"), ("int8w-compiled", "llama-q8_0"),
+              ("fp32", "llama-f32"), ("bf16", "llama-f16"), ("int8", "llama-q8_0"), ("int8w", "llama-q8_0"),
               ("int8w-bf16", "llama-q8_0"), ("int4", "llama-q8_0"), ("int4-bf16", "llama-q8_0")]
 
 
@@ -135,8 +140,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--rows", default="hf,fp32-plain,fp32,bf16-plain,bf16,int8,llama-f32,llama-f16,llama-q8_0",
-                        help="comma list of: hf, fp32, fp32-plain, nocache, bf16, bf16-plain, fp16, int8, int8w, int4, "
+    parser.add_argument("--rows", default="hf,fp32-plain,fp32,fp32-compiled,bf16,bf16w-compiled,int8,int8w-compiled,"
+                        "llama-f32,llama-f16,llama-q8_0",
+                        help="comma list of: hf, fp32, fp32-plain, fp32-compiled, nocache, bf16, bf16-plain, "
+                        "bf16w-compiled, fp16, int8, int8w-compiled, int8w, int4, "
                         "int8w-bf16, int4-bf16, hf-bf16, llama-f32, llama-f16, llama-q8_0 (the llama.cpp rows need "
                         "llama-cpp-python; skipped without it)")
     parser.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads (default: 2)")
@@ -185,6 +192,7 @@ def main() -> None:
             tokens = list(generate(model, prompt, sampling, stop_ids=(), use_cache=use_cache))
             sync()
             return tokens
+        run.model = model
         return run
 
     row_names = args.rows.split(",")
@@ -218,6 +226,14 @@ def main() -> None:
         elif name == "fp32":  # what chat and generate run: the faster CPU layout of each Linear
             model = fast_cpu_linears(fresh()).to(device) if device.type == "cpu" else ours.to(device)
             runner, label = ours_runner(model), "ours, KV cache, float32"
+        elif name in COMPILED_ROWS:  # what chat --compile runs (the first, untimed run compiles)
+            if device.type != "cpu":
+                continue
+            model = fresh()
+            attach_decoder(model, COMPILED_ROWS[name])
+            weights = {"float32": "float32", "bfloat16": "bf16 weights", "int8": "int8 weights (per row)"}
+            runner = ours_runner(model)
+            label = f"ours, compiled decode step, {weights[COMPILED_ROWS[name]]}"
         elif name == "fp32-plain":
             runner, label = ours_runner(ours.to(device)), "ours, KV cache, float32, nn.Linear layout"
         elif name == "nocache":
@@ -254,6 +270,9 @@ def main() -> None:
     tokens: dict[str, list[int]] = {}
     for name, (label, runner) in runners.items():  # warm-up, and the tokens each row makes
         tokens[name] = runner()
+        decoder = getattr(getattr(runner, "model", None), "decoder", None)
+        if decoder is not None and decoder.error:
+            print(f"{label}: compiling failed, it ran eagerly ({decoder.error})")
     for round_ in range(args.repeats):
         for name, (label, runner) in runners.items():
             seconds, _ = timed(runner)
@@ -304,7 +323,7 @@ def main() -> None:
     if ratios:
         print(f"\nratios to llama.cpp ({title}; > 1 means we are faster):")
         for ours_row, peer_row in ratios:
-            print(f"  ours {runners[ours_row][0].removeprefix('ours, KV cache, ')} : llama.cpp {LLAMA_ROWS[peer_row]}"
+            print(f"  {runners[ours_row][0].removeprefix('ours, ')} : llama.cpp {LLAMA_ROWS[peer_row]}"
                   f" = {median[peer_row] / median[ours_row]:.2f}x")
     work.cleanup()
 

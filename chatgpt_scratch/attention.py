@@ -88,16 +88,23 @@ class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated once.
 
     Decoding token t then costs one query against t cached keys instead of
-    recomputing all t tokens through every layer.
+    recomputing all t tokens through every layer. All layers share one tensor each for keys and
+    values, (n_layers, batch, heads, max_len, head_dim), zero-filled (so a kernel that reads past
+    `length` reads zeros, never garbage); `keys[layer]` and `values[layer]` are views of it.
     """
 
     def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        shape = (batch, n_heads, max_len, head_dim)
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.all_keys = torch.zeros((n_layers, batch, n_heads, max_len, head_dim), device=device, dtype=dtype)
+        self.all_values = torch.zeros_like(self.all_keys)
+        self._views()
         self.max_len = max_len
         self.length = 0  # tokens cached; the model advances it after all layers ran
+
+    def _views(self) -> None:
+        # one select per layer (not unbind: its views may not be written in place under autograd)
+        self.keys = [self.all_keys[layer] for layer in range(len(self.all_keys))]
+        self.values = [self.all_values[layer] for layer in range(len(self.all_values))]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new (batch, heads, n_new, head_dim) keys/values; return all keys/values so far."""
@@ -108,8 +115,8 @@ class KVCache:
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (batched generation drops finished rows)."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
+        self.all_keys, self.all_values = self.all_keys[:, rows], self.all_values[:, rows]
+        self._views()
 
 
 def attention_mask(n_queries: int, n_keys: int, key_is_real: torch.Tensor | None, device) -> torch.Tensor:

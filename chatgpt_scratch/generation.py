@@ -220,8 +220,9 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
     try:
         seen = window(ids)  # a prompt longer than the context is cropped from the left
         cache = None
-        if use_cache:
-            cache = model.new_cache(1, max_len=min(context, len(seen) + sampling.max_new_tokens))
+        decoder = getattr(model, "decoder", None) if use_cache else None  # compiled_decode.attach_decoder
+        if use_cache:  # the compiled step is made for one cache shape: the whole context
+            cache = model.new_cache(1, max_len=None if decoder else min(context, len(seen) + sampling.max_new_tokens))
         logits = _last_logits(model, as_batch(seen), cache)
         for step in range(sampling.max_new_tokens):
             token = int(pick_next_token(logits, sampling, [ids], generator)[0])
@@ -233,6 +234,8 @@ def _token_stream(model, prompt_ids: Sequence[int], sampling: SamplingConfig,
                 return
             if not use_cache:
                 logits = _last_logits(model, as_batch(window(ids)))
+            elif cache.length < context and decoder is not None:
+                logits = decoder.step(token, cache)
             elif cache.length < context:  # the window start has not moved: append to the cache
                 logits = _last_logits(model, as_batch([token]), cache)
             else:  # window full: positions shift, cached keys are stale; re-prefill the new window

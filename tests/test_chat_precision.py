@@ -36,3 +36,12 @@ def test_bfloat16_recommendation_and_explicit_dtype_wins(tmp_path):
 def test_no_recommendation_keeps_the_saved_dtype(tmp_path):
     path = _save(tmp_path)
     assert next(ChatSession.from_checkpoint(path, device="cpu").model.parameters()).dtype == torch.float32
+
+
+def test_compile_keeps_float32_for_the_prompt_and_decodes_in_the_recommended_precision(tmp_path):
+    path = _save(tmp_path, chat_precision="int8")
+    session = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=3), compile=True)
+    assert next(session.model.parameters()).dtype == torch.float32  # the eager model: the prompt runs here
+    assert type(session.model.trf_blocks[0].att.qkv) is torch.nn.Linear  # not dynamic-quantized
+    assert session.model.decoder.weights == "int8"
+    assert session.model.decoder.module.layers[0]["qkv"][0].dtype == torch.int8

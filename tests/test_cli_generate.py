@@ -91,3 +91,20 @@ def test_generate_help_names_the_flags(capsys):
     for flag in ("--checkpoint", "--temperature", "--top-k", "--top-p", "--repetition-penalty",
                  "--max-new-tokens", "--seed", "--stop", "--device", "--dtype", "--quantize"):
         assert flag in out
+
+
+def test_generate_compile_prints_what_the_eager_model_makes_and_says_it_compiled(tiny, capsys):
+    """--compile: the same greedy text (the model's own function, compiled), the compile announced on stderr."""
+    model, path = tiny
+    assert main(["generate", "--checkpoint", path, "--max-new-tokens", "20", "--compile", "Every effort moves"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == generate_text(model, "Every effort moves", SamplingConfig(max_new_tokens=20)) + "\n"
+    assert captured.err.startswith("compiling the decode step for this CPU (cached for later runs) ... ")
+    assert captured.err.rstrip().endswith(" s")  # the seconds it took, not "failed"
+
+
+def test_generate_compile_refuses_float16_in_one_line(tiny, capsys):
+    _, path = tiny
+    assert main(["generate", "--checkpoint", path, "--compile", "--dtype", "float16", "Hi"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --compile decodes with float32, bfloat16 or int8 weights; use --dtype bfloat16"

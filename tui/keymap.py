@@ -40,6 +40,8 @@ KEYMAP: dict[str, str] = {
         ctrl+d     delete_conversation    Delete chat
         ctrl+e     export_conversation    Export
         ctrl+b     toggle_sidebar         Sidebar
+        # Hidden: the footer has no room left at 120 columns; the palette (ctrl+p) and the README list it.
+        f7         toggle_fast_decode     Fast decode on/off  hidden
     """,
     "spam": """
         ctrl+enter,ctrl+j,f6  classify    Classify      priority

@@ -11,6 +11,7 @@ commands and the saving are tested directly; prompt_toolkit is imported only by 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import signal
@@ -78,6 +79,9 @@ def register(subparsers) -> None:
     add_checkpoint_arg(p, "chat")
     add_sampling_args(p)
     add_device_arg(p)
+    from chatgpt_scratch.cli.generate import add_compile_arg
+
+    add_compile_arg(p)
     p.add_argument("--db", action="store_true", help="print the path of the chat database and exit")
     p.add_argument("--resume", type=int, default=None, metavar="ID",
                    help="continue saved conversation ID (`/history all` lists them)")
@@ -97,10 +101,15 @@ class CommandResult:
     reply: Iterator[str] | None = None  # /retry: a reply to stream, as for a message
 
 
-def load_session(path: str, device: str = "auto", sampling=None) -> ChatSession:
+def load_session(path: str, device: str = "auto", sampling=None, compile: bool = False) -> ChatSession:
     from chatgpt_scratch.chat import ChatSession
 
-    return ChatSession.from_checkpoint(path, device=device, sampling=sampling)
+    session = ChatSession.from_checkpoint(path, device=device, sampling=sampling, compile=compile)
+    if compile:
+        from chatgpt_scratch.cli.generate import warm_up_decoder
+
+        warm_up_decoder(session.model)
+    return session
 
 
 class ChatController(ChatConversation):
@@ -290,7 +299,11 @@ def run(args: argparse.Namespace) -> int:
     from chatgpt_scratch.sampling import sampling_from
 
     sampling = sampling_from(args)
-    session = load_session(args.checkpoint, device=args.device, sampling=sampling)
+    if args.compile:
+        from chatgpt_scratch.cli.generate import require_cpu_for_compile
+
+        require_cpu_for_compile(args.device)
+    session = load_session(args.checkpoint, device=args.device, sampling=sampling, compile=args.compile)
     store = None
     if not args.no_save:
         try:
@@ -300,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty() and hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # a latin-1 line must not end the chat (run_piped notes it)
     try:
-        controller = ChatController(session, store, device=args.device)
+        controller = ChatController(session, store, device=args.device,
+                                    loader=functools.partial(load_session, compile=args.compile))  # /load keeps it
         if args.resume is not None:
             n = controller.resume(args.resume)
             if sys.stdin.isatty():

@@ -154,16 +154,24 @@ def fast_cpu_linears(model: Any, min_gain: float = 1.15, repeats: int = 7, kinds
     return model
 
 
-CHAT_PRECISIONS = ("float32", "bfloat16", "int8")
+from chatgpt_scratch.config import INFERENCE_PRECISIONS as CHAT_PRECISIONS  # noqa: E402 (the name callers use)
 
 
-def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any) -> Any:
+def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any, compile: bool = False) -> Any:
     """On a CPU, run the model in the precision its header recommends for chat (`chat_precision`), if any,
-    with the faster layout for each float Linear (fast_cpu_linears)."""
+    with the faster layout for each float Linear (fast_cpu_linears). compile: instead, keep the model in
+    float32 for the prompt and give it a compiled decode step with its weights in that precision
+    (compiled_decode.attach_decoder; compile it with `model.decoder.warm_up()` or at the first token)."""
     import torch
 
     wanted = metadata.get("chat_precision")
     if torch.device(device).type != "cpu":
+        return model
+    if compile:
+        from chatgpt_scratch.compiled_decode import attach_decoder
+
+        model = model.float()
+        attach_decoder(model, wanted if wanted in CHAT_PRECISIONS else "float32")
         return model
     if wanted == "int8":
         return quantize_int8(model)

@@ -143,3 +143,26 @@ def _blocks(parts: list[str]) -> list[str]:
         else:
             blocks[-1] += "\n\n" + part
     return blocks
+
+
+async def test_f7_reloads_the_chat_model_with_a_compiled_decode_step_and_remembers_it(tiny_base):
+    """Fast decode: F7 saves the setting, the same model loads again with a compiled decode step (its compile is
+    the loader's last stage), replies still come; F7 again loads it without one."""
+    from tui.settings import load_settings
+
+    app = ScratchApp(start="chat", detect_device=False)
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = app.screen
+        status = lambda: str(screen.query_one("#chat-status").render())  # noqa: E731
+        await wait_until(pilot, lambda: "Type a message." in status(), what="the model")
+        assert getattr(screen.session.model, "decoder", None) is None
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is not None, timeout=120,
+                         what="the model with a compiled decode step")
+        assert load_settings()["fast_decode"] is True
+        assert screen.session.model.decoder.error is None  # compiled by the loader, before the first reply
+        assert any(s.startswith("compiling the decode step") for s in screen.query_one("#chat-loader").stages)
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is None, timeout=30,
+                         what="the model without it")
+        assert load_settings()["fast_decode"] is False

@@ -137,6 +137,8 @@ class ModelLoader(ReportsWorkerErrors, Widget):
             read_weights(path, say)
             say(f"building the model{about}")
             model = self.build(path)
+            if callable(getattr(model, "warm_up", None)):  # e.g. a chat session compiling its decode step
+                model.warm_up(say)
         except BaseException:
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._finish, path, None, failed=True)

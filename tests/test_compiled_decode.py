@@ -1,0 +1,131 @@
+"""compiled_decode: the one-token step compiled by torch.compile is the model's own function.
+
+Each compile of the tiny model takes a few seconds on 2 cores (inductor caches the C++ code on disk),
+so the tests share one compiled decoder per weight kind.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from chatgpt_scratch.config import PRESETS
+from chatgpt_scratch.generation import SamplingConfig, generate
+from chatgpt_scratch.model import GPTModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _model(**changes) -> GPTModel:
+    torch.manual_seed(0)
+    cfg = PRESETS["test-tiny"].with_(**changes)
+    model = GPTModel(cfg).eval()
+    with torch.no_grad():  # larger weights than the init's: sharper logits, so greedy ties are rare
+        for p in model.parameters():
+            p.mul_(8.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """weights -> (model, decoder), compiled once for the module."""
+    from chatgpt_scratch.compiled_decode import CompiledDecoder
+
+    made = {}
+
+    def get(weights: str):
+        if weights not in made:
+            model = _model()
+            decoder = CompiledDecoder(model, weights)
+            assert decoder.warm_up(), decoder.error
+            made[weights] = model, decoder
+        return made[weights]
+    return get
+
+
+def _eager_reference(model: GPTModel, weights: str) -> GPTModel:
+    """The eager model with every Linear's weight replaced by what the step multiplies by."""
+    from chatgpt_scratch.compiled_decode import pack_weight
+
+    reference = copy.deepcopy(model)
+    reference.out_head.weight = torch.nn.Parameter(reference.out_head.weight.detach().clone())  # untie
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.Linear):
+                w, scale = pack_weight(module.weight, weights)
+                module.weight.copy_(w.float() * (1.0 if scale is None else scale[:, None]))
+    return reference
+
+
+def _prefilled(model: GPTModel, ids: list[int]):
+    cache = model.new_cache(1)
+    with torch.inference_mode():
+        model.hidden_states(torch.tensor([ids]), cache)
+    return cache
+
+
+@pytest.mark.parametrize("weights", ["float32", "bfloat16", "int8"])
+def test_a_compiled_step_gives_the_eager_model_s_logits_keys_and_values(compiled, weights):
+    model, decoder = compiled(weights)
+    reference = _eager_reference(model, weights)
+    ids = [5, 17, 300, 4000, 9]
+    ours, theirs = _prefilled(model, ids), _prefilled(model, ids)  # the prompt runs eagerly in float32 for both
+    for token in (12, 7000, 31):  # three steps: each sees the keys and values the one before stored
+        logits = decoder.step(token, ours)
+        with torch.inference_mode():
+            expected = reference.head(reference.hidden_states(torch.tensor([[token]]), theirs)[:, -1])
+        assert logits.shape == expected.shape == (1, model.cfg.vocab_size)
+        assert torch.allclose(logits, expected, atol=1e-3, rtol=1e-4), (logits - expected).abs().max()
+        assert ours.length == theirs.length
+        n = ours.length
+        assert torch.allclose(ours.all_keys[:, :, :, :n], theirs.all_keys[:, :, :, :n], atol=1e-4)
+        assert torch.allclose(ours.all_values[:, :, :, :n], theirs.all_values[:, :, :, :n], atol=1e-4)
+    assert decoder.error is None
+
+
+def test_generation_with_the_compiled_decoder_makes_the_eager_tokens_past_the_context(compiled):
+    model, decoder = compiled("float32")
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=model.cfg.context_length + 30)  # the window slides
+    prompt = [11, 2000, 345, 8]
+    eager = list(generate(model, prompt, sampling, stop_ids=()))
+    model.decoder = decoder
+    try:
+        fast = list(generate(model, prompt, sampling, stop_ids=()))
+    finally:
+        del model.decoder
+    assert decoder.error is None
+    assert fast == eager and len(fast) == sampling.max_new_tokens
+
+
+def test_a_decoder_that_cannot_compile_says_why_once_and_decodes_eagerly():
+    from chatgpt_scratch.compiled_decode import CompiledDecoder
+
+    model = _model()
+    decoder = CompiledDecoder(model, "float32")
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise RuntimeError("Compiler: cc not found\nmore detail that stays out of the message")
+    decoder.run = broken
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=12)
+    eager = list(generate(model, [3, 4, 5], sampling, stop_ids=()))
+    model.decoder = decoder
+    assert list(generate(model, [3, 4, 5], sampling, stop_ids=())) == eager
+    assert decoder.error == "RuntimeError: Compiler: cc not found"
+    assert len(calls) == 1  # tried once, then the eager step every time
+
+
+def test_attach_decoder_serves_only_float32_cpu_language_models():
+    from chatgpt_scratch.compiled_decode import attach_decoder
+    from chatgpt_scratch.model import to_classifier
+
+    assert attach_decoder(_model().to(torch.bfloat16)) is None
+    assert attach_decoder(to_classifier(_model(), 2)) is None
+    model = _model()
+    decoder = attach_decoder(model, "int8")
+    assert model.decoder is decoder and decoder.weights == "int8"
+    with pytest.raises(ValueError, match="weights must be one of float32, bfloat16, int8"):
+        attach_decoder(_model(), "int4")
