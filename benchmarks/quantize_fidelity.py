@@ -6,6 +6,11 @@ for each precision:
   equals float32's at every response position;
 - free-running: greedy replies (up to --new-tokens) that are identical to float32's, and tokens/s.
 
+--compiled adds the compiled decode step (compiled_decode.py, what `chat --compile` and the Chat screen's
+Fast decode run) with float32, bf16 and int8 weights: its teacher-forced columns come from the eager model
+with the weights the step multiplies by (compiled_decode.weights_as_multiplied: the same function), its
+replies and tokens/s from generation with the compiled step (compiled before the timing starts).
+
     python benchmarks/quantize_fidelity.py --checkpoint checkpoints/instruct.best.safetensors \
         --data ../shared/datasets/instruction-data.json --limit 30
 """
@@ -58,6 +63,8 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=64, help="greedy reply length limit (default: %(default)s)")
     p.add_argument("--weight-only", action="append", default=[], choices=("int8", "int8-bf16", "int4", "int4-bf16"),
                    help="also a weight-only row (repeatable): int8 per row or int4 in groups, float32 or bf16 activations")
+    p.add_argument("--compiled", action="store_true",
+                   help="also the compiled decode step's rows (float32, bf16 and int8 weights)")
     p.add_argument("--group-size", type=int, default=32, help="int4 group size (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the table (Markdown) to this file")
     args = p.parse_args()
@@ -77,9 +84,19 @@ def main() -> None:
             quantize_weights(fp32, bits=int(bits.removeprefix("int")), group_size=args.group_size,
                              dtype=torch.bfloat16 if activations == "bf16" else torch.float32)
 
+    scored = {}  # name -> the eager model that computes what a compiled row's step computes
+    if args.compiled:
+        from chatgpt_scratch.compiled_decode import attach_decoder, weights_as_multiplied
+
+        for weights in ("float32", "bfloat16", "int8"):
+            name = f"{weights} weights, compiled decode step"
+            models[name] = load_for_inference(args.checkpoint, dtype=torch.float32)[0]
+            attach_decoder(models[name], weights, warm_up=True)
+            scored[name] = weights_as_multiplied(models[name], weights)
+
     results = {}
     for name, model in models.items():
-        loss, top1 = teacher_forced(model, examples)
+        loss, top1 = teacher_forced(scored.get(name, model), examples)
         replies, speed = free_running(model, examples, args.new_tokens)
         results[name] = (loss, top1, replies, speed)
         print(f"  {name}: loss {loss:.4f}, {speed:.1f} tokens/s", flush=True)

@@ -71,6 +71,22 @@ def matvec(weight: torch.Tensor, scale: torch.Tensor | None, x: torch.Tensor) ->
     return y if scale is None else y * scale
 
 
+def weights_as_multiplied(model: nn.Module, weights: str) -> nn.Module:
+    """An eager copy of `model` whose Linear weights are what a decode step with these `weights` multiplies by
+    (bf16-rounded, or int8 times its scale; the head untied from the embedding): the function the compiled
+    step computes, for measuring its losses or checking it."""
+    import copy
+
+    reference = copy.deepcopy(model)
+    reference.out_head.weight = nn.Parameter(reference.out_head.weight.detach().clone())  # the lookup keeps float32
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, nn.Linear):
+                w, scale = pack_weight(module.weight, weights)
+                module.weight.copy_(w.float() * (1.0 if scale is None else scale[:, None]))
+    return reference
+
+
 class _DecodeStep(nn.Module):
     """The packed weights and the pure step function that torch.compile turns into one kernel."""
 
@@ -113,9 +129,12 @@ class _DecodeStep(nn.Module):
             new_values.append(v)
             keys, values = past_keys[layer], past_values[layer]  # (heads, n_past, head_dim)
             # the new token sees every earlier one and itself: scores over the past, then its own
-            scores = torch.cat([(keys * q[:, None, :]).sum(-1), (k * q).sum(-1, keepdim=True)], dim=1)
+            # the past through two small batched matmuls (faster here than inductor's reduction over n_past)
+            past_scores = torch.bmm(keys, q[:, :, None])[:, :, 0]  # (heads, n_past)
+            scores = torch.cat([past_scores, (k * q).sum(-1, keepdim=True)], dim=1)
             weights = torch.softmax(scores / math.sqrt(head_dim), dim=-1)  # (heads, n_past + 1)
-            context = (weights[:, :n_past, None] * values).sum(1) + weights[:, n_past:] * v  # (heads, head_dim)
+            past_context = torch.bmm(weights[:, None, :n_past], values)[:, 0]  # (heads, head_dim)
+            context = past_context + weights[:, n_past:] * v
             x = x + matvec(*p["out"], context.reshape(width)) + p["out_bias"]
             h = F.layer_norm(x, (width,), *p["norm2"], self.eps)
             h = F.gelu(matvec(*p["ff_in"], h) + p["ff_in_bias"], approximate="tanh")
@@ -145,9 +164,8 @@ class CompiledDecoder:
         self.error: str | None = None  # why compiling failed; the eager model then runs every step
         self._lock = threading.Lock()  # one compile at a time (warm_up in a thread, a step in another)
 
-    @property
-    def usable(self) -> bool:
-        return self.error is None
+    def __deepcopy__(self, memo: dict) -> None:
+        return None  # a copy of the model (copy.deepcopy) decodes eagerly until it gets its own decoder
 
     def step(self, token: int, cache: Any) -> torch.Tensor:
         n_past = cache.length

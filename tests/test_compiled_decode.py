@@ -6,8 +6,6 @@ so the tests share one compiled decoder per weight kind.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -45,20 +43,6 @@ def compiled():
     return get
 
 
-def _eager_reference(model: GPTModel, weights: str) -> GPTModel:
-    """The eager model with every Linear's weight replaced by what the step multiplies by."""
-    from chatgpt_scratch.compiled_decode import pack_weight
-
-    reference = copy.deepcopy(model)
-    reference.out_head.weight = torch.nn.Parameter(reference.out_head.weight.detach().clone())  # untie
-    with torch.no_grad():
-        for module in reference.modules():
-            if isinstance(module, torch.nn.Linear):
-                w, scale = pack_weight(module.weight, weights)
-                module.weight.copy_(w.float() * (1.0 if scale is None else scale[:, None]))
-    return reference
-
-
 def _prefilled(model: GPTModel, ids: list[int]):
     cache = model.new_cache(1)
     with torch.inference_mode():
@@ -68,8 +52,10 @@ def _prefilled(model: GPTModel, ids: list[int]):
 
 @pytest.mark.parametrize("weights", ["float32", "bfloat16", "int8"])
 def test_a_compiled_step_gives_the_eager_model_s_logits_keys_and_values(compiled, weights):
+    from chatgpt_scratch.compiled_decode import weights_as_multiplied
+
     model, decoder = compiled(weights)
-    reference = _eager_reference(model, weights)
+    reference = weights_as_multiplied(model, weights)
     ids = [5, 17, 300, 4000, 9]
     ours, theirs = _prefilled(model, ids), _prefilled(model, ids)  # the prompt runs eagerly in float32 for both
     for token in (12, 7000, 31):  # three steps: each sees the keys and values the one before stored
@@ -129,3 +115,15 @@ def test_attach_decoder_serves_only_float32_cpu_language_models():
     assert model.decoder is decoder and decoder.weights == "int8"
     with pytest.raises(ValueError, match="weights must be one of float32, bfloat16, int8"):
         attach_decoder(_model(), "int4")
+
+
+def test_a_deep_copy_of_a_model_with_a_decoder_decodes_eagerly():
+    import copy
+
+    from chatgpt_scratch.compiled_decode import attach_decoder
+
+    model = _model()
+    attach_decoder(model, "bfloat16")
+    twin = copy.deepcopy(model)  # the decoder holds the original's weights and a lock: the copy gets none
+    assert twin.decoder is None and model.decoder is not None
+    assert torch.equal(twin.tok_emb.weight, model.tok_emb.weight)
