@@ -162,6 +162,7 @@ class CompiledDecoder:
         self.run = torch.compile(self.module, fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS) \
             if compile else self.module
         self.error: str | None = None  # why compiling failed; the eager model then runs every step
+        self.context = model.cfg.context_length  # the cache length generation makes and the step is compiled for
         self._lock = threading.Lock()  # one compile at a time (warm_up in a thread, a step in another)
 
     def __deepcopy__(self, memo: dict) -> None:
@@ -169,7 +170,7 @@ class CompiledDecoder:
 
     def step(self, token: int, cache: Any) -> torch.Tensor:
         n_past = cache.length
-        if self.error is not None or n_past < 2 or cache.all_keys.shape[1] != 1 \
+        if self.error is not None or n_past < 2 or tuple(cache.all_keys.shape[1:4:2]) != (1, self.context) \
                 or cache.all_keys.dtype != torch.float32:
             return self._eager_step(token, cache)  # 0/1 past tokens: a shape inductor would compile again
         # Everything under inference_mode, as generation runs: tensors made outside it carry another

@@ -381,6 +381,8 @@ def generate_batch(model, prompts: Sequence[Sequence[int]], sampling: SamplingCo
     sampling = sampling or SamplingConfig()
     if not prompts:
         return []
+    if len(prompts) == 1 and getattr(model, "decoder", None) is not None:  # one row: the compiled decode step
+        return [list(generate(model, prompts[0], sampling, stop_ids, stop_strings, window_stride=window_stride))]
     return _batch_token_rows(model, prompts, sampling, stop_ids, stop_strings, window_stride)
 
 

@@ -127,3 +127,37 @@ def test_a_deep_copy_of_a_model_with_a_decoder_decodes_eagerly():
     twin = copy.deepcopy(model)  # the decoder holds the original's weights and a lock: the copy gets none
     assert twin.decoder is None and model.decoder is not None
     assert torch.equal(twin.tok_emb.weight, model.tok_emb.weight)
+
+
+def test_a_one_prompt_batch_goes_through_the_decoder_with_the_batch_rules(compiled):
+    from chatgpt_scratch.generation import generate_batch
+
+    model, decoder = compiled("float32")
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=25)
+    eager = generate_batch(model, [[40, 41, 42]], sampling, stop_strings=["\n\n"])
+    model.decoder = decoder
+    try:
+        assert generate_batch(model, [[40, 41, 42]], sampling, stop_strings=["\n\n"]) == eager
+    finally:
+        del model.decoder
+
+
+def test_evaluate_instruct_compile_writes_the_eager_responses(tmp_path, capsys):
+    """`evaluate-instruct --compile` answers one prompt at a time through the compiled step: the same
+    responses as the eager model one at a time."""
+    import json
+
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.cli import main
+
+    path = save_checkpoint(tmp_path / "inst.safetensors", _model(), kind="instruct", template="alpaca")
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": f"Say {word}.", "input": "", "output": word}
+                                for word in ("one two three four five six seven eight nine ten eleven "
+                                             "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()]))
+    common = ["evaluate-instruct", "--checkpoint", str(path), "--data", str(data), "--max-new-tokens", "12"]
+    assert main([*common, "--batch-size", "1", "--responses", str(tmp_path / "eager.json")]) == 0
+    assert main([*common, "--compile", "--responses", str(tmp_path / "compiled.json")]) == 0
+    assert "compiling the decode step" in capsys.readouterr().err
+    eager, compiled = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("eager", "compiled"))
+    assert len(eager) == 2 and compiled == eager

@@ -251,7 +251,10 @@ def _register_evaluate(subparsers) -> None:
     p.add_argument("--responses", metavar="FILE", help="where to write the responses (default: beside the checkpoint, "
                    "NAME.responses.json)")
     p.add_argument("--key", default="model_response", help="the response field of --score FILE (default: model_response)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8; 1 with --compile)")
+    from chatgpt_scratch.cli.generate import add_compile_arg
+
+    add_compile_arg(p)
     _add_eval_args(p)
     add_device_arg(p)
 
@@ -300,8 +303,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chatgpt_scratch.usecases.inference import fast_cpu_linears, load_for_inference
 
     args.checkpoint = checkpoint_or_default(args.checkpoint, "evaluate-instruct")
-    model, meta = load_for_inference(args.checkpoint, device=args_device(args), kind=("instruct", "base"))
-    model = fast_cpu_linears(model)  # the same numbers, the faster CPU layout for each Linear
+    if args.compile:  # batch 1 through the compiled decode step, float32 weights (the reference precision)
+        from chatgpt_scratch.cli.generate import load_model_for_inference, warm_up_decoder
+
+        model, meta = load_model_for_inference(args.checkpoint, args.device, kind=("instruct", "base"), compile=True)
+        args.batch_size = 1
+        warm_up_decoder(model)
+    else:
+        model, meta = load_for_inference(args.checkpoint, device=args_device(args), kind=("instruct", "base"))
+        model = fast_cpu_linears(model)  # the same numbers, the faster CPU layout for each Linear
     template = get_template(meta["template"]) if meta.get("template") else ALPACA
     data = prepare_instruct_data(resolve_dataset(args.data), template, split_seed=args.split_seed)
     examples = getattr(data, args.split)[: args.limit]
