@@ -60,6 +60,7 @@ class ReplyStats:
     # "end" (end token), "stop_string", "max_tokens", "stopped" (stop() / interrupted), or "empty": the
     # model ended its reply before writing any visible text (an undertrained model often does)
     finish: str = ""
+    decoder: str = ""  # "compiled, int8 weights" when a compiled decode step made the tokens (--compile)
 
     @property
     def tokens_per_s(self) -> float:
@@ -70,8 +71,9 @@ class ReplyStats:
 
     def summary(self) -> str:
         """One line for a status bar: '42 tokens, 35.1 tok/s, prompt 180/1024 tokens, 2 old turns dropped'."""
-        text = (f"{self.new_tokens} tokens, {self.tokens_per_s:.1f} tok/s, "
-                f"prompt {self.prompt_tokens}/{self.context_length} tokens")
+        text = (f"{self.new_tokens} tokens, {self.tokens_per_s:.1f} tok/s"
+                + (f" ({self.decoder})" if self.decoder else "")
+                + f", prompt {self.prompt_tokens}/{self.context_length} tokens")
         if self.dropped_turns:
             text += f", {self.dropped_turns} oldest turn{'s' if self.dropped_turns > 1 else ''} left out"
         if self.finish == "empty":
@@ -264,8 +266,10 @@ class ChatSession:
             raise ScratchError("a reply is still being written; stop it or wait for it to finish")
         if replace_last:  # only now that the new reply really starts
             self.turns.pop()
+        decoder = getattr(self.model, "decoder", None)
         stats = ReplyStats(prompt_tokens=len(plan.ids), prompt_limit=plan.limit,
-                           context_length=self.context_length, dropped_turns=plan.dropped_turns)
+                           context_length=self.context_length, dropped_turns=plan.dropped_turns,
+                           decoder=f"compiled, {decoder.weights} weights" if decoder and not decoder.error else "")
         sampling = self._reply_sampling()
         self._replies += 1
         stop_strings = self.template.stop_strings if self.template else ()

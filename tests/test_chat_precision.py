@@ -45,3 +45,15 @@ def test_compile_keeps_float32_for_the_prompt_and_decodes_in_the_recommended_pre
     assert type(session.model.trf_blocks[0].att.qkv) is torch.nn.Linear  # not dynamic-quantized
     assert session.model.decoder.weights == "int8"
     assert session.model.decoder.module.layers[0]["qkv"][0].dtype == torch.int8
+
+
+def test_a_compiled_session_s_reply_says_so_in_its_stats(tmp_path):
+    path = _save(tmp_path, chat_precision="bfloat16")
+    session = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=4), compile=True)
+    assert session.warm_up() is None  # compiled, no error
+    "".join(session.send("Hi"))
+    assert session.stats.decoder == "compiled, bfloat16 weights"
+    assert " tok/s (compiled, bfloat16 weights), prompt " in session.stats.summary()
+    plain = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=4))
+    "".join(plain.send("Hi"))
+    assert plain.stats.decoder == "" and " tok/s, prompt " in plain.stats.summary()
