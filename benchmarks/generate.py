@@ -273,6 +273,9 @@ def main() -> None:
         decoder = getattr(getattr(runner, "model", None), "decoder", None)
         if decoder is not None and decoder.error:
             print(f"{label}: compiling failed, it ran eagerly ({decoder.error})")
+        elif decoder is not None:
+            print(f"{label}: compiled {decoder.how}" + (f" (ahead of time failed: {decoder.aot_error})"
+                                                         if decoder.aot_error else ""))
     for round_ in range(args.repeats):
         for name, (label, runner) in runners.items():
             seconds, _ = timed(runner)
@@ -299,6 +302,8 @@ def main() -> None:
                     "same tokens as float32" if tokens[name] == reference else "DIFFERENT tokens")
             else:
                 agree = "same tokens as transformers" if tokens[name] == reference else "DIFFERENT tokens"
+        elif reference is None:
+            agree = "n/a (add the fp32 row to compare)"
         else:
             same = sum(a == b for a, b in zip(tokens[name], reference))
             agree = f"{same}/{n_new} tokens equal the float32 ones"

@@ -32,8 +32,15 @@ the caller's eager path runs instead.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import platform
+import tempfile
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,29 +95,53 @@ def weights_as_multiplied(model: nn.Module, weights: str) -> nn.Module:
     return reference
 
 
+class _Linear(nn.Module):
+    """One Linear as the step stores it: `weight` (bf16/int8/float32), per-row `scale` and `bias` (or None)."""
+
+    def __init__(self, linear: nn.Module, weights: str, rows: int | None = None):
+        super().__init__()
+        weight, scale = pack_weight(linear_weight(linear)[:rows], weights)
+        self.register_buffer("weight", weight)
+        self.register_buffer("scale", scale)
+        bias = getattr(linear, "bias", None)
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = matvec(self.weight, self.scale, x)
+        return y if self.bias is None else y + self.bias
+
+
+class _Norm(nn.Module):
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.register_buffer("scale", norm.scale.detach().float())
+        self.register_buffer("shift", norm.shift.detach().float())
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class _Layer(nn.Module):
+    def __init__(self, block: nn.Module, weights: str):
+        super().__init__()
+        self.norm1, self.norm2 = _Norm(block.norm1), _Norm(block.norm2)
+        self.qkv, self.out = _Linear(block.att.qkv, weights), _Linear(block.att.out_proj, weights)
+        self.ff_in, self.ff_out = _Linear(block.ff.layers[0], weights), _Linear(block.ff.layers[2], weights)
+
+
 class _DecodeStep(nn.Module):
-    """The packed weights and the pure step function that torch.compile turns into one kernel."""
+    """The packed weights (buffers with stable names) and the pure step function that is compiled."""
 
     def __init__(self, model: nn.Module, weights: str):
         super().__init__()
         cfg = model.cfg
         self.n_heads, self.head_dim, self.emb_dim = cfg.n_heads, cfg.head_dim, cfg.emb_dim
-        self.eps = model.final_norm.eps
-        self.tok_emb, self.pos_emb = model.tok_emb.weight.detach().float(), model.pos_emb.weight.detach().float()
-        self.final_norm = (model.final_norm.scale.detach().float(), model.final_norm.shift.detach().float())
-        self.head = pack_weight(linear_weight(model.out_head)[:cfg.out_dim], weights)  # padded vocabulary rows cut off
-        bias = lambda linear: None if linear.bias is None else linear.bias.detach().float()  # noqa: E731
-        self.layers = []
-        for block in model.trf_blocks:
-            ff_in, ff_out = block.ff.layers[0], block.ff.layers[2]
-            self.layers.append({
-                "norm1": (block.norm1.scale.detach().float(), block.norm1.shift.detach().float()),
-                "norm2": (block.norm2.scale.detach().float(), block.norm2.shift.detach().float()),
-                "qkv": pack_weight(linear_weight(block.att.qkv), weights), "qkv_bias": bias(block.att.qkv),
-                "out": pack_weight(linear_weight(block.att.out_proj), weights), "out_bias": bias(block.att.out_proj),
-                "ff_in": pack_weight(linear_weight(ff_in), weights), "ff_in_bias": bias(ff_in),
-                "ff_out": pack_weight(linear_weight(ff_out), weights), "ff_out_bias": bias(ff_out),
-            })
+        self.register_buffer("tok_emb", model.tok_emb.weight.detach().float())
+        self.register_buffer("pos_emb", model.pos_emb.weight.detach().float())
+        self.layers = nn.ModuleList(_Layer(block, weights) for block in model.trf_blocks)
+        self.final_norm = _Norm(model.final_norm)
+        self.head = _Linear(model.out_head, weights, rows=cfg.out_dim)  # padded vocabulary rows cut off
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, past_keys: torch.Tensor,
                 past_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -121,27 +152,20 @@ class _DecodeStep(nn.Module):
         x = (self.tok_emb.index_select(0, token) + self.pos_emb.index_select(0, position))[0]  # (emb_dim,)
         new_keys, new_values = [], []
         for layer, p in enumerate(self.layers):
-            h = F.layer_norm(x, (width,), *p["norm1"], self.eps)
-            qkv = matvec(*p["qkv"], h)
-            if p["qkv_bias"] is not None:
-                qkv = qkv + p["qkv_bias"]
-            q, k, v = qkv.view(3, heads, head_dim).unbind(0)  # (heads, head_dim) each
+            q, k, v = p.qkv(p.norm1(x)).view(3, heads, head_dim).unbind(0)  # (heads, head_dim) each
             new_keys.append(k)
             new_values.append(v)
             keys, values = past_keys[layer], past_values[layer]  # (heads, n_past, head_dim)
-            # the new token sees every earlier one and itself: scores over the past, then its own
-            # the past through two small batched matmuls (faster here than inductor's reduction over n_past)
+            # the new token sees every earlier one and itself: the past through two small batched matmuls
+            # (faster here than inductor's reduction over n_past), then its own key and value
             past_scores = torch.bmm(keys, q[:, :, None])[:, :, 0]  # (heads, n_past)
             scores = torch.cat([past_scores, (k * q).sum(-1, keepdim=True)], dim=1)
             weights = torch.softmax(scores / math.sqrt(head_dim), dim=-1)  # (heads, n_past + 1)
             past_context = torch.bmm(weights[:, None, :n_past], values)[:, 0]  # (heads, head_dim)
             context = past_context + weights[:, n_past:] * v
-            x = x + matvec(*p["out"], context.reshape(width)) + p["out_bias"]
-            h = F.layer_norm(x, (width,), *p["norm2"], self.eps)
-            h = F.gelu(matvec(*p["ff_in"], h) + p["ff_in_bias"], approximate="tanh")
-            x = x + matvec(*p["ff_out"], h) + p["ff_out_bias"]
-        x = F.layer_norm(x, (width,), *self.final_norm, self.eps)
-        return matvec(*self.head, x), torch.stack(new_keys), torch.stack(new_values)
+            x = x + p.out(context.reshape(width))
+            x = x + p.ff_out(F.gelu(p.ff_in(p.norm2(x)), approximate="tanh"))
+        return self.head(self.final_norm(x)), torch.stack(new_keys), torch.stack(new_values)
 
 
 class CompiledDecoder:
@@ -160,8 +184,11 @@ class CompiledDecoder:
             raise ValueError("a classifier has no decode step")
         self.model, self.weights = model, weights
         self.module = _DecodeStep(model, weights)
-        self.run = torch.compile(self.module, fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS) \
-            if compile else self.module
+        # inputs -> [logits, keys, values]: made at the first step (see _compiled); eager when compile=False
+        self.run: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = \
+            None if compile else (lambda inputs: list(self.module(*inputs)))
+        self.how = "" if compile else "eager"  # "ahead of time" (AOTInductor) or "torch.compile", once made
+        self.aot_error: str | None = None  # why the ahead-of-time package could not be used, if it could not
         self.error: str | None = None  # why compiling failed; the eager model then runs every step
         self.context = model.cfg.context_length  # the cache length generation makes and the step is compiled for
         self._lock = threading.Lock()  # one compile at a time (warm_up in a thread, a step in another)
@@ -178,18 +205,33 @@ class CompiledDecoder:
         # dispatch key, which would compile the step a second time.
         with self._lock, torch.inference_mode():
             past_keys, past_values = cache.all_keys[:, 0, :, :n_past], cache.all_values[:, 0, :, :n_past]
-            torch._dynamo.mark_dynamic(past_keys, 2)  # one compiled step for every length
-            torch._dynamo.mark_dynamic(past_values, 2)
             try:
-                logits, keys, values = self.run(torch.tensor([token]), torch.tensor([n_past]), past_keys, past_values)
+                run = self.run or self._compile(cache)
+                logits, keys, values = run([torch.tensor([token]), torch.tensor([n_past]), past_keys, past_values])
             except Exception as exc:  # no compiler, an unsupported build: say why once, then decode eagerly
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                self.error = f"{type(exc).__name__}: {message}"[:300]
+                self.error = one_line(exc)
                 return self._eager_step(token, cache)
             cache.all_keys[:, 0, :, n_past] = keys
             cache.all_values[:, 0, :, n_past] = values
         cache.length = n_past + 1
         return logits[None]
+
+    def _compile(self, cache: Any) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+        """The compiled step: ahead of time (AOTInductor: called from C++, no Python wrapper, ~0.4 ms a token
+        less), else torch.compile (dynamo marks the past's length dynamic: one compile for every length)."""
+        try:
+            self.run, self.how = aot_step(self.module, cache), "ahead of time"
+            return self.run
+        except Exception as exc:  # torch < 2.6, or AOTInductor failed here: torch.compile may still work
+            self.aot_error = one_line(exc)
+        compiled = torch.compile(self.module, fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS)
+
+        def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+            torch._dynamo.mark_dynamic(inputs[2], 2)
+            torch._dynamo.mark_dynamic(inputs[3], 2)
+            return list(compiled(*inputs))
+        self.run, self.how = run, "torch.compile"
+        return run
 
     def _eager_step(self, token: int, cache: Any) -> torch.Tensor:
         with torch.inference_mode():
@@ -206,6 +248,56 @@ class CompiledDecoder:
         cache.length = 2
         self.step(0, cache)
         return self.error is None
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def aot_package_path(module: nn.Module) -> Path:
+    """Where the ahead-of-time package of a step of this shape lives: inductor's cache folder, one file per
+    (layer shapes and dtypes, this file's code, torch version, CPU architecture). The weights are not in it:
+    every checkpoint of the same shape and precision shares it."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+        folder = Path(cache_dir())
+    except ImportError:
+        folder = Path(tempfile.gettempdir()) / "torchinductor"
+    key = hashlib.sha256(json.dumps({
+        "buffers": [(name, str(t.dtype), list(t.shape)) for name, t in module.named_buffers()],
+        "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), "torch": torch.__version__,
+        "machine": platform.machine(), "options": INDUCTOR_OPTIONS,
+    }, sort_keys=True).encode()).hexdigest()[:20]
+    return folder / "chatgpt-scratch" / f"decode-step-{key}.pt2"
+
+
+def aot_step(module: nn.Module, cache: Any) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+    """The step compiled ahead of time by AOTInductor (torch >= 2.6) into a package without its weights,
+    made once per shape (export + compile, tens of seconds) and loaded from the package after that; the
+    weights are handed to it as they are in memory (no copy)."""
+    from torch._inductor import aoti_compile_and_package, aoti_load_package
+
+    path = aot_package_path(module)
+    if not path.is_file():
+        past_keys, past_values = cache.all_keys[:, 0, :, :2], cache.all_values[:, 0, :, :2]
+        n_past = torch.export.Dim("n_past", min=2, max=cache.max_len - 1)
+        with torch.no_grad():
+            program = torch.export.export(module, (torch.tensor([0]), torch.tensor([2]), past_keys, past_values),
+                                          dynamic_shapes=(None, None, {2: n_past}, {2: n_past}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
+        try:
+            aoti_compile_and_package(program, package_path=str(partial), inductor_configs={
+                **INDUCTOR_OPTIONS, "aot_inductor.package_constants_in_so": False})
+            os.replace(partial, path)  # another process making the same package: either one wins, whole
+        finally:
+            partial.unlink(missing_ok=True)
+    runner = aoti_load_package(str(path))
+    buffers = dict(module.named_buffers())
+    runner.load_constants({name: buffers[name] for name in runner.get_constant_fqns()}, check_full_update=True,
+                          user_managed=True)
+    return runner.loader.boxed_run
 
 
 def attach_decoder(model: nn.Module, weights: str = "float32", warm_up: bool = False) -> CompiledDecoder | None:

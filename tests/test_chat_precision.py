@@ -44,7 +44,7 @@ def test_compile_keeps_float32_for_the_prompt_and_decodes_in_the_recommended_pre
     assert next(session.model.parameters()).dtype == torch.float32  # the eager model: the prompt runs here
     assert type(session.model.trf_blocks[0].att.qkv) is torch.nn.Linear  # not dynamic-quantized
     assert session.model.decoder.weights == "int8"
-    assert session.model.decoder.module.layers[0]["qkv"][0].dtype == torch.int8
+    assert session.model.decoder.module.layers[0].qkv.weight.dtype == torch.int8
 
 
 def test_a_compiled_session_s_reply_says_so_in_its_stats(tmp_path):

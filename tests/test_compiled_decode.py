@@ -92,8 +92,8 @@ def test_a_decoder_that_cannot_compile_says_why_once_and_decodes_eagerly():
     decoder = CompiledDecoder(model, "float32")
     calls = []
 
-    def broken(*args):
-        calls.append(args)
+    def broken(inputs):
+        calls.append(inputs)
         raise RuntimeError("Compiler: cc not found\nmore detail that stays out of the message")
     decoder.run = broken
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=12)
@@ -161,3 +161,19 @@ def test_evaluate_instruct_compile_writes_the_eager_responses(tmp_path, capsys):
     assert "compiling the decode step" in capsys.readouterr().err
     eager, compiled = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("eager", "compiled"))
     assert len(eager) == 2 and compiled == eager
+
+
+def test_the_step_is_compiled_ahead_of_time_into_a_package_without_weights(compiled):
+    """AOTInductor: one small package per shape in inductor's cache folder (the weights stay in memory: a
+    float32 step of a 12 MB model packs to well under that), loaded by a second decoder without compiling."""
+    from chatgpt_scratch.compiled_decode import CompiledDecoder, aot_package_path
+
+    model, decoder = compiled("float32")
+    if decoder.how != "ahead of time":
+        pytest.skip(f"AOTInductor is not available here ({decoder.aot_error})")
+    path = aot_package_path(decoder.module)
+    assert path.is_file() and path.stat().st_size < 0.5 * model.tok_emb.weight.numel() * 4
+    made = path.stat().st_mtime_ns
+    twin = CompiledDecoder(_model(), "float32")  # the same shape: the package is loaded, not made again
+    assert twin.warm_up() and twin.how == "ahead of time"
+    assert path.stat().st_mtime_ns == made
