@@ -42,10 +42,10 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
 def add_compile_arg(parser: argparse.ArgumentParser) -> None:
     """--compile: the compiled CPU decode step (compiled_decode.py)."""
     parser.add_argument("--compile", action="store_true",
-                        help="CPU: decode each token through one step compiled for this CPU (torch.compile; needs a "
-                        "C++ compiler), 2-3x more tokens/s, with --dtype/--quantize naming its weights (float32, "
-                        "bfloat16, int8; the prompt runs in float32). The first run compiles for up to a minute; "
-                        "later runs load the code from inductor's cache in seconds")
+                        help="CPU: decode each token through one step compiled for this CPU (inductor; needs a "
+                        "C++ compiler), 2-4x more tokens/s, with --dtype/--quantize naming its weights (float32, "
+                        "bfloat16, int8; the prompt runs in float32). The first run for a model shape compiles for "
+                        "up to a minute; later runs load it from inductor's cache folder in under a second")
 
 
 def require_cpu_for_compile(device) -> None:
