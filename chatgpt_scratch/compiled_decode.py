@@ -291,24 +291,38 @@ def aot_step(module: nn.Module, cache: Any) -> Callable[[list[torch.Tensor]], li
 
 
 def _aot_step(module: nn.Module, cache: Any) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
-    from torch._inductor import aoti_compile_and_package, aoti_load_package
+    from torch._inductor import aoti_load_package
 
     path = aot_package_path(module)
-    if not path.is_file():
-        past_keys, past_values = cache.all_keys[:, 0, :, :2], cache.all_values[:, 0, :, :2]
-        n_past = torch.export.Dim("n_past", min=2, max=cache.max_len - 1)
-        with torch.no_grad():
-            program = torch.export.export(module, (torch.tensor([0]), torch.tensor([2]), past_keys, past_values),
-                                          dynamic_shapes=(None, None, {2: n_past}, {2: n_past}))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
+    if path.is_file():
         try:
-            aoti_compile_and_package(program, package_path=str(partial), inductor_configs={
-                **INDUCTOR_OPTIONS, "aot_inductor.package_constants_in_so": False})
-            os.replace(partial, path)  # another process making the same package: either one wins, whole
-        finally:
-            partial.unlink(missing_ok=True)
-    runner = aoti_load_package(str(path))
+            return _load_package(aoti_load_package(str(path)), module)
+        except Exception:  # a damaged package (a full disk, a crash while copying): made again below
+            path.unlink(missing_ok=True)
+    _make_package(module, cache, path)
+    return _load_package(aoti_load_package(str(path)), module)
+
+
+def _make_package(module: nn.Module, cache: Any, path: Path) -> None:
+    from torch._inductor import aoti_compile_and_package
+
+    past_keys, past_values = cache.all_keys[:, 0, :, :2], cache.all_values[:, 0, :, :2]
+    n_past = torch.export.Dim("n_past", min=2, max=cache.max_len - 1)
+    with torch.no_grad():
+        program = torch.export.export(module, (torch.tensor([0]), torch.tensor([2]), past_keys, past_values),
+                                      dynamic_shapes=(None, None, {2: n_past}, {2: n_past}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
+    try:
+        aoti_compile_and_package(program, package_path=str(partial), inductor_configs={
+            **INDUCTOR_OPTIONS, "aot_inductor.package_constants_in_so": False})
+        os.replace(partial, path)  # another process making the same package: either one wins, whole
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _load_package(runner: Any, module: nn.Module) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+    """The package's C++ entry point, with the step's weights handed over as they are in memory."""
     buffers = dict(module.named_buffers())
     runner.load_constants({name: buffers[name] for name in runner.get_constant_fqns()}, check_full_update=True,
                           user_managed=True)

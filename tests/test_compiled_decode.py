@@ -177,3 +177,20 @@ def test_the_step_is_compiled_ahead_of_time_into_a_package_without_weights(compi
     twin = CompiledDecoder(_model(), "float32")  # the same shape: the package is loaded, not made again
     assert twin.warm_up() and twin.how == "ahead of time"
     assert path.stat().st_mtime_ns == made
+
+
+def test_a_damaged_package_is_made_again(compiled, tmp_path, monkeypatch):
+    """A package cut short (a full disk, a crash while copying) is replaced, not a reason to stop."""
+    from chatgpt_scratch import compiled_decode
+    from chatgpt_scratch.compiled_decode import CompiledDecoder, aot_package_path
+
+    _, decoder = compiled("int8")
+    if decoder.how != "ahead of time":
+        pytest.skip(f"AOTInductor is not available here ({decoder.aot_error})")
+    real = aot_package_path(decoder.module)
+    damaged = tmp_path / real.name
+    damaged.write_bytes(real.read_bytes()[:1000])
+    monkeypatch.setattr(compiled_decode, "aot_package_path", lambda module: damaged)
+    twin = CompiledDecoder(_model(), "int8")
+    assert twin.warm_up() and twin.how == "ahead of time" and twin.aot_error is None
+    assert damaged.stat().st_size > 100_000  # made again, whole
