@@ -155,9 +155,7 @@ class ChatSession:
         decoder = getattr(self.model, "decoder", None)
         if decoder is None:
             return None
-        if say is not None:
-            say("compiling the decode step for this CPU (cached for later runs)")
-        decoder.warm_up()
+        decoder.warm_up(say)
         return decoder.error
 
     @property

@@ -56,10 +56,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.config import INFERENCE_PRECISIONS as DECODE_WEIGHTS
+from chatgpt_scratch.quantize import int8_per_row
 
 # inductor options for the step: keep every intermediate vector in its own buffer (see the module notes);
 # no size asserts in the wrapper (dynamo's guards already check the inputs' shapes; ~3% a token on a small model)
 INDUCTOR_OPTIONS = {"realize_opcount_threshold": 0, "size_asserts": False}
+WARM_UP_NOTE = "compiling the decode step for this CPU (cached for later runs)"  # what a front end shows meanwhile
 
 
 def linear_weight(linear: nn.Module) -> torch.Tensor:
@@ -75,9 +77,7 @@ def pack_weight(weight: torch.Tensor, weights: str) -> tuple[torch.Tensor, torch
     if weights == "bfloat16":
         return w.to(torch.bfloat16).contiguous(), None
     if weights == "int8":
-        w = w.float()
-        scale = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-        return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+        return int8_per_row(w)
     raise ValueError(f"weights must be one of {', '.join(DECODE_WEIGHTS)}, got {weights!r}")
 
 
@@ -185,17 +185,16 @@ class CompiledDecoder:
     precision: the package is cached on disk) or loads the cached package; `warm_up()` does that now.
     """
 
-    def __init__(self, model: nn.Module, weights: str = "float32", compile: bool = True):
+    def __init__(self, model: nn.Module, weights: str = "float32"):
         if weights not in DECODE_WEIGHTS:
             raise ValueError(f"weights must be one of {', '.join(DECODE_WEIGHTS)}, got {weights!r}")
         if getattr(model.cfg, "n_classes", None) is not None:
             raise ValueError("a classifier has no decode step")
         self.model, self.weights = model, weights
         self.module = _DecodeStep(model, weights)
-        # inputs -> [logits, keys, values]: made at the first step (see _compiled); eager when compile=False
-        self.run: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = \
-            None if compile else (lambda inputs: list(self.module(*inputs)))
-        self.how = "" if compile else "eager"  # "ahead of time" (AOTInductor) or "torch.compile", once made
+        # inputs -> [logits, keys, values]: made at the first step (see _compile)
+        self.run: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
+        self.how = ""  # "ahead of time" (AOTInductor) or "torch.compile", once made
         self.aot_error: str | None = None  # why the ahead-of-time package could not be used, if it could not
         self.error: str | None = None  # why compiling failed; the eager model then runs every step
         self.context = model.cfg.context_length  # the cache length generation makes and the step is compiled for
@@ -246,9 +245,12 @@ class CompiledDecoder:
             hidden = self.model.hidden_states(torch.tensor([[token]], device=self.model.device), cache)
             return self.model.head(hidden[:, -1]).float()
 
-    def warm_up(self) -> bool:
+    def warm_up(self, say: Callable[[str], None] | None = None) -> bool:
         """Compile now, on a throwaway cache (two past tokens; full length, as generation makes it, since
-        its strides are part of what is compiled); True when the compiled step works."""
+        its strides are part of what is compiled); `say` hears first what is happening. True when the
+        compiled step works."""
+        if say is not None:
+            say(WARM_UP_NOTE)
         with torch.inference_mode():  # generation's cache is made under inference_mode too
             cache = self.model.new_cache(1)
         if cache.max_len < 3:

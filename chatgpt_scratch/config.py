@@ -101,11 +101,11 @@ PRESETS: dict[str, GPTConfig] = {
     "cpu-mini": GPTConfig(context_length=256, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.1, tie_embeddings=True),
     "test-tiny": GPTConfig(context_length=64, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0),
 }
-# The names people know from the book and from Hugging Face.
 # The weight precisions a CPU runs a trained model's decoding in: a checkpoint header's `chat_precision`
 # names one, and compiled_decode builds its step for each.
 INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8")
 
+# The names people know from the book and from Hugging Face.
 ALIASES = {"gpt2": "gpt2-small", "124M": "gpt2-small", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
 
 

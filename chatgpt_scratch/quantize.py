@@ -51,7 +51,6 @@ class TransposedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, weight stored transposed"
 
 
-
 # oneDNN's linear (what torch.compile's CPU backend calls for a Linear); a private op, so None if absent.
 ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
     if torch.backends.mkldnn.is_available() else None
@@ -76,14 +75,21 @@ class OneDNNLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN"
 
+
+def int8_per_row(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q int8, scales float32) with weight (out, in) ≈ q·scales[:, None]: symmetric, one scale per output row."""
+    w = weight.detach().float()
+    scales = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+    return torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8), scales
+
+
 class Int8Linear(nn.Module):
     """nn.Linear with its weight stored as int8 per output row (weight-only: activations stay float)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        w = linear.weight.detach().float()  # (out, in)
-        scales = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-        self.register_buffer("weight_int8", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        weight_int8, scales = int8_per_row(linear.weight)  # (out, in), (out,)
+        self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("scales", scales)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features

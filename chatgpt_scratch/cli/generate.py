@@ -66,9 +66,8 @@ def warm_up_decoder(model, stream=None) -> None:
     if decoder is None:
         return
     stream = stream or sys.stderr
-    print("compiling the decode step for this CPU (cached for later runs) ...", end="", file=stream, flush=True)
     started = time.perf_counter()
-    if decoder.warm_up():
+    if decoder.warm_up(say=lambda note: print(f"{note} ...", end="", file=stream, flush=True)):
         print(f" {time.perf_counter() - started:.1f} s", file=stream, flush=True)
     else:
         print(f" failed, decoding without it ({decoder.error})", file=stream, flush=True)

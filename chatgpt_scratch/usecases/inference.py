@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chatgpt_scratch.storage.checkpoint_format import MODEL_KINDS, adapted_kind, kind_label  # noqa: F401 (their home is the format)
+from chatgpt_scratch.config import INFERENCE_PRECISIONS as CHAT_PRECISIONS  # the name callers use here
 from chatgpt_scratch.errors import ScratchError
 
 # Keys callers read (chat template; classifier labels, pooling and length) that an adapter header may
@@ -152,9 +153,6 @@ def fast_cpu_linears(model: Any, min_gain: float = 1.15, repeats: int = 7, kinds
                 if module is not child:
                     setattr(parent, name, module)
     return model
-
-
-from chatgpt_scratch.config import INFERENCE_PRECISIONS as CHAT_PRECISIONS  # noqa: E402 (the name callers use)
 
 
 def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any, compile: bool = False) -> Any:
