@@ -138,7 +138,7 @@ class ChatSession:
         dtype=None on a CPU uses the precision the checkpoint recommends for chat (`chat_precision` in its
         header: the fastest one whose greedy replies matched float32's on its test entries, measured by
         scripts/model_cards.py for the built-in model); otherwise the saved dtype. compile (CPU, dtype None):
-        decode each token through a compiled step in that precision (compiled_decode.py), 2-3x faster; it
+        decode each token through a compiled step in that precision (compiled_decode.py), 1.5-3x faster; it
         compiles at the first reply, or ahead with `session.model.decoder.warm_up()`."""
         from chatgpt_scratch.system.device import resolve_device
         from chatgpt_scratch.usecases.inference import apply_chat_precision, load_for_inference

@@ -81,7 +81,7 @@ def register(subparsers) -> None:
     add_device_arg(p)
     from chatgpt_scratch.cli.generate import add_compile_arg
 
-    add_compile_arg(p)
+    add_compile_arg(p, "with its weights in the precision the checkpoint recommends for chat (chat_precision)")
     p.add_argument("--db", action="store_true", help="print the path of the chat database and exit")
     p.add_argument("--resume", type=int, default=None, metavar="ID",
                    help="continue saved conversation ID (`/history all` lists them)")

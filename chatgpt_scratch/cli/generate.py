@@ -36,16 +36,16 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
                         "about 2x faster on a CPU with bf16 support")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="int8: dynamic int8 quantization of the linear layers; CPU only (logits change slightly)")
-    add_compile_arg(parser)
+    add_compile_arg(parser, "with --dtype/--quantize naming its weights (float32, bfloat16, int8)")
 
 
-def add_compile_arg(parser: argparse.ArgumentParser) -> None:
-    """--compile: the compiled CPU decode step (compiled_decode.py)."""
+def add_compile_arg(parser: argparse.ArgumentParser, weights: str) -> None:
+    """--compile: the compiled CPU decode step (compiled_decode.py); `weights` says where its precision comes from."""
     parser.add_argument("--compile", action="store_true",
                         help="CPU: decode each token through one step compiled for this CPU (inductor; needs a "
-                        "C++ compiler), 2-4x more tokens/s, with --dtype/--quantize naming its weights (float32, "
-                        "bfloat16, int8; the prompt runs in float32). The first run for a model shape compiles for "
-                        "up to a minute; later runs load it from inductor's cache folder in under a second")
+                        f"C++ compiler), 1.5-3x more tokens/s, {weights}; the prompt runs in float32. The first run "
+                        "for a model shape compiles for up to a minute; later runs load it from inductor's cache "
+                        "folder in under a second")
 
 
 def require_cpu_for_compile(device) -> None:

@@ -254,7 +254,7 @@ def _register_evaluate(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8; 1 with --compile)")
     from chatgpt_scratch.cli.generate import add_compile_arg
 
-    add_compile_arg(p)
+    add_compile_arg(p, "float32 weights, one prompt at a time")
     _add_eval_args(p)
     add_device_arg(p)
 

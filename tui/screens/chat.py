@@ -117,7 +117,7 @@ class ChatScreen(MainScreen):
 
         on_now = not load_settings().get(FAST_DECODE)
         save_setting(FAST_DECODE, on_now)
-        self.notify("Fast decode on: each token runs through one step compiled for this CPU (2-3x faster; the "
+        self.notify("Fast decode on: each token runs through one step compiled for this CPU (1.5-3x faster; the "
                     "first compile takes up to a minute)." if on_now else "Fast decode off: the model runs eagerly.")
         if self.loaded_path is not None and not self.replying:
             self.query_one(ModelLoader).load(self.loaded_path)  # the same model, built the other way
