@@ -122,3 +122,21 @@ def test_stop_and_resume_needs_only_the_run_folder(tmp_path, capsys):
     steps = [e["step"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "step"]
     assert steps == [1, 2, 3, 4]
     assert read_metadata(tmp_path / "clf.best.safetensors")["test_metrics"]["n"] == 8
+
+
+def test_split_seed_holds_the_split_while_the_training_seed_changes(tmp_path, capsys):
+    """--split-seed fixes which messages are val and test; --seed alone moves them (the old behaviour)."""
+    from chatgpt_scratch.data.spam import load_messages, stratified_split
+
+    data = tmp_path / "sms.txt"
+    data.write_text("".join(f"ham\tsee you at {i}\nspam\tWIN cash now {i}\n" for i in range(20)), encoding="utf-8")
+    firsts = {}
+    for name, flags in {"a": ["--seed", "7", "--split-seed", "123"], "b": ["--seed", "8", "--split-seed", "123"],
+                        "c": ["--seed", "8"]}.items():
+        assert main(["finetune-spam", "--data", str(data), "--preset", "test-tiny", "--max-steps", "1",
+                     "--device", "cpu", "--out", str(tmp_path / name), *flags]) == 0
+        firsts[name] = read_metadata(tmp_path / f"{name}.best.safetensors")["split_seed"]
+    assert firsts == {"a": 123, "b": 123, "c": 8}
+    messages = load_messages(data)
+    assert [m.text for m in stratified_split(messages, seed=123).test] != \
+        [m.text for m in stratified_split(messages, seed=8).test]  # the two seeds really give other splits

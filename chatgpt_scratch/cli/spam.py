@@ -61,6 +61,9 @@ def _register_finetune(subparsers) -> None:
                    "to be all ham or all spam); default: plain random batches")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use a stratified subset of N messages (quick trials)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="seed of the stratified 70/10/20 split (default: --seed); keep it fixed to compare "
+                   "training seeds on the same val and test messages")
     # The book's ch06 settings: batch 8, 5 epochs at lr 5e-5, weight decay 0.1; evals on the whole
     # validation split (eval_batches None), so val accuracy is exact and comparable between evals.
     add_trainer_args(p, "finetune-spam")
@@ -92,10 +95,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     """fine-tune a GPT into a ham/spam classifier (book ch06)
 
     Swap the model's vocabulary head for a 2-class head and train it on SMS messages (UCI `label<TAB>text` file,
-    or CSV/JSONL with text,label columns). The data is split stratified 70/10/20 with --seed; val loss and
-    accuracy are logged at every eval, the best checkpoint by val accuracy is kept, and at the end accuracy,
-    spam precision/recall/F1 and the confusion matrix on the test split are printed and stored in the
-    checkpoint's metadata.
+    or CSV/JSONL with text,label columns). The data is split stratified 70/10/20 with --split-seed (default:
+    --seed); val loss and accuracy are logged at every eval, the best checkpoint by val accuracy is kept, and
+    at the end accuracy, spam precision/recall/F1 and the confusion matrix on the test split are printed and
+    stored in the checkpoint's metadata.
 
     examples:
       chatgpt-scratch finetune-spam --data sms-spam --init checkpoints/gpt2-small.safetensors --out checkpoints/spam
@@ -130,7 +133,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         bad = []  # load_messages says what is wrong with the file
     if bad:
         print(describe_non_utf8(bad, str(data_path)), file=sys.stderr)
-    data = prepare_spam_data(data_path, max_length, args.balance, args.seed, limit=args.limit)
+    split_seed = args.seed if getattr(args, "split_seed", None) is None else args.split_seed
+    data = prepare_spam_data(data_path, max_length, args.balance, split_seed, limit=args.limit)
     from chatgpt_scratch.lora import parse_targets
 
     # The head is the classifier's own, trained in full: not an adapter target here.
