@@ -57,6 +57,29 @@ def frozen_prefix_length(model: nn.Module) -> int:
     return n
 
 
+class ClassifierEnsemble(nn.Module):
+    """Classifiers of one shape whose class probabilities are averaged (lora.save_adapter_ensemble builds the
+    file). Models trained apart (other seeds) err on different messages, so their mean errs less than each.
+
+    classifier_logits gives it as log(mean softmax): logits whose softmax is the members' mean probability,
+    so everything that reads logits (SpamClassifier, accuracy) works unchanged. Inference only.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ScratchError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    def num_parameters(self) -> int:
+        return sum(m.num_parameters() for m in self.members)
+
+
 def classifier_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor,
                       pool: str = "last-token") -> torch.Tensor:
     """ids (B, T) right-padded, lengths (B,) -> class logits (B, n_classes).
@@ -72,6 +95,10 @@ def classifier_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor
     never sees the pads after it.
     """
     model = getattr(model, "module", model)  # DDP wraps the model; we drive its parts directly
+    if isinstance(model, ClassifierEnsemble):
+        probs = torch.stack([torch.softmax(classifier_logits(m, ids, lengths, pool).float(), dim=-1)
+                             for m in model.members]).mean(dim=0)
+        return probs.log()
     n_frozen = frozen_prefix_length(model) if torch.is_grad_enabled() else 0
     with torch.no_grad() if n_frozen else contextlib.nullcontext():
         x = model.embed(ids)  # (B, T, emb_dim)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.errors import ScratchError
+from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY  # the header format is its home
 
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
@@ -348,17 +349,29 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
 
     merge=True folds the adapter in (a plain model, fastest for generation). The returned
     metadata is the adapter's header; its `model_kind` says what the adapted model is.
+    An ensemble file (save_adapter_ensemble) is several models, not one: load_adapter_ensemble.
     """
     from safetensors.torch import load_file
 
-    from chatgpt_scratch.checkpoints import config_from_metadata, load_checkpoint, read_metadata, require_kind
-    from chatgpt_scratch.storage.fileio import sha256_file
-    from chatgpt_scratch.model import to_classifier
+    from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata, require_kind
 
     path = Path(path)
     metadata = read_metadata(path)
     require_kind(metadata, "lora-adapter", path)
-    for key in ("base", "base_sha256", "lora_rank", "lora_alpha", "lora_layers"):
+    if ENSEMBLE_KEY in metadata:
+        raise ScratchError(f"{path} is an ensemble of {len(metadata[ENSEMBLE_KEY])} classifier adapters, not one "
+                           "model: it classifies as a whole (classify, the Spam screen) and cannot be merged")
+    base_path = _checked_base(path, metadata, ("lora_rank", "lora_alpha", "lora_layers"))
+    model, _ = load_checkpoint(base_path, device="cpu")
+    _apply_adapter(model, path, metadata, load_file(str(path)), merge)
+    return model.to(device), metadata
+
+
+def _checked_base(path: Path, metadata: dict[str, Any], needed: Sequence[str]) -> Path:
+    """The base file an adapter header names, found (find_base) and checked to be the same file (sha256)."""
+    from chatgpt_scratch.storage.fileio import sha256_file
+
+    for key in ("base", "base_sha256", *needed):
         if key not in metadata:
             raise ScratchError(f"{path}: the adapter header has no {key!r}; the file was edited or is damaged")
     base_path = find_base(path, metadata["base"])
@@ -368,12 +381,19 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
             f"{base_path} is not the base model adapter {path.name} was trained on (sha256 {digest[:12]}…, "
             f"expected {metadata['base_sha256'][:12]}…); the adapter only works on its original base"
         )
-    model, _ = load_checkpoint(base_path, device="cpu")
+    return base_path
+
+
+def _apply_adapter(model: nn.Module, path: Path, metadata: dict[str, Any], state: dict[str, torch.Tensor],
+                   merge: bool) -> nn.Module:
+    """Put the adapter `state` (rank, alpha and layers from `metadata`) on the base `model`, in place."""
+    from chatgpt_scratch.checkpoints import config_from_metadata
+    from chatgpt_scratch.model import to_classifier
+
     cfg = config_from_metadata(metadata, path)
     if cfg.n_classes is not None and model.cfg.n_classes != cfg.n_classes:
         to_classifier(model, cfg.n_classes)  # the adapter carries the new head's weights
     inject_lora(model, int(metadata["lora_rank"]), float(metadata["lora_alpha"]), targets=metadata["lora_layers"])
-    state = load_file(str(path))
     own = dict(model.named_parameters())
     unknown = sorted(set(state) - set(own))
     missing = sorted(k for k in lora_tensors(model) if k not in state)
@@ -388,8 +408,100 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
             own[name].copy_(tensor)
     if merge:
         merge_lora(model)
-    model.eval()
-    return model.to(device), metadata
+    return model.eval()
+
+
+# --- ensembles of classifier adapters -------------------------------------------------------------
+
+# What every member keeps in its own entry of `ensemble_members`, even where they agree (its loading needs them).
+MEMBER_KEYS = ("lora_rank", "lora_alpha", "lora_layers")
+
+
+def member_prefix(index: int) -> str:
+    return f"member{index}."
+
+
+def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], **metadata: Any) -> Path:
+    """Several classifier adapters of one base, trained apart (other seeds), in one `lora-adapter` file whose
+    members' class probabilities are averaged when it classifies (classify.ClassifierEnsemble).
+
+    Averaging models that err apart removes errors none of them can: the members must name the same base
+    file (sha256), labels, pooling and length. Member i's tensors are stored as `member{i}.NAME`; the header
+    keys all members agree on stay at the top, and each member's own (rank, alpha, layers, and whatever
+    differs: seed, steps, val metrics) go to its entry in `ensemble_members`.
+    """
+    from safetensors.torch import load_file
+
+    from chatgpt_scratch.checkpoints import read_metadata, require_kind
+    from chatgpt_scratch.storage.checkpoint_format import atomic_save_tensors, encode_metadata
+
+    paths = [Path(a) for a in adapters]
+    if len(paths) < 2:
+        raise ScratchError("an ensemble needs at least two adapters")
+    headers = []
+    for p in paths:
+        header = read_metadata(p)
+        require_kind(header, "lora-adapter", p)
+        if ENSEMBLE_KEY in header:
+            raise ScratchError(f"{p} is an ensemble already; list its members' own adapters instead")
+        if header.get("model_kind") != "classifier":
+            raise ScratchError(f"{p} adapts a {header.get('model_kind')} model; only classifier adapters average "
+                               "into an ensemble")
+        headers.append(header)
+    for key in ("base_sha256", "labels", "pool", "max_length", "config"):
+        values = {_json_key(h.get(key)) for h in headers}
+        if len(values) > 1:
+            raise ScratchError(f"the adapters differ in {key!r} ({', '.join(sorted(values))}); the members of an "
+                               "ensemble must share their base model, labels, pooling, length and shape")
+    tensors: dict[str, torch.Tensor] = {}
+    for i, p in enumerate(paths):
+        tensors |= {member_prefix(i) + name: t for name, t in load_file(str(p)).items()}
+    # What all members agree on goes to the top of the header; what differs (seed, metrics, steps) to each member.
+    shared = {k: v for k, v in headers[0].items() if k not in (*MEMBER_KEYS, "created")
+              and all(_json_key(h.get(k)) == _json_key(v) for h in headers[1:])}
+    # Where the first member finds its base, as a full path: the ensemble may be written to another folder.
+    shared["base"] = shared["parent"] = str(find_base(paths[0], headers[0].get("base", "")).resolve())
+    members = [{"file": p.name, **{k: v for k, v in h.items() if k not in shared and k != "created"}}
+               for p, h in zip(paths, headers)]
+    atomic_save_tensors(path, tensors, encode_metadata({**shared, ENSEMBLE_KEY: members, **metadata}))
+    return Path(path)
+
+
+def _json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def load_adapter_ensemble(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """An ensemble file's members, each its base with its adapter merged in, as one ClassifierEnsemble
+    (on the CPU, in eval mode), and the file's header."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    from chatgpt_scratch.checkpoints import load_checkpoint, read_metadata
+    from chatgpt_scratch.classify import ClassifierEnsemble
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    members = metadata.get(ENSEMBLE_KEY)
+    if not isinstance(members, list) or len(members) < 2 or not all(isinstance(m, dict) for m in members):
+        raise ScratchError(f"{path}: its {ENSEMBLE_KEY!r} is not a list of members; the file was edited or is damaged")
+    base, _ = load_checkpoint(_checked_base(path, metadata, ()), device="cpu")
+    state = load_file(str(path))
+    stray = sorted(k for k in state if not any(k.startswith(member_prefix(i)) for i in range(len(members))))
+    if stray:
+        raise ScratchError(f"{path}: weights of no member ({stray[:3]}); the file was edited or is damaged")
+    models = []
+    for i, member in enumerate(members):
+        prefix = member_prefix(i)
+        own = {k[len(prefix):]: t for k, t in state.items() if k.startswith(prefix)}
+        for key in ("lora_rank", "lora_alpha", "lora_layers"):
+            if key not in member:
+                raise ScratchError(f"{path}: member {i} has no {key!r}; the file was edited or is damaged")
+        models.append(_apply_adapter(copy.deepcopy(base), path, {**metadata, **member}, own, merge=True))
+    return ClassifierEnsemble(models), metadata
 
 
 # Header keys of an adapter that describe the adapter file itself, not the model it makes.

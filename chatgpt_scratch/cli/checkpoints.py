@@ -86,6 +86,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from chatgpt_scratch.checkpoints import a_kind, checkpoint_info
     from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.storage.checkpoint_format import ensemble_size
     from chatgpt_scratch.usecases.inference import adapted_kind
     from chatgpt_scratch.model import format_params
     from chatgpt_scratch.system.terminal_text import printable
@@ -98,9 +99,11 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     cfg = info.config
     print(printable(info.path))
+    members = ensemble_size(info.metadata)
     print(printable(f"  kind         {info.kind}" + (f" of {info.metadata.get('base')} (merged, it makes "
                                                         f"{a_kind(adapted_kind(info.metadata))} model)"
-                                                        if info.kind == "lora-adapter" else "")))
+                                                        if info.kind == "lora-adapter" else "")
+                    + (f"; an ensemble of {members} adapters whose probabilities are averaged" if members else "")))
     print(f"  architecture {info.preset or 'custom'}: {cfg.n_layers} layers, width {cfg.emb_dim}, {cfg.n_heads} heads, "
           f"context {cfg.context_length}, vocab {cfg.vocab_size}"
           + (f" (padded to {cfg.padded_vocab_size} rows)" if cfg.padded_vocab_size != cfg.vocab_size else "")

@@ -1,4 +1,5 @@
-"""`chatgpt-scratch lora merge ADAPTER --out PATH`: fold a LoRA adapter into its base model."""
+"""`chatgpt-scratch lora merge ADAPTER --out PATH`: fold a LoRA adapter into its base model;
+`chatgpt-scratch lora ensemble A B ... --out PATH`: classifier adapters whose probabilities are averaged."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from chatgpt_scratch.cli.common import add_command
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "lora", help="work with LoRA adapters (merge one into its base model)",
+    p = add_command(subparsers, "lora", help="work with LoRA adapters (merge one into its base model, or join classifiers into an ensemble)",
                     description="LoRA adapters (`lora-adapter` checkpoints, e.g. NAME.lora.safetensors from "
                     "finetune-instruct --lora-rank) hold only the low-rank weights and name their base model "
                     "(path + sha256).")
@@ -23,6 +24,17 @@ def register(subparsers) -> None:
     m.add_argument("adapter", metavar="ADAPTER", help="a lora-adapter checkpoint")
     m.add_argument("--out", required=True, metavar="PATH", help="where to write the merged model (.safetensors added)")
     m.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    e = add_command(sub, "ensemble", run_ensemble, help="join classifier adapters into one file that averages them",
+                    description="Write several classifier adapters of the same base model (e.g. finetune-spam "
+                    "--lora-rank with other --seed values and the same --split-seed) into one adapter file. It "
+                    "classifies by averaging the members' class probabilities: models trained apart err on "
+                    "different messages, so the average errs less than each. It loads wherever a classifier does "
+                    "(classify, the Spam screen) and costs one forward pass per member.",
+                    examples=["chatgpt-scratch lora ensemble spam-a.lora.safetensors spam-b.lora.safetensors "
+                              "spam-c.lora.safetensors --out checkpoints/spam-ensemble"])
+    e.add_argument("adapters", nargs="+", metavar="ADAPTER", help="two or more classifier lora-adapter checkpoints")
+    e.add_argument("--out", required=True, metavar="PATH", help="where to write the ensemble (.safetensors added)")
+    e.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -30,4 +42,22 @@ def run_merge(args: argparse.Namespace) -> int:
 
     out, kind = merge_adapter_file(args.adapter, args.out, overwrite=args.force)
     print(f"merged {args.adapter} into its base: {out} ({kind})", file=sys.stderr)
+    return 0
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chatgpt_scratch.checkpoints import SUFFIX
+    from chatgpt_scratch.errors import ScratchError
+    from chatgpt_scratch.lora import save_adapter_ensemble
+
+    out = Path(args.out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not args.force:
+        raise ScratchError(f"{out} already exists; choose another name, or add --force to overwrite it")
+    save_adapter_ensemble(out, args.adapters)
+    print(f"wrote {out}: an ensemble of {len(args.adapters)} classifier adapters (their probabilities averaged)",
+          file=sys.stderr)
     return 0

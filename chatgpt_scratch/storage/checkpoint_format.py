@@ -255,6 +255,15 @@ def adapted_kind(metadata: dict[str, Any]) -> str | None:
         return None
 
 
+ENSEMBLE_KEY = "ensemble_members"  # an adapter header with this key holds several adapters (lora.save_adapter_ensemble)
+
+
+def ensemble_size(metadata: dict[str, Any]) -> int:
+    """How many member adapters an ensemble file holds (header only); 0 for any other checkpoint."""
+    members = metadata.get(ENSEMBLE_KEY)
+    return len(members) if isinstance(members, list) else 0
+
+
 def kind_label(metadata: dict[str, Any]) -> str:
     """How listings show a checkpoint's kind: its `kind`, an adapter by what it makes ("lora→instruct")."""
     kind = metadata.get("kind")

@@ -4,7 +4,8 @@ because it joins checkpoints.py and lora.py, and lora.py already depends on chec
 A `lora-adapter` file is accepted wherever a full model of its adapted kind is (its header's
 `model_kind`): the base is found and checked (sha256) by lora.load_lora_adapter, the adapter is
 merged in (W + alpha/r·A·B, so it generates as fast as the base), and the caller gets the same
-(model, metadata) pair a full checkpoint gives, with `kind` set to the adapted kind.
+(model, metadata) pair a full checkpoint gives, with `kind` set to the adapted kind. An ensemble file
+(several classifier adapters, `lora ensemble`) gives a classify.ClassifierEnsemble of its merged members.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
     if header.get("kind") != "lora-adapter":
         return load_checkpoint(path, device=device, dtype=dtype, kind=kind)
 
-    from chatgpt_scratch.lora import find_base, load_lora_adapter
+    from chatgpt_scratch.lora import ENSEMBLE_KEY, find_base, load_adapter_ensemble, load_lora_adapter
 
     model_kind = adapted_kind(header)
     if model_kind is None:
@@ -43,7 +44,10 @@ def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
                            f"{', '.join(MODEL_KINDS)}; the file was edited or is damaged")
     # Checked before the base is hashed and loaded: a wrong kind fails at once.
     require_kind({"kind": model_kind}, kind, f"{path} (a LoRA adapter)")
-    model, adapter_meta = load_lora_adapter(path, device="cpu", merge=True)  # base missing / changed: its errors
+    if ENSEMBLE_KEY in header:  # several classifier adapters whose probabilities are averaged
+        model, adapter_meta = load_adapter_ensemble(path)
+    else:
+        model, adapter_meta = load_lora_adapter(path, device="cpu", merge=True)  # base missing / changed: its errors
     metadata = {**adapter_meta, "kind": model_kind, "config": model.cfg.to_json(), "lora_adapter": str(path.resolve())}
     missing = [k for k in INHERITED_KEYS if k not in metadata]
     if missing:
