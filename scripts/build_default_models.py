@@ -18,8 +18,11 @@ Stages (all by default, in this order; each one reads the files the stages befor
                    repeats a rare word of its prompt (--copy-augment: that word swapped for another in
                    both), so the model copies names and words from the question; its best file becomes
                    default-instruct                                                          (~14 CPU min)
-  spam             a LoRA classifier on the base (linear layers + token embedding rows, rank 64),
-                   on the SMS Spam Collection, spam weighted by its rarity (--balance weight) (~16 CPU min)
+  spam-201, spam-202, spam-203
+                   three LoRA classifiers on the base (linear layers + token embedding rows, rank 16), on
+                   the SMS Spam Collection, spam weighted by its rarity (--balance weight), one per training
+                   seed on the same split (--split-seed 123)                         (~12 CPU min each)
+  spam-ensemble    `lora ensemble` of the three: default-spam averages their probabilities
   install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
   ablations        what each ingredient buys: the book's data alone from random weights and from the base,
                    and the Alpaca stage alone, each scored like the shipped model               (~15 CPU min)
@@ -51,8 +54,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy", "spam", "install", "ablations", "cards")
 SEED = "123"
+SPAM_SEEDS = ("201", "202", "203")  # the ensemble's members: one training seed each, all on the split of SEED
+SPAM_MEMBERS = tuple(f"spam-{s}" for s in SPAM_SEEDS)
+STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy", *SPAM_MEMBERS, "spam-ensemble",
+          "install", "ablations", "cards")
 
 
 MORE_TEXT = ["../shared/datasets/pretrain", "../shared/datasets/pretrain-more"]  # relative to the repository (the commands run there)
@@ -88,10 +94,14 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
                           "--data", "instruction-data", "--copy-augment", "25", "--mask-instructions",
                           "--group-by-length", "--epochs", "1", "--batch-size", "8", "--lr", "3e-4", "--warmup", "30",
                           "--min-lr", "3e-5", "--eval-every", "400", *common, "--out", str(build / "instruct-copy")],
-        "spam": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
-                 "--lora-rank", "64", "--lora-alpha", "128", "--lora-targets", "qkv,out_proj,ff,emb", "--lora-norms",
-                 "--pool", "mean", "--balance", "weight", "--epochs", "8", "--batch-size", "16", "--lr", "1e-3", "--warmup", "20",
-                 "--min-lr", "5e-5", "--eval-every", "100", *common, "--out", str(build / "spam")],
+        **{f"spam-{seed}": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
+                            "--lora-rank", "16", "--lora-alpha", "32", "--lora-targets", "qkv,out_proj,ff,emb",
+                            "--lora-norms", "--pool", "mean", "--balance", "weight", "--epochs", "6", "--batch-size",
+                            "16", "--lr", "1e-3", "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "100",
+                            *common[:-1], seed, "--split-seed", SEED, "--out", str(build / f"spam-{seed}")]
+           for seed in SPAM_SEEDS},
+        "spam-ensemble": ["lora", "ensemble", *(str(build / f"{m}.best.lora.safetensors") for m in SPAM_MEMBERS),
+                          "--out", str(build / "spam-ensemble"), "--force"],
     }
 
 
@@ -234,8 +244,7 @@ def install(build: Path, timings: dict) -> None:
     """bf16 copies of the chosen files into checkpoints/, each header carrying its recipe and compute."""
     import torch
 
-    from chatgpt_scratch.checkpoints import convert_checkpoint, read_metadata
-    from chatgpt_scratch.lora import adapter_path
+    from chatgpt_scratch.checkpoints import convert_checkpoint
 
     target = REPO / "checkpoints"
     os.environ["CHATGPT_SCRATCH_BUNDLED"] = "off"  # the build writes the built-in files; users cannot
@@ -244,12 +253,10 @@ def install(build: Path, timings: dict) -> None:
     shutil.copyfile(base, target / "default-base.safetensors")
     convert_checkpoint(build / "instruct-copy.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
                        parent="default-base.safetensors", **provenance(timings, *INSTRUCT_STAGES))
-    spam_adapter = adapter_path(build / "spam.best.safetensors")
-    spam_meta = read_metadata(build / "spam.best.safetensors")
-    convert_checkpoint(spam_adapter, target / "default-spam.safetensors", torch.bfloat16,
+    # model_cards measures the ensemble's own metrics into its header (the members' are in ensemble_members).
+    convert_checkpoint(build / "spam-ensemble.safetensors", target / "default-spam.safetensors", torch.bfloat16,
                        base="default-base.safetensors", parent="default-base.safetensors",
-                       test_metrics=spam_meta.get("test_metrics"), test_acc=spam_meta.get("test_acc"),
-                       val_acc=spam_meta.get("val_acc"), **provenance(timings, "base", "base-more", "spam"))
+                       **provenance(timings, "base", "base-more", *SPAM_MEMBERS, "spam-ensemble"))
     print(f"installed into {target}:", *(p.name for p in sorted(target.glob("default-*.safetensors"))))
 
 

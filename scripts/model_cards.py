@@ -10,6 +10,7 @@ The base model's header is never rewritten: the spam adapter records its sha256.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -53,12 +54,21 @@ def measure(folder: Path, build: Path) -> dict:
     from chatgpt_scratch.data.spam import LABELS, load_messages, stratified_split
 
     classifier = SpamClassifier.load(spam)
-    test = stratified_split(load_messages(resolve_dataset("sms-spam")), (0.7, 0.1, 0.2), BUILTIN_SPAM_SEED).test
+    split = stratified_split(load_messages(resolve_dataset("sms-spam")), (0.7, 0.1, 0.2), BUILTIN_SPAM_SEED)
     spam_id = LABELS.index("spam")
-    predicted = [int(p.label == "spam") for p in classifier.classify([m.text for m in test], batch_size=32)]
-    metrics = classification_metrics([int(m.label == spam_id) for m in test], predicted)
-    update_metadata(spam, test_metrics=metrics.to_dict(), test_acc=round(metrics.accuracy, 4),
-                    test_spam_recall=round(metrics.recall, 4), test_spam_precision=round(metrics.precision, 4))
+    scores = {}
+    for name in ("val", "test"):
+        messages = getattr(split, name)
+        predictions = classifier.classify([m.text for m in messages], batch_size=32)
+        truth = [int(m.label == spam_id) for m in messages]
+        # The loss of the probabilities as used (an ensemble's mean), like the training's val loss.
+        loss = -sum(math.log(max(p.probs["spam"] if t else p.probs["ham"], 1e-12))
+                    for p, t in zip(predictions, truth)) / len(truth)
+        scores[name] = classification_metrics(truth, [int(p.label == "spam") for p in predictions]), loss
+    (val, val_loss), (test, _) = scores["val"], scores["test"]
+    update_metadata(spam, val_acc=round(val.accuracy, 4), val_loss=round(val_loss, 4),
+                    test_metrics=test.to_dict(), test_acc=round(test.accuracy, 4),
+                    test_spam_recall=round(test.recall, 4), test_spam_precision=round(test.precision, 4))
     return extra
 
 
@@ -145,9 +155,12 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                    + (" (a LoRA adapter: merged onto default-base when loaded)." if info.kind == "lora-adapter" else "."))
         out.append("- **Metrics** (in the header): " + ", ".join(f"{k} = {v}" for k, v in card_metrics(meta).items()))
         seconds = meta.get("train_seconds") or {}
+        last = meta.get("ensemble_members") or [meta]  # an ensemble's last stage is its members' training
+        tokens = " + ".join(f"{m.get('tokens_seen', 0):,}" for m in last)
+        steps = " + ".join(str(m.get("steps")) for m in last)
         out.append(f"- **Compute**: {meta.get('train_device') or 'cpu'} ({machine}); wall time "
                    + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
-                   + f"; tokens seen in its last stage {meta.get('tokens_seen', '?'):,}, steps {meta.get('steps')}.")
+                   + f"; tokens seen in its last stage {tokens}, steps {steps}.")
         out.append("- **Made by** (in order):")
         out += ["", "```bash", *meta.get("recipe", []), "```", ""]
         if stem == "default-base":
@@ -194,10 +207,20 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                        "long answers.")
         if stem == "default-spam":
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
-                       f"seed {meta.get('seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} messages.")
-            out.append(f"- **Form**: a LoRA adapter (rank {meta.get('lora_rank', '?')}, on "
-                       f"{len(meta.get('lora_layers', []))} layers including the token embedding's rows) plus a "
-                       "2-class head on `default-base.safetensors`, merged when loaded; the base is checked by sha256.")
+                       f"seed {meta.get('split_seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} "
+                       "messages.")
+            members = meta.get("ensemble_members") or [meta]
+            first = members[0]
+            form = (f"a LoRA adapter (rank {first.get('lora_rank', '?')}, on {len(first.get('lora_layers', []))} "
+                    "layers including the token embedding's rows) plus a 2-class head")
+            if len(members) > 1:
+                seeds = ", ".join(str((m.get("train_args") or {}).get("seed", "?")) for m in members)
+                vals = ", ".join(f"{m.get('val_acc', 0):.2%}" for m in members)
+                form = (f"an ensemble of {len(members)} members (`lora ensemble`), each {form}, trained with seeds "
+                        f"{seeds} on the same split (val accuracy {vals}); it labels a message by the mean of "
+                        "their probabilities, one forward pass per member")
+            out.append(f"- **Form**: {form}, on `default-base.safetensors`, merged when loaded; the base is checked "
+                       "by sha256.")
             out.append("- **Against classical baselines** (`benchmarks/spam_baselines.py`, same test split):")
             out += ["", notes["spam_baselines.md"], ""]
             out.append("- **Variants tried** (the finetune-spam command above with the changes named):")

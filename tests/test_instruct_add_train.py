@@ -56,3 +56,27 @@ def test_bad_max_tokens_is_a_clear_error(files):
     main, extra = files
     with pytest.raises(ScratchError, match="--add-train-max-tokens must be at least 1"):
         prepare_instruct_data(main, ALPACA, extra_train=extra, extra_max_tokens=0)
+
+
+def test_skip_takes_the_next_slice_and_copy_augment_adds_variants_of_it(tmp_path):
+    from chatgpt_scratch.data.instruct import copy_augment
+
+    main = _write(tmp_path / "main.json",
+                  [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(40)])
+    # Each entry names a rare word its answer repeats, so every one of them gets variants.
+    words = ["Copenhagen", "Lisbon", "Vienna", "Oslo", "Prague", "Dublin", "Madrid", "Athens"]
+    extra = _write(tmp_path / "extra.json", [{"instruction": f"Where is {w}?", "input": "", "output": f"{w} is far."}
+                                             for w in words])
+    plain = prepare_instruct_data(main, ALPACA)
+    data = prepare_instruct_data(main, ALPACA, extra_train=extra, extra_skip=3, extra_limit=2,
+                                 extra_copy_augment_k=2, copy_augment_seed=5)
+    added = data.train[len(plain.train):]
+    assert [e.instruction for e in added[:2]] == ["Where is Oslo?", "Where is Prague?"]
+    expected = copy_augment(added[:2], 2, seed=5)
+    assert added[2:] == expected and len(expected) == 4
+    # In each variant the answer still repeats its prompt's (swapped) word: the copying lesson.
+    assert all(e.output.split()[0] == e.instruction.removeprefix("Where is ").rstrip("?") for e in expected)
+    assert any(e.instruction not in ("Where is Oslo?", "Where is Prague?") for e in expected)
+    assert (data.info["extra_train_skipped"], data.info["extra_train_copy_augment"]) == (3, 2)
+    with pytest.raises(ScratchError, match="--add-train-skip must be 0 or more"):
+        prepare_instruct_data(main, ALPACA, extra_train=extra, extra_skip=-1)

@@ -60,6 +60,12 @@ def _register_finetune(subparsers) -> None:
     p.add_argument("--add-train-max-tokens", type=int, default=None, metavar="N",
                    help="use only --add-train entries of at most N tokens (prompt + response), before "
                    "--add-train-limit: short answers like the book's, none cut off")
+    p.add_argument("--add-train-skip", type=int, default=0, metavar="N",
+                   help="skip the first N --add-train entries (after --add-train-max-tokens), before "
+                   "--add-train-limit: a later stage trains on the next slice (default: 0)")
+    p.add_argument("--add-train-copy-augment", type=int, default=0, metavar="K",
+                   help="also add K copy-augmented variants (see --copy-augment) of each --add-train entry used "
+                   "(seeded; default: 0)")
     p.add_argument("--copy-augment", type=int, default=0, metavar="K",
                    help="add K variants of each training entry whose answer repeats a rare word of its prompt, that "
                    "word swapped for another in both: the model learns to copy from the prompt (seeded; default: 0)")
@@ -137,7 +143,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     data = prepare_instruct_data(data_path, template, split_seed=args.split_seed, limit=args.limit,
                                  extra_train=extra_path, extra_limit=args.add_train_limit,
                                  extra_max_tokens=args.add_train_max_tokens,
-                                 copy_augment_k=args.copy_augment, copy_augment_seed=args.seed)
+                                 copy_augment_k=args.copy_augment, copy_augment_seed=args.seed,
+                                 extra_skip=getattr(args, "add_train_skip", 0),
+                                 extra_copy_augment_k=getattr(args, "add_train_copy_augment", 0))
     model, parent, init_meta = _build_model(args)
     context = model.cfg.context_length
     max_length = args.max_length or context

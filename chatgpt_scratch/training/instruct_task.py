@@ -43,7 +43,8 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
                           fractions: tuple[float, float, float] = BOOK_FRACTIONS, split_seed: int | None = None,
                           limit: int | None = None, extra_train: str | Path | None = None,
                           extra_limit: int | None = None, extra_max_tokens: int | None = None,
-                          copy_augment_k: int = 0, copy_augment_seed: int = 123) -> InstructData:
+                          copy_augment_k: int = 0, copy_augment_seed: int = 123, extra_skip: int = 0,
+                          extra_copy_augment_k: int = 0) -> InstructData:
     """Load + validate the whole file (errors before any training), split, and encode every split once.
 
     limit: keep only the first N entries (quick trials, tests).
@@ -52,7 +53,10 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
     An extra entry whose instruction and input equal a val or test entry's is left out.
     extra_max_tokens: only extra entries whose whole example (prompt + response, in `template`) has at
     most this many tokens count; extra_limit then takes the first of those (short answers in the book's
-    style, and no example cut off at --max-length).
+    style, and no example cut off at --max-length). extra_skip drops the first N of those before extra_limit
+    takes its share, so a later stage can train on the next slice.
+    extra_copy_augment_k: that many copy-augmented variants of each extra entry kept, after them (seeded
+    with copy_augment_seed too): the copying lesson on data whose answers are not the book's.
     copy_augment_k: add that many copy-augmented variants of each training entry of `path` whose
     response repeats a rare word of its prompt (data.instruct.copy_augment), before the extra entries.
     """
@@ -83,14 +87,22 @@ def prepare_instruct_data(path: str | Path, template: PromptTemplate,
             fitting = [e for e, n in zip(extra, lengths) if n <= extra_max_tokens]
             too_long = len(extra) - len(fitting)
             extra = fitting
+        if extra_skip < 0:
+            raise ScratchError(f"--add-train-skip must be 0 or more, got {extra_skip}")
+        extra = extra[extra_skip:]
         if extra_limit is not None:
             extra = extra[:extra_limit]
+        extra = extra + copy_augment(extra, extra_copy_augment_k, copy_augment_seed)
         kept = [e for e in extra if _entry_key(e) not in held_out]
         train += kept
         extra_info |= {"extra_train": str(extra_path.resolve()), "extra_train_sha256": sha256_file(extra_path),
                       "extra_train_entries": len(kept), "extra_train_dropped_as_held_out": len(extra) - len(kept)}
         if extra_max_tokens is not None:
             extra_info.update(extra_train_max_tokens=extra_max_tokens, extra_train_dropped_as_too_long=too_long)
+        if extra_skip:
+            extra_info.update(extra_train_skipped=extra_skip)
+        if extra_copy_augment_k:
+            extra_info.update(extra_train_copy_augment=extra_copy_augment_k)
     data = InstructData(train, splits.val, splits.test, template,
                         encode_examples(train, template), encode_examples(splits.val, template),
                         encoded_test=encode_examples(splits.test, template))
