@@ -421,14 +421,43 @@ def member_prefix(index: int) -> str:
     return f"member{index}."
 
 
-def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], **metadata: Any) -> Path:
+def reduce_rank(tensors: dict[str, torch.Tensor], rank: int, new_rank: int) -> dict[str, torch.Tensor]:
+    """An adapter's tensors with every layer's update cut to `new_rank`: its best rank-`new_rank`
+    approximation (SVD), stored so that alpha stays the same (the update is scaled by alpha / new_rank).
+
+    The SVD of A B (in x out, up to the vocabulary's 50,257 rows) is taken through QR factors of A and Bᵀ,
+    so only an r x r matrix is decomposed. Other tensors (head, norms) are returned as they are.
+    """
+    if new_rank < 1:
+        raise ScratchError(f"the rank must be at least 1, got {new_rank}")
+    if new_rank >= rank:
+        return dict(tensors)
+    out = dict(tensors)
+    for name, a in tensors.items():
+        if not name.endswith(".lora_A"):
+            continue
+        b_name = name.removesuffix("lora_A") + "lora_B"
+        a32, b32 = a.float(), tensors[b_name].float()
+        qa, ra = torch.linalg.qr(a32)       # A = Qa Ra: (in, r), (r, r)
+        qb, rb = torch.linalg.qr(b32.T)     # Bᵀ = Qb Rb: (out, r), (r, r)
+        u, sv, vh = torch.linalg.svd(ra @ rb.T)  # A B = Qa (U S Vh) Qbᵀ
+        # scaled so that (alpha / new_rank) A' B' equals (alpha / rank) times the truncated A B
+        root = (sv[:new_rank] * (new_rank / rank)).sqrt()
+        out[name] = (qa @ u[:, :new_rank] * root).to(a.dtype).contiguous()
+        out[b_name] = (root[:, None] * (vh[:new_rank] @ qb.T)).to(a.dtype).contiguous()
+    return out
+
+
+def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank: int | None = None,
+                          **metadata: Any) -> Path:
     """Several classifier adapters of one base, trained apart (other seeds), in one `lora-adapter` file whose
     members' class probabilities are averaged when it classifies (classify.ClassifierEnsemble).
 
     Averaging models that err apart removes errors none of them can: the members must name the same base
     file (sha256), labels, pooling and length. Member i's tensors are stored as `member{i}.NAME`; the header
     keys all members agree on stay at the top, and each member's own (rank, alpha, layers, and whatever
-    differs: seed, steps, val metrics) go to its entry in `ensemble_members`.
+    differs: seed, steps, val metrics) go to its entry in `ensemble_members`. rank: store each member's
+    updates at most at this rank (reduce_rank), for a smaller file; its header says the rank it was trained at.
     """
     from safetensors.torch import load_file
 
@@ -454,8 +483,12 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], **me
             raise ScratchError(f"the adapters differ in {key!r} ({', '.join(sorted(values))}); the members of an "
                                "ensemble must share their base model, labels, pooling, length and shape")
     tensors: dict[str, torch.Tensor] = {}
-    for i, p in enumerate(paths):
-        tensors |= {member_prefix(i) + name: t for name, t in load_file(str(p)).items()}
+    for i, (p, header) in enumerate(zip(paths, headers)):
+        own = load_file(str(p))
+        if rank is not None and rank < int(header["lora_rank"]):
+            own = reduce_rank(own, int(header["lora_rank"]), rank)
+            header.update(lora_rank_trained=int(header["lora_rank"]), lora_rank=rank)
+        tensors |= {member_prefix(i) + name: t for name, t in own.items()}
     # What all members agree on goes to the top of the header; what differs (seed, metrics, steps) to each member.
     shared = {k: v for k, v in headers[0].items() if k not in (*MEMBER_KEYS, "created")
               and all(_json_key(h.get(k)) == _json_key(v) for h in headers[1:])}

@@ -92,3 +92,32 @@ def test_an_ensemble_refuses_what_cannot_be_averaged_in_one_line(base, tmp_path,
     err = capsys.readouterr().err
     assert "is an ensemble of 2 classifier adapters, not one model" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "merged.safetensors").exists()
+
+
+def test_reduce_rank_keeps_the_best_low_rank_part_of_each_update_at_the_same_alpha():
+    from chatgpt_scratch.lora import reduce_rank
+
+    torch.manual_seed(0)
+    a, b, head = torch.randn(300, 8), torch.randn(8, 20), torch.randn(2, 20)
+    kept = reduce_rank({"x.lora_A": a, "x.lora_B": b, "out_head.weight": head}, rank=8, new_rank=3)
+    assert kept["x.lora_A"].shape == (300, 3) and kept["x.lora_B"].shape == (3, 20)
+    assert torch.equal(kept["out_head.weight"], head)
+    u, s, vh = torch.linalg.svd(a @ b, full_matrices=False)
+    best = (u[:, :3] * s[:3]) @ vh[:3]  # Eckart-Young: the closest rank-3 matrix
+    alpha = 16.0
+    assert torch.allclose(alpha / 3 * kept["x.lora_A"] @ kept["x.lora_B"], alpha / 8 * best, atol=1e-3)
+    same = reduce_rank({"x.lora_A": a, "x.lora_B": b}, rank=8, new_rank=8)
+    assert torch.equal(same["x.lora_A"], a)
+
+
+def test_an_ensemble_at_a_lower_rank_is_smaller_and_says_what_it_was_trained_at(base, tmp_path, capsys):
+    members = [_adapter(base, tmp_path / f"m{s}.lora.safetensors", s) for s in (1, 2)]
+    assert main(["lora", "ensemble", *map(str, members), "--out", str(tmp_path / "full")]) == 0
+    assert main(["lora", "ensemble", *map(str, members), "--rank", "1", "--out", str(tmp_path / "low")]) == 0
+    full, low = tmp_path / "full.safetensors", tmp_path / "low.safetensors"
+    assert low.stat().st_size < full.stat().st_size
+    meta = read_metadata(low)
+    assert [m["lora_rank"] for m in meta["ensemble_members"]] == [1, 1]
+    assert meta["lora_rank_trained"] == 2  # the same for both members: at the top of the header
+    capsys.readouterr()
+    assert len(_probs(low, capsys)) == len(MESSAGES)  # it loads and classifies at its new rank

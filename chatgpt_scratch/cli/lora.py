@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                               "spam-c.lora.safetensors --out checkpoints/spam-ensemble"])
     e.add_argument("adapters", nargs="+", metavar="ADAPTER", help="two or more classifier lora-adapter checkpoints")
     e.add_argument("--out", required=True, metavar="PATH", help="where to write the ensemble (.safetensors added)")
+    e.add_argument("--rank", type=int, default=None, metavar="R",
+                   help="store each member's updates at rank R at most (their best rank-R approximation, by SVD): "
+                   "a smaller file that classifies almost as the full members do; check it with classify")
     e.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
 
@@ -57,7 +60,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
         out = out.with_name(out.name + SUFFIX)
     if out.exists() and not args.force:
         raise ScratchError(f"{out} already exists; choose another name, or add --force to overwrite it")
-    save_adapter_ensemble(out, args.adapters)
+    save_adapter_ensemble(out, args.adapters, rank=args.rank)
     print(f"wrote {out}: an ensemble of {len(args.adapters)} classifier adapters (their probabilities averaged)",
           file=sys.stderr)
     return 0
