@@ -14,15 +14,19 @@ Stages (all by default, in this order; each one reads the files the stages befor
                    most 80 tokens (21,516)                                                   (~20 CPU min)
   instruct         then on the book's 935 entries alone, for their short-answer style;
                    answers the book's 110 test entries and scores them (ROUGE-L)            (~6 CPU min)
-  instruct-copy    then on the book's entries plus 25 copy-augmented variants of each one whose answer
+  instruct-mix     then on the book's entries plus 25 copy-augmented variants of each one whose answer
                    repeats a rare word of its prompt (--copy-augment: that word swapped for another in
-                   both), so the model copies names and words from the question; its best file becomes
-                   default-instruct                                                          (~14 CPU min)
-  spam-201, spam-202, spam-203
-                   three LoRA classifiers on the base (linear layers + token embedding rows, rank 16), on
-                   the SMS Spam Collection, spam weighted by its rarity (--balance weight), one per training
-                   seed on the same split (--split-seed 123)                         (~12 CPU min each)
-  spam-ensemble    `lora ensemble` of the three: default-spam averages their probabilities
+                   both, so the model copies names and words from the question), the first 6,000 of those
+                   Alpaca entries again and 2 copy-augmented variants of each (--add-train-copy-augment:
+                   the copying lesson on answers that are not the book's)                   (~29 CPU min)
+  instruct-mix2    the same on the next 12,000 Alpaca entries (--add-train-skip 6000) at a lower rate,
+                   seed 124; its best file becomes default-instruct                         (~40 CPU min)
+  spam-123, spam-124, spam-125, ...
+                   LoRA classifiers on the base (linear layers + token embedding rows, rank 64), on the SMS
+                   Spam Collection, spam weighted by its rarity (--balance weight), one per training seed
+                   on the same split (--split-seed 123)                              (~17 CPU min each)
+  spam-ensemble    `lora ensemble --rank` of them: default-spam averages their probabilities, each
+                   member's updates cut to their best low-rank part to fit the size budget
   install          bf16 copies into checkpoints/ (default-base, default-instruct, default-spam)
   ablations        what each ingredient buys: the book's data alone from random weights and from the base,
                    and the Alpaca stage alone, each scored like the shipped model               (~15 CPU min)
@@ -55,9 +59,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SEED = "123"
-SPAM_SEEDS = ("201", "202", "203")  # the ensemble's members: one training seed each, all on the split of SEED
+SPAM_SEEDS = ("123", "124", "125")  # the ensemble's members: one training seed each, all on the split of SEED
+SPAM_ENSEMBLE_RANK = "24"  # each member stored at this rank: the three fit the 120 MB budget beside the others
 SPAM_MEMBERS = tuple(f"spam-{s}" for s in SPAM_SEEDS)
-STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy", *SPAM_MEMBERS, "spam-ensemble",
+STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-mix", "instruct-mix2", *SPAM_MEMBERS,
+          "spam-ensemble",
           "install", "ablations", "cards")
 
 
@@ -90,18 +96,22 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
                      "--data", "instruction-data", "--mask-instructions", "--epochs", "3", "--batch-size", "8",
                      "--lr", "1e-4", "--min-lr", "1e-5", "--eval-every", "50", *common,
                      "--out", str(build / "instruct")],
-        "instruct-copy": ["finetune-instruct", "--init", str(build / "instruct.best.safetensors"),
-                          "--data", "instruction-data", "--copy-augment", "25", "--mask-instructions",
-                          "--group-by-length", "--epochs", "1", "--batch-size", "8", "--lr", "3e-4", "--warmup", "30",
-                          "--min-lr", "3e-5", "--eval-every", "400", *common, "--out", str(build / "instruct-copy")],
+        **{stage: ["finetune-instruct", "--init", str(build / f"{start}.best.safetensors"), "--data", "instruction-data",
+                   "--copy-augment", "25", "--add-train", alpaca, "--add-train-max-tokens", alpaca_tokens,
+                   *skip, "--add-train-limit", limit, "--add-train-copy-augment", "2", "--mask-instructions",
+                   "--group-by-length", "--epochs", "1", "--batch-size", "8", "--lr", lr, "--warmup", "30",
+                   "--min-lr", min_lr, "--eval-every", "500", *common[:-1], seed, "--out", str(build / stage)]
+           for stage, start, skip, limit, lr, min_lr, seed in (
+               ("instruct-mix", "instruct", [], "6000", "3e-4", "3e-5", SEED),
+               ("instruct-mix2", "instruct-mix", ["--add-train-skip", "6000"], "12000", "2e-4", "2e-5", "124"))},
         **{f"spam-{seed}": ["finetune-spam", "--init", str(build / "default-base.safetensors"), "--data", "sms-spam",
-                            "--lora-rank", "16", "--lora-alpha", "32", "--lora-targets", "qkv,out_proj,ff,emb",
-                            "--lora-norms", "--pool", "mean", "--balance", "weight", "--epochs", "6", "--batch-size",
+                            "--lora-rank", "64", "--lora-alpha", "128", "--lora-targets", "qkv,out_proj,ff,emb",
+                            "--lora-norms", "--pool", "mean", "--balance", "weight", "--epochs", "8", "--batch-size",
                             "16", "--lr", "1e-3", "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "100",
                             *common[:-1], seed, "--split-seed", SEED, "--out", str(build / f"spam-{seed}")]
            for seed in SPAM_SEEDS},
         "spam-ensemble": ["lora", "ensemble", *(str(build / f"{m}.best.lora.safetensors") for m in SPAM_MEMBERS),
-                          "--out", str(build / "spam-ensemble"), "--force"],
+                          "--rank", SPAM_ENSEMBLE_RANK, "--out", str(build / "spam-ensemble"), "--force"],
     }
 
 
@@ -217,10 +227,12 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
     rows.append(("default-base + book + Alpaca entries of at most 80 tokens (first stage only)", rouge, loss, empty, "", shown(argv)))
     rows.append(("... + 3 epochs of the book data alone (the v2 model)", *score(build / "instruct.best.eval.json"), "",
                  shown(stage_b)))
-    if (build / "instruct-copy.best.eval.json").exists():
-        rows.append(("... + 1 epoch of the book data with 25 copy-augmented variants of each entry (shipped, float32 "
-                     "before bf16 storage)", *score(build / "instruct-copy.best.eval.json"), "",
-                     shown(commands["instruct-copy"])))
+    for stage, label in (("instruct-mix", "... + 1 epoch of the book data with 25 copy-augmented variants of each entry, "
+                                          "and 6,000 Alpaca entries with 2 variants of each"),
+                         ("instruct-mix2", "... + 1 epoch of the same with the next 12,000 Alpaca entries (shipped, "
+                                           "float32 before bf16 storage)")):
+        if (build / f"{stage}.best.eval.json").exists():
+            rows.append((label, *score(build / f"{stage}.best.eval.json"), "", shown(commands[stage])))
     lines = ["| ingredients | test ROUGE-L F1 | reference-answer loss | empty answers | train time |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]} | {r[4]} |" for r in rows]
@@ -229,7 +241,7 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
     print("\n".join(lines))
 
 
-INSTRUCT_STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-copy")
+INSTRUCT_STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-mix", "instruct-mix2")
 
 
 def provenance(timings: dict, *stages: str) -> dict:
@@ -251,7 +263,7 @@ def install(build: Path, timings: dict) -> None:
 
     base = build / "default-base.safetensors"
     shutil.copyfile(base, target / "default-base.safetensors")
-    convert_checkpoint(build / "instruct-copy.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
+    convert_checkpoint(build / "instruct-mix2.best.safetensors", target / "default-instruct.safetensors", torch.bfloat16,
                        parent="default-base.safetensors", **provenance(timings, *INSTRUCT_STAGES))
     # model_cards measures the ensemble's own metrics into its header (the members' are in ensemble_members).
     convert_checkpoint(build / "spam-ensemble.safetensors", target / "default-spam.safetensors", torch.bfloat16,
