@@ -21,8 +21,8 @@ Stages (all by default, in this order; each one reads the files the stages befor
                    the copying lesson on answers that are not the book's)                   (~29 CPU min)
   instruct-mix2    the same on the next 12,000 Alpaca entries (--add-train-skip 6000) at a lower rate,
                    seed 124; its best file becomes default-instruct                         (~40 CPU min)
-  spam-123, spam-124, spam-125, ...
-                   LoRA classifiers on the base (linear layers + token embedding rows, rank 64), on the SMS
+  spam-123, spam-124
+                   two LoRA classifiers on the base (linear layers + token embedding rows, rank 64), on the SMS
                    Spam Collection, spam weighted by its rarity (--balance weight), one per training seed
                    on the same split (--split-seed 123)                              (~17 CPU min each)
   spam-ensemble    `lora ensemble --rank` of them: default-spam averages their probabilities, each
@@ -59,8 +59,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SEED = "123"
-SPAM_SEEDS = ("123", "124", "125")  # the ensemble's members: one training seed each, all on the split of SEED
-SPAM_ENSEMBLE_RANK = "24"  # each member stored at this rank: the three fit the 120 MB budget beside the others
+# The ensemble's members: one training seed each, all on the split of SEED. A third member (seed 125) made the
+# ensemble's val accuracy no better at a size that fits (see the card's variants), so two.
+SPAM_SEEDS = ("123", "124")
+SPAM_ENSEMBLE_RANK = "32"  # each member stored at this rank: the two fit the 120 MB budget beside the others
 SPAM_MEMBERS = tuple(f"spam-{s}" for s in SPAM_SEEDS)
 STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-mix", "instruct-mix2", *SPAM_MEMBERS,
           "spam-ensemble",

@@ -179,7 +179,8 @@ def render(folder: Path, build: Path, extra: dict) -> str:
             augmented = meta.get("copy_augment_entries")
             out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json`, in the "
                        "stages the recipe above lists (with Stanford Alpaca's entries of at most 80 tokens where it says "
-                       "`--add-train`, and copy-augmented variants of the book's entries where it says `--copy-augment`; "
+                       "`--add-train`, copy-augmented variants of the book's entries where it says `--copy-augment`, and of "
+                       "those Alpaca entries where it says `--add-train-copy-augment`; "
                        "an entry repeating a book val/test question is dropped; this file's header records the last "
                        f"stage{'' if extra_n is None else f', {extra_n:,} extra entries'}"
                        f"{'' if augmented is None else f', {augmented:,} augmented variants'}); the "
@@ -200,10 +201,10 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                     f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%}). float32 and bf16 run each "
                     "Linear in the faster CPU layout for the machine (`inference.fast_cpu_linears`).", ""]
             out.append("- **Cannot**: be trusted on facts (it is 26M parameters pretrained for 100 CPU minutes); it "
-                       "answers in the book's short style and restates the question, copying its names and words far "
-                       "more often than before copy augmentation, but it fills the answer itself with a wrong or odd "
-                       "word (\"The author of 'Pride and Prejudice' is 'narrow'.\"), sometimes puts an unrelated word "
-                       "where the question's should be, invents content for open questions, and repeats itself in "
+                       "answers in the book's short style and restates the question, copying its names and words, but "
+                       "it often fills the answer itself with a wrong word (\"The periodic symbol for hon is K.\") or "
+                       "a memorised piece of another answer (\"The author of 'Pride and Prejudice' occurs when "
+                       "Prejudice kills Tybalt, ...\"), invents content for open questions, and repeats itself in "
                        "long answers.")
         if stem == "default-spam":
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
@@ -211,8 +212,11 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                        "messages.")
             members = meta.get("ensemble_members") or [meta]
             first = members[0]
-            form = (f"a LoRA adapter (rank {first.get('lora_rank', '?')}, on {len(first.get('lora_layers', []))} "
-                    "layers including the token embedding's rows) plus a 2-class head")
+            trained = first.get("lora_rank_trained", meta.get("lora_rank_trained"))
+            stored = f", stored at rank {first.get('lora_rank')} (`lora ensemble --rank`)" if trained else ""
+            form = (f"a LoRA adapter (rank {trained or first.get('lora_rank', '?')}{stored}, on "
+                    f"{len(first.get('lora_layers', []))} layers including the token embedding's rows) plus a "
+                    "2-class head")
             if len(members) > 1:
                 seeds = ", ".join(str((m.get("train_args") or {}).get("seed", "?")) for m in members)
                 vals = ", ".join(f"{m.get('val_acc', 0):.2%}" for m in members)

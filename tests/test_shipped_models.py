@@ -89,13 +89,14 @@ def test_the_spam_classifier_labels_real_test_messages():
     assert labels == ["spam"] * len(SPAM) + ["ham"] * len(HAM)
 
 
-def test_the_spam_adapter_catches_more_spam_than_the_classical_baselines():
-    """Its header's test metrics (measured by scripts/model_cards.py on this file, through SpamClassifier): spam
-    recall at least the issue's 96% goal, far above the char n-gram + logistic and naive Bayes baselines on the
-    same split (91.85%, benchmarks/spam_baselines.py), at an accuracy within 0.2 points of theirs (98.90%).
-    The issue's accuracy goal (99.3%) is not reached yet: see the card."""
+def test_the_spam_ensemble_beats_the_classical_baselines():
+    """Its header's test metrics (measured by scripts/model_cards.py on this file, through SpamClassifier): an
+    ensemble of two LoRA classifiers (lora ensemble) whose accuracy is above the char n-gram + logistic and naive
+    Bayes baselines on the same split (98.90% and 98.80%, benchmarks/spam_baselines.py) and whose spam recall
+    meets the issue's 96% (theirs: 91.85%). The issue's accuracy goal (99.3%) is not reached yet: see the card."""
     meta = read_metadata(FOLDER / "default-spam.safetensors")
-    assert meta["test_spam_recall"] >= 0.96 and meta["test_acc"] >= 0.987
+    assert len(meta["ensemble_members"]) == 2
+    assert meta["test_spam_recall"] >= 0.96 and meta["test_acc"] > 0.9890
 
 
 def test_the_instruct_model_answers_a_fixed_prompt():
@@ -109,9 +110,9 @@ def test_the_instruct_model_answers_a_fixed_prompt():
     assert session.stats.finish != "empty"
     meta = read_metadata(FOLDER / "default-instruct.safetensors")
     # No empty answer on the 110 test entries; ROUGE-L well above the random-weights book-only floor (0.268 in
-    # the issue, 0.238 here) and the v2 built-in without copy augmentation (0.353). The issue's goal of 0.50 is
-    # not reached yet.
-    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.42
+    # the issue, 0.238 here), the v2 built-in (0.353) and the v3 one (0.437). The issue's goal of 0.50 is not
+    # reached yet.
+    assert meta["test_empty_answers"] == 0 and meta["test_rouge_l"] > 0.45
 
 
 def test_the_real_builtins_cannot_be_deleted_or_renamed():
