@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY  # the header format is its home
+from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY, ensemble_size  # the header format is their home
 
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
@@ -358,8 +358,8 @@ def load_lora_adapter(path: str | Path, device: str | torch.device = "cpu", merg
     path = Path(path)
     metadata = read_metadata(path)
     require_kind(metadata, "lora-adapter", path)
-    if ENSEMBLE_KEY in metadata:
-        raise ScratchError(f"{path} is an ensemble of {len(metadata[ENSEMBLE_KEY])} classifier adapters, not one "
+    if ensemble_size(metadata):
+        raise ScratchError(f"{path} is an ensemble of {ensemble_size(metadata)} classifier adapters, not one "
                            "model: it classifies as a whole (classify, the Spam screen) and cannot be merged")
     base_path = _checked_base(path, metadata, ("lora_rank", "lora_alpha", "lora_layers"))
     model, _ = load_checkpoint(base_path, device="cpu")
@@ -449,7 +449,7 @@ def reduce_rank(tensors: dict[str, torch.Tensor], rank: int, new_rank: int) -> d
 
 
 def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank: int | None = None,
-                          **metadata: Any) -> Path:
+                          overwrite: bool = True, **metadata: Any) -> Path:
     """Several classifier adapters of one base, trained apart (other seeds), in one `lora-adapter` file whose
     members' class probabilities are averaged when it classifies (classify.ClassifierEnsemble).
 
@@ -458,20 +458,21 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
     keys all members agree on stay at the top, and each member's own (rank, alpha, layers, and whatever
     differs: seed, steps, val metrics) go to its entry in `ensemble_members`. rank: store each member's
     updates at most at this rank (reduce_rank), for a smaller file; its header says the rank it was trained at.
+    overwrite=False keeps an existing file (".safetensors" is added to `path` as `lora merge` does). -> the path.
     """
     from safetensors.torch import load_file
 
     from chatgpt_scratch.checkpoints import read_metadata, require_kind
     from chatgpt_scratch.storage.checkpoint_format import atomic_save_tensors, encode_metadata
 
-    paths = [Path(a) for a in adapters]
+    path, paths = _output_path(path, overwrite), [Path(a) for a in adapters]
     if len(paths) < 2:
         raise ScratchError("an ensemble needs at least two adapters")
     headers = []
     for p in paths:
         header = read_metadata(p)
         require_kind(header, "lora-adapter", p)
-        if ENSEMBLE_KEY in header:
+        if ensemble_size(header):
             raise ScratchError(f"{p} is an ensemble already; list its members' own adapters instead")
         if header.get("model_kind") != "classifier":
             raise ScratchError(f"{p} adapts a {header.get('model_kind')} model; only classifier adapters average "
@@ -493,11 +494,11 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
     shared = {k: v for k, v in headers[0].items() if k not in (*MEMBER_KEYS, "created")
               and all(_json_key(h.get(k)) == _json_key(v) for h in headers[1:])}
     # Where the first member finds its base, as a full path: the ensemble may be written to another folder.
-    shared["base"] = shared["parent"] = str(find_base(paths[0], headers[0].get("base", "")).resolve())
+    shared["base"] = shared["parent"] = str(_checked_base(paths[0], headers[0], ()).resolve())
     members = [{"file": p.name, **{k: v for k, v in h.items() if k not in shared and k != "created"}}
                for p, h in zip(paths, headers)]
     atomic_save_tensors(path, tensors, encode_metadata({**shared, ENSEMBLE_KEY: members, **metadata}))
-    return Path(path)
+    return path
 
 
 def _json_key(value: Any) -> str:
@@ -530,11 +531,24 @@ def load_adapter_ensemble(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     for i, member in enumerate(members):
         prefix = member_prefix(i)
         own = {k[len(prefix):]: t for k, t in state.items() if k.startswith(prefix)}
-        for key in ("lora_rank", "lora_alpha", "lora_layers"):
+        for key in MEMBER_KEYS:
             if key not in member:
                 raise ScratchError(f"{path}: member {i} has no {key!r}; the file was edited or is damaged")
         models.append(_apply_adapter(copy.deepcopy(base), path, {**metadata, **member}, own, merge=True))
     return ClassifierEnsemble(models), metadata
+
+
+def _output_path(out: str | Path, overwrite: bool) -> Path:
+    """Where `lora merge` / `lora ensemble` write: `out` with ".safetensors" added; an existing file is kept
+    unless overwrite."""
+    from chatgpt_scratch.checkpoints import SUFFIX
+
+    out = Path(out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not overwrite:
+        raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
+    return out
 
 
 # Header keys of an adapter that describe the adapter file itself, not the model it makes.
@@ -550,14 +564,10 @@ def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = F
     model does) and `merged_from` = the adapter; the adapter's provenance (dataset, template,
     labels, metrics, ...) is kept. -> (path written, its kind).
     """
-    from chatgpt_scratch.checkpoints import SUFFIX, save_checkpoint
-
-    adapter, out = Path(adapter), Path(out)
-    if out.suffix != SUFFIX:
-        out = out.with_name(out.name + SUFFIX)
-    if out.exists() and not overwrite:
-        raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
+    from chatgpt_scratch.checkpoints import save_checkpoint
     from chatgpt_scratch.storage.checkpoint_format import adapted_kind
+
+    adapter, out = Path(adapter), _output_path(out, overwrite)
 
     model, meta = load_lora_adapter(adapter, merge=True)
     kind = adapted_kind(meta)  # the one rule for what an adapter makes (listings and pickers use it too)

@@ -65,8 +65,7 @@ SPAM_SEEDS = ("123", "124")
 SPAM_ENSEMBLE_RANK = "32"  # each member stored at this rank: the two fit the 120 MB budget beside the others
 SPAM_MEMBERS = tuple(f"spam-{s}" for s in SPAM_SEEDS)
 STAGES = ("base", "base-more", "instruct-alpaca", "instruct", "instruct-mix", "instruct-mix2", *SPAM_MEMBERS,
-          "spam-ensemble",
-          "install", "ablations", "cards")
+          "spam-ensemble", "install", "ablations", "cards")
 
 
 MORE_TEXT = ["../shared/datasets/pretrain", "../shared/datasets/pretrain-more"]  # relative to the repository (the commands run there)
@@ -78,7 +77,11 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
     # Alpaca entries of at most 80 tokens (prompt + answer): 21,516 short answers in the book's style, about
     # 1.3M tokens, one epoch in ~20 CPU minutes; a bigger budget (--scale 2, a GPU) takes longer ones too.
     alpaca_tokens = "80" if scale < 2 else "256"
-    common = ["--device", device, "--dtype", "bfloat16", "--seed", SEED]
+
+    def run_flags(seed: str = SEED) -> list[str]:
+        return ["--device", device, "--dtype", "bfloat16", "--seed", seed]
+
+    common = run_flags()
     return {
         "base": ["pretrain", "--data", "pretrain-compact", "--preset", "cpu-deep", "--context", "256",
                  "--batch-size", "16", "--lr", "1e-3", "--warmup", "50", "--min-lr", "1e-4", "--max-steps", steps,
@@ -102,7 +105,7 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
                    "--copy-augment", "25", "--add-train", alpaca, "--add-train-max-tokens", alpaca_tokens,
                    *skip, "--add-train-limit", limit, "--add-train-copy-augment", "2", "--mask-instructions",
                    "--group-by-length", "--epochs", "1", "--batch-size", "8", "--lr", lr, "--warmup", "30",
-                   "--min-lr", min_lr, "--eval-every", "500", *common[:-1], seed, "--out", str(build / stage)]
+                   "--min-lr", min_lr, "--eval-every", "500", *run_flags(seed), "--out", str(build / stage)]
            for stage, start, skip, limit, lr, min_lr, seed in (
                ("instruct-mix", "instruct", [], "6000", "3e-4", "3e-5", SEED),
                ("instruct-mix2", "instruct-mix", ["--add-train-skip", "6000"], "12000", "2e-4", "2e-5", "124"))},
@@ -110,7 +113,7 @@ def recipe(build: Path, device: str, alpaca: str, scale: float, more_text: list[
                             "--lora-rank", "64", "--lora-alpha", "128", "--lora-targets", "qkv,out_proj,ff,emb",
                             "--lora-norms", "--pool", "mean", "--balance", "weight", "--epochs", "8", "--batch-size",
                             "16", "--lr", "1e-3", "--warmup", "20", "--min-lr", "5e-5", "--eval-every", "100",
-                            *common[:-1], seed, "--split-seed", SEED, "--out", str(build / f"spam-{seed}")]
+                            *run_flags(seed), "--split-seed", SEED, "--out", str(build / f"spam-{seed}")]
            for seed in SPAM_SEEDS},
         "spam-ensemble": ["lora", "ensemble", *(str(build / f"{m}.best.lora.safetensors") for m in SPAM_MEMBERS),
                           "--rank", SPAM_ENSEMBLE_RANK, "--out", str(build / "spam-ensemble"), "--force"],

@@ -113,6 +113,7 @@ def _md(text: str) -> str:
 
 
 def render(folder: Path, build: Path, extra: dict) -> str:
+    from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY
     from chatgpt_scratch.storage.builtin import BUILTIN_MODELS, card_metrics
     from chatgpt_scratch.checkpoints import checkpoint_info
 
@@ -155,7 +156,7 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                    + (" (a LoRA adapter: merged onto default-base when loaded)." if info.kind == "lora-adapter" else "."))
         out.append("- **Metrics** (in the header): " + ", ".join(f"{k} = {v}" for k, v in card_metrics(meta).items()))
         seconds = meta.get("train_seconds") or {}
-        last = meta.get("ensemble_members") or [meta]  # an ensemble's last stage is its members' training
+        last = meta.get(ENSEMBLE_KEY) or [meta]  # an ensemble's last stage is its members' training
         tokens = " + ".join(f"{m.get('tokens_seen', 0):,}" for m in last)
         steps = " + ".join(str(m.get("steps")) for m in last)
         out.append(f"- **Compute**: {meta.get('train_device') or 'cpu'} ({machine}); wall time "
@@ -210,7 +211,7 @@ def render(folder: Path, build: Path, extra: dict) -> str:
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
                        f"seed {meta.get('split_seed', 123)}; test = {meta.get('test_metrics', {}).get('n', '?')} "
                        "messages.")
-            members = meta.get("ensemble_members") or [meta]
+            members = meta.get(ENSEMBLE_KEY) or [meta]
             first = members[0]
             trained = first.get("lora_rank_trained", meta.get("lora_rank_trained"))
             stored = f", stored at rank {first.get('lora_rank')} (`lora ensemble --rank`)" if trained else ""

@@ -49,18 +49,9 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_ensemble(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from chatgpt_scratch.checkpoints import SUFFIX
-    from chatgpt_scratch.errors import ScratchError
     from chatgpt_scratch.lora import save_adapter_ensemble
 
-    out = Path(args.out)
-    if out.suffix != SUFFIX:
-        out = out.with_name(out.name + SUFFIX)
-    if out.exists() and not args.force:
-        raise ScratchError(f"{out} already exists; choose another name, or add --force to overwrite it")
-    save_adapter_ensemble(out, args.adapters, rank=args.rank)
+    out = save_adapter_ensemble(args.out, args.adapters, rank=args.rank, overwrite=args.force)
     print(f"wrote {out}: an ensemble of {len(args.adapters)} classifier adapters (their probabilities averaged)",
           file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatgpt_scratch.storage.checkpoint_format import MODEL_KINDS, adapted_kind, kind_label  # noqa: F401 (their home is the format)
+from chatgpt_scratch.storage.checkpoint_format import MODEL_KINDS, adapted_kind, ensemble_size, kind_label  # noqa: F401 (their home is the format)
 from chatgpt_scratch.config import INFERENCE_PRECISIONS as CHAT_PRECISIONS  # the name callers use here
 from chatgpt_scratch.errors import ScratchError
 
@@ -36,7 +36,7 @@ def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
     if header.get("kind") != "lora-adapter":
         return load_checkpoint(path, device=device, dtype=dtype, kind=kind)
 
-    from chatgpt_scratch.lora import ENSEMBLE_KEY, find_base, load_adapter_ensemble, load_lora_adapter
+    from chatgpt_scratch.lora import find_base, load_adapter_ensemble, load_lora_adapter
 
     model_kind = adapted_kind(header)
     if model_kind is None:
@@ -44,7 +44,7 @@ def load_for_inference(path: str | Path, device: Any = "cpu", dtype: Any = None,
                            f"{', '.join(MODEL_KINDS)}; the file was edited or is damaged")
     # Checked before the base is hashed and loaded: a wrong kind fails at once.
     require_kind({"kind": model_kind}, kind, f"{path} (a LoRA adapter)")
-    if ENSEMBLE_KEY in header:  # several classifier adapters whose probabilities are averaged
+    if ensemble_size(header):  # several classifier adapters whose probabilities are averaged
         model, adapter_meta = load_adapter_ensemble(path)
     else:
         model, adapter_meta = load_lora_adapter(path, device="cpu", merge=True)  # base missing / changed: its errors
