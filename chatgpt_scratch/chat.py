@@ -126,6 +126,7 @@ class ChatSession:
         self._stop = threading.Event()
         self._busy = threading.Lock()  # one reply at a time
         self._replies = 0  # replies drawn so far: varies the seed per reply (see _reply_sampling)
+        self._set_aside: Any = None  # a compiled decode step waiting for its package (defer_compile)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -157,6 +158,45 @@ class ChatSession:
             return None
         decoder.warm_up(say)
         return decoder.error
+
+    def defer_compile(self) -> bool:
+        """If this session's compiled decode step (compile=True) has no cached package yet, set it aside:
+        replies decode eagerly meanwhile (the same float32 model) instead of the first one waiting tens of
+        seconds for the compile. A front end then compiles the package in another process
+        (compiled_decode.compile_command) and calls load_compiled() and resume_compiled(). True when set aside."""
+        decoder = getattr(self.model, "decoder", None)
+        if decoder is None or decoder.error is not None or decoder.package_cached:
+            return False
+        self._set_aside, self.model.decoder = decoder, None
+        return True
+
+    @property
+    def compile_deferred(self) -> bool:
+        """A compiled decode step is set aside (defer_compile) and not back yet."""
+        return self._set_aside is not None
+
+    def load_compiled(self) -> str | None:
+        """Load the set-aside step from its package (compiling it here if the package is still missing);
+        any thread, also while a reply is written. Returns why it failed, None when it works."""
+        decoder = self._set_aside
+        if decoder is None:
+            return None
+        decoder.warm_up()
+        return decoder.error
+
+    def resume_compiled(self) -> bool:
+        """Between replies, put the loaded step back: the next replies decode through it. False while a
+        reply is being written (call again after it), or when there is no working step to put back."""
+        decoder = self._set_aside
+        if decoder is None or decoder.run is None or decoder.error is not None:
+            return False
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            self.model.decoder, self._set_aside = decoder, None
+        finally:
+            self._busy.release()
+        return True
 
     @property
     def context_length(self) -> int:

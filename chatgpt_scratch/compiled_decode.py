@@ -240,6 +240,12 @@ class CompiledDecoder:
         self.run, self.how = run, "torch.compile"
         return run
 
+    @property
+    def package_cached(self) -> bool:
+        """True when the ahead-of-time package of this step's shape and precision is on disk already, so
+        warm_up() loads it in well under a second instead of compiling for tens of seconds."""
+        return aot_package_path(self.module).is_file()
+
     def _eager_step(self, token: int, cache: Any) -> torch.Tensor:
         with torch.inference_mode():
             hidden = self.model.hidden_states(torch.tensor([[token]], device=self.model.device), cache)
@@ -344,3 +350,48 @@ def attach_decoder(model: nn.Module, weights: str = "float32", warm_up: bool = F
     if warm_up:
         decoder.warm_up()
     return decoder
+
+
+def compile_command(checkpoint: str | Path) -> list[str]:
+    """The command that compiles (and caches) the decode step a chat with `checkpoint` uses, in another
+    process: what a front end runs in the background, so that neither its UI thread nor its exit waits on
+    inductor (see main)."""
+    import sys
+
+    return [sys.executable, "-m", "chatgpt_scratch.compiled_decode", str(checkpoint)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m chatgpt_scratch.compiled_decode CHECKPOINT`: compile the decode step of a chat with
+    CHECKPOINT (in its chat precision, as `chat --compile` uses it) into inductor's cache folder, where
+    every later chat with a model of that shape loads it in well under a second. Exit 0 when it compiled,
+    1 when compiling failed here, 2 for a checkpoint it cannot serve; each failure is one line on stderr."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m chatgpt_scratch.compiled_decode",
+                                     description=main.__doc__.split("\n\n")[0] if main.__doc__ else None)
+    parser.add_argument("checkpoint", help="a base or instruct checkpoint (or a lora-adapter of one)")
+    args = parser.parse_args(argv)
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.errors import ScratchError
+
+    try:
+        session = ChatSession.from_checkpoint(args.checkpoint, device="cpu", compile=True)
+    except ScratchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    decoder = getattr(session.model, "decoder", None)
+    if decoder is None:
+        print(f"error: {args.checkpoint}: this model has no decode step to compile", file=sys.stderr)
+        return 2
+    if not decoder.warm_up():
+        print(f"error: could not compile the decode step here: {decoder.error}", file=sys.stderr)
+        return 1
+    print(f"compiled ({decoder.how}, {decoder.weights} weights)"
+          + (f": {aot_package_path(decoder.module)}" if decoder.how == "ahead of time" else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -194,3 +194,60 @@ def test_a_damaged_package_is_made_again(compiled, tmp_path, monkeypatch):
     twin = CompiledDecoder(_model(), "int8")
     assert twin.warm_up() and twin.how == "ahead of time" and twin.aot_error is None
     assert damaged.stat().st_size > 100_000  # made again, whole
+
+
+def test_a_chat_defers_an_uncompiled_step_and_takes_it_back_after_a_compile_in_another_process(tmp_path, monkeypatch):
+    """What the app does on a first run: the step has no package yet, so replies decode eagerly at once;
+    `python -m chatgpt_scratch.compiled_decode CKPT` compiles the package in another process; the session then
+    loads it (without compiling again), takes it back only between replies, and its replies equal the eager ones."""
+    import subprocess
+
+    from chatgpt_scratch.chat import ChatSession
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.compiled_decode import aot_package_path, compile_command
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # nothing compiled yet (the child too)
+    path = save_checkpoint(tmp_path / "tiny.safetensors", _model(), kind="base")
+    session = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=12), compile=True)
+    assert session.defer_compile() and session.compile_deferred
+    assert getattr(session.model, "decoder", None) is None
+    eager = "".join(session.send("Every effort moves"))
+    assert session.stats.decoder == "" and session.stats.new_tokens == 12
+
+    done = subprocess.run(compile_command(path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("compiled (")
+    decoder = session._set_aside
+    assert decoder.package_cached or "torch.compile" in done.stdout
+    made = aot_package_path(decoder.module).stat().st_mtime_ns if decoder.package_cached else None
+
+    reply = session.send("Every effort moves")  # a reply under way: the step waits for its end
+    next(reply)
+    assert session.load_compiled() is None  # loading may run beside a reply (another thread, in the app)
+    assert not session.resume_compiled() and session.compile_deferred
+    for _ in reply:
+        pass
+    assert session.resume_compiled() and not session.compile_deferred and session.model.decoder is decoder
+    if made is not None:
+        assert decoder.how == "ahead of time" and aot_package_path(decoder.module).stat().st_mtime_ns == made
+
+    session.clear()
+    assert "".join(session.send("Every effort moves")) == eager
+    assert session.stats.decoder == "compiled, float32 weights"
+    again = ChatSession.from_checkpoint(path, device="cpu", compile=True)  # the package is there now: no deferring
+    assert not again.defer_compile() or "torch.compile" in done.stdout
+
+
+def test_the_compile_command_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):
+    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.compiled_decode import main
+
+    assert main([str(tmp_path / "missing.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    torch.manual_seed(0)
+    classifier = save_checkpoint(tmp_path / "spam.safetensors", GPTModel(PRESETS["test-tiny"].with_(n_classes=2)),
+                                 kind="classifier", labels=["ham", "spam"])
+    assert main([str(classifier)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -34,6 +34,21 @@ def _welcome_seen(monkeypatch):
     monkeypatch.setattr(_settings, "welcome_due", lambda: False)
 
 
+@pytest.fixture(autouse=True)
+def _fast_decode_off(monkeypatch):
+    """Chat compiles its decode step in the background by default (another process, tens of seconds of CPU):
+    every test that loads a chat model would start one. Off, unless a test asks for the default (`fast_decode`)."""
+    monkeypatch.setitem(_settings.DEFAULTS, _settings.FAST_DECODE, False)
+
+
+@pytest.fixture
+def fast_decode(monkeypatch, tmp_path):
+    """Fast decode as a user first gets it (on), with an empty inductor cache (this process's and the compile's):
+    nothing is compiled yet."""
+    monkeypatch.setitem(_settings.DEFAULTS, _settings.FAST_DECODE, True)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+
+
 @pytest.fixture
 def first_launch(monkeypatch):
     """The app as a new user first starts it: the welcome panel is due (until it is dismissed once)."""

@@ -145,9 +145,50 @@ def _blocks(parts: list[str]) -> list[str]:
     return blocks
 
 
-async def test_f7_reloads_the_chat_model_with_a_compiled_decode_step_and_remembers_it(tiny_base):
-    """Fast decode: F7 saves the setting, the same model loads again with a compiled decode step (its compile is
-    the loader's last stage), replies still come; F7 again loads it without one."""
+async def test_fast_decode_is_on_by_default_compiles_in_the_background_and_replies_meanwhile(tiny_base, fast_decode):
+    """A first run: the model is ready at once (no compile in the loader), a reply comes while the step compiles
+    in another process, then the step is taken back between replies and the next reply decodes through it."""
+    app = ScratchApp(start="chat", detect_device=False)
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = app.screen
+        status = lambda: str(screen.query_one("#chat-status").render())  # noqa: E731
+        await wait_until(pilot, lambda: "Type a message." in status(), what="the model")
+        assert "compiling in the background" in status()
+        assert screen.session.compile_deferred and getattr(screen.session.model, "decoder", None) is None
+        assert not any(s.startswith("compiling the decode step") for s in screen.query_one("#chat-loader").stages)
+        screen.send("Every effort moves")
+        await wait_until(pilot, lambda: not screen.replying and screen.session.stats is not None, what="a reply")
+        await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is not None, timeout=300,
+                         what="the compiled step, back from the background")
+        assert not screen.session.compile_deferred and screen.session.model.decoder.error is None
+        screen.send("Every effort moves")
+        await wait_until(pilot, lambda: not screen.replying and "compiled" in status(), what="a compiled reply")
+        assert "(compiled, float32 weights)" in status()
+
+
+async def test_quitting_while_fast_decode_compiles_stops_the_compile(tiny_base, fast_decode, monkeypatch):
+    """The compile runs in another process: quitting does not wait for it, and leaves no process behind."""
+    import asyncio
+
+    started = []
+    spawn = asyncio.create_subprocess_exec
+
+    async def recording(*args, **kwargs):
+        started.append(await spawn(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+    app = ScratchApp(start="chat", detect_device=False)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await wait_until(pilot, lambda: bool(started), what="the background compile")
+        assert started[0].returncode is None
+    await asyncio.wait_for(started[0].wait(), 10)
+    assert started[0].returncode != 0  # killed, not finished
+
+
+async def test_f7_turns_fast_decode_on_and_off_and_remembers_it(tiny_base):
+    """F7 saves the setting and loads the same model again: with it on, the step compiles in the background and
+    comes back; F7 again loads the model without one."""
     from tui.settings import load_settings
 
     app = ScratchApp(start="chat", detect_device=False)
@@ -155,13 +196,12 @@ async def test_f7_reloads_the_chat_model_with_a_compiled_decode_step_and_remembe
         screen = app.screen
         status = lambda: str(screen.query_one("#chat-status").render())  # noqa: E731
         await wait_until(pilot, lambda: "Type a message." in status(), what="the model")
-        assert getattr(screen.session.model, "decoder", None) is None
+        assert getattr(screen.session.model, "decoder", None) is None and not screen.session.compile_deferred
         await pilot.press("f7")
-        await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is not None, timeout=120,
+        await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is not None, timeout=300,
                          what="the model with a compiled decode step")
         assert load_settings()["fast_decode"] is True
-        assert screen.session.model.decoder.error is None  # compiled by the loader, before the first reply
-        assert any(s.startswith("compiling the decode step") for s in screen.query_one("#chat-loader").stages)
+        assert screen.session.model.decoder.error is None
         await pilot.press("f7")
         await wait_until(pilot, lambda: getattr(screen.session.model, "decoder", None) is None, timeout=30,
                          what="the model without it")

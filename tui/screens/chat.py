@@ -15,12 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widgets import Input, Markdown
 
 from tui.screens.base import MainScreen
+from tui.settings import FAST_DECODE
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.chat_panel import ChatPanel
 from tui.widgets.chat_sidebar import SAMPLING_FIELDS, ChatSidebar  # noqa: F401 (SAMPLING_FIELDS: public here too)
@@ -29,11 +31,17 @@ from tui.widgets.model_loader import ModelLoader
 from tui.widgets.model_picker import ModelPicker
 from tui.widgets.sampling_form import SamplingForm
 
-FAST_DECODE = "fast_decode"  # the setting F7 toggles (tui/settings.py)
-
 
 class ChatScreen(MainScreen):
     MODE = "chat"
+    fast_decode_failed = False  # a background compile failed in this run of the app: say so once
+
+    class FastDecodeReady(Message):
+        """The background compile for `session` ended: its step is loaded (error None), or why not."""
+
+        def __init__(self, session: Any, error: str | None) -> None:
+            super().__init__()
+            self.session, self.error = session, error
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,11 +114,53 @@ class ChatScreen(MainScreen):
     @staticmethod
     def build_session(path: Path) -> Any:
         """In the loader's worker: the chat session for the checkpoint, with a compiled decode step when
-        Fast decode (F7) is on; the loader then compiles it (ChatSession.warm_up) as its last stage."""
+        Fast decode (F7, on by default) is on. When the step's package is cached, the loader loads it as its
+        last stage (ChatSession.warm_up, well under a second); when not, the step is set aside
+        (defer_compile), replies decode eagerly at once, and model_loaded compiles it in the background."""
         from chatgpt_scratch.chat import ChatSession
         from tui.settings import load_settings
 
-        return ChatSession.from_checkpoint(path, device="auto", compile=bool(load_settings().get(FAST_DECODE)))
+        session = ChatSession.from_checkpoint(path, device="auto", compile=bool(load_settings().get(FAST_DECODE)))
+        session.defer_compile()
+        return session
+
+    @work(exclusive=True, group="fast-decode", exit_on_error=False)
+    async def compile_fast_decode(self, path: Path, session: Any) -> None:
+        """Compile the set-aside step in another process (the UI thread stays free, and quitting or loading
+        another model kills it rather than waiting), then load its package for `session` in a thread."""
+        import asyncio
+
+        from chatgpt_scratch.compiled_decode import compile_command
+
+        process = await asyncio.create_subprocess_exec(*compile_command(path), stdin=asyncio.subprocess.DEVNULL,
+                                                       stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await process.communicate()
+        except asyncio.CancelledError:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
+        if process.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            error = lines[-1].removeprefix("error: ") if lines else f"exit status {process.returncode}"
+        else:
+            error = await asyncio.to_thread(session.load_compiled)
+        self.post_message(self.FastDecodeReady(session, error))
+
+    @on(FastDecodeReady)
+    def fast_decode_ready(self, message: FastDecodeReady) -> None:
+        if message.session is not self.session:
+            return  # another model (or F7 off) since
+        if message.error is not None:
+            if not ChatScreen.fast_decode_failed:
+                ChatScreen.fast_decode_failed = True
+                self.notify(f"Fast decode could not compile here ({message.error}); replies run eagerly "
+                            "(F7 turns Fast decode off).", severity="warning", markup=False)
+            return
+        if self.session.resume_compiled():  # else a reply is being written: reply_finished takes it back
+            self.notify("Fast decode ready: replies now decode through a step compiled for this CPU.")
 
     def action_toggle_fast_decode(self) -> None:
         from tui.settings import load_settings, save_setting
@@ -118,7 +168,8 @@ class ChatScreen(MainScreen):
         on_now = not load_settings().get(FAST_DECODE)
         save_setting(FAST_DECODE, on_now)
         self.notify("Fast decode on: each token runs through one step compiled for this CPU (1.5-3x faster; the "
-                    "first compile takes up to a minute)." if on_now else "Fast decode off: the model runs eagerly.")
+                    "first compile, in the background, takes up to a minute)." if on_now
+                    else "Fast decode off: the model runs eagerly.")
         if self.loaded_path is not None and not self.replying:
             self.query_one(ModelLoader).load(self.loaded_path)  # the same model, built the other way
 
@@ -143,7 +194,12 @@ class ChatScreen(MainScreen):
         self.query_one(ModelPicker).current = path
         self.app.set_model("chat", path, path.name.removesuffix(".safetensors"))
         kind = "instruct" if session.template is not None else "base (plain text continuation)"
-        self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message.")
+        self.set_status(f"{path.name}: {kind}, context {session.context_length} tokens. Type a message."
+                        + (" (Fast decode is compiling in the background.)" if session.compile_deferred else ""))
+        if session.compile_deferred:
+            self.compile_fast_decode(path, session)
+        else:
+            self.workers.cancel_group(self, "fast-decode")  # a compile for an earlier model is not needed now
 
     @on(ChatSidebar.ConversationOpened)
     def conversation_opened(self, message: ChatSidebar.ConversationOpened) -> None:
@@ -208,6 +264,8 @@ class ChatScreen(MainScreen):
         new_conversation, stats = message.new_conversation, message.stats
         self.replying = False
         self.set_status(stats.summary() if stats else "stopped")
+        if self.session is not None and self.session.resume_compiled():  # loaded while this reply was written
+            self.notify("Fast decode ready: replies now decode through a step compiled for this CPU.")
         if stats is not None and stats.finish == "empty" and self.reply_widget is not None:
             from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
 
