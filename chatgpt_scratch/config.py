@@ -102,7 +102,7 @@ PRESETS: dict[str, GPTConfig] = {
     "test-tiny": GPTConfig(context_length=64, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0),
 }
 # The weight precisions a CPU runs a trained model's decoding in: a checkpoint header's `chat_precision`
-# names one, and compiled_decode builds its step for each.
+# (eager) and `compiled_precision` (the compiled step) name one each, and compiled_decode builds its step for each.
 INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8")
 
 # The names people know from the book and from Hugging Face.

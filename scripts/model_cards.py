@@ -77,24 +77,32 @@ SAME_REPLIES_NEEDED = 0.9
 
 
 def chat_precision(instruct: Path, build: Path) -> dict:
-    """Time float32 / bf16 / int8 chat on the test entries (benchmarks/quantize_fidelity.py, the README's
-    fidelity method) and pick the fastest whose replies match float32's well enough."""
+    """Time float32 / bf16 / int8 chat on the test entries, eager and through the compiled decode step
+    (benchmarks/quantize_fidelity.py --compiled, the README's fidelity method), and pick for each the fastest
+    whose replies match float32's well enough: `chat_precision` (eager) and `compiled_precision`."""
     import re
     import subprocess
 
     out = build / "fidelity.md"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "quantize_fidelity.py"), "--checkpoint", str(instruct),
                     "--data", str(REPO / "datasets" / "instruction-data.json"), "--limit", "110",
-                    "--new-tokens", "64", "--out", str(out)], check=True, cwd=REPO)
-    rows = {}
+                    "--new-tokens", "64", "--compiled", "--out", str(out)], check=True, cwd=REPO)
+    rows: dict[str, dict[str, dict[str, float]]] = {"eager": {}, "compiled": {}}
     for line in out.read_text().splitlines():
-        m = re.match(r"\| (float32|bfloat16|int8)[^|]*\| ([0-9.]+) \| ([0-9.]+)% \| (\d+)/(\d+) \| ([0-9.]+) \|", line)
+        m = re.match(r"\| (float32|bfloat16|int8)([^|]*)\| ([0-9.]+) \| ([0-9.]+)% \| (\d+)/(\d+) \| ([0-9.]+) \|",
+                     line)
         if m:
-            rows[m.group(1)] = {"same": int(m.group(4)) / int(m.group(5)), "tokens_per_s": float(m.group(6))}
-    ok = [name for name, r in rows.items() if r["same"] >= SAME_REPLIES_NEEDED]
-    best = max(ok, key=lambda name: rows[name]["tokens_per_s"])
-    return {"chat_precision": best, "chat_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows.items()},
-            "chat_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows.items()}}
+            way = "compiled" if "compiled" in m.group(2) else "eager"
+            rows[way][m.group(1)] = {"same": int(m.group(5)) / int(m.group(6)), "tokens_per_s": float(m.group(7))}
+    picked = {}
+    for way, found in rows.items():
+        ok = [name for name, r in found.items() if r["same"] >= SAME_REPLIES_NEEDED]
+        picked[way] = max(ok, key=lambda name: found[name]["tokens_per_s"])
+    return {"chat_precision": picked["eager"], "compiled_precision": picked["compiled"],
+            "chat_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows["eager"].items()},
+            "chat_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows["eager"].items()},
+            "compiled_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows["compiled"].items()},
+            "compiled_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows["compiled"].items()}}
 
 
 def greedy_sample(path: Path, prompt: str, n: int = 40) -> str:
@@ -201,6 +209,12 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                     f"{meta.get('chat_replies_equal_float32', {}).get('bfloat16', 0):.0%} and int8 "
                     f"{meta.get('chat_replies_equal_float32', {}).get('int8', 0):.0%}). float32 and bf16 run each "
                     "Linear in the faster CPU layout for the machine (`inference.fast_cpu_linears`).", ""]
+            if "compiled_precision" in meta:
+                same = meta.get("compiled_replies_equal_float32", {})
+                out += [f"  The compiled decode step (the app's Fast decode, `chat --compile`) uses "
+                        f"**{meta['compiled_precision']}** weights (`compiled_precision`) by the same rule: it rounds "
+                        f"only the weights, and its replies equal float32's for {same.get('bfloat16', 0):.0%} of the "
+                        f"entries with bf16 weights and {same.get('int8', 0):.0%} with int8.", ""]
             out.append("- **Cannot**: be trusted on facts (it is 26M parameters pretrained for 100 CPU minutes); it "
                        "answers in the book's short style and restates the question, copying its names and words, but "
                        "it often fills the answer itself with a wrong word (\"The periodic symbol for hon is K.\") or "

@@ -57,3 +57,11 @@ def test_a_compiled_session_s_reply_says_so_in_its_stats(tmp_path):
     plain = ChatSession.from_checkpoint(path, device="cpu", sampling=SamplingConfig(max_new_tokens=4))
     "".join(plain.send("Hi"))
     assert plain.stats.decoder == "" and " tok/s, prompt " in plain.stats.summary()
+
+
+def test_compiled_precision_picks_the_compiled_step_s_weights_and_leaves_eager_chat_alone(tmp_path):
+    """The compiled step rounds only its weights, so its own pick can be lower than eager chat's."""
+    path = _save(tmp_path, chat_precision="bfloat16", compiled_precision="int8")
+    compiled = ChatSession.from_checkpoint(path, device="cpu", compile=True)
+    assert compiled.model.decoder.weights == "int8"
+    assert next(ChatSession.from_checkpoint(path, device="cpu").model.parameters()).dtype == torch.bfloat16

@@ -162,7 +162,8 @@ def fast_cpu_linears(model: Any, min_gain: float = 1.15, repeats: int = 7, kinds
 def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any, compile: bool = False) -> Any:
     """On a CPU, run the model in the precision its header recommends for chat (`chat_precision`), if any,
     with the faster layout for each float Linear (fast_cpu_linears). compile: instead, keep the model in
-    float32 for the prompt and give it a compiled decode step with its weights in that precision
+    float32 for the prompt and give it a compiled decode step with its weights in the precision the header
+    recommends for that step (`compiled_precision`, else `chat_precision`)
     (compiled_decode.attach_decoder; compile it with `model.decoder.warm_up()` or at the first token)."""
     import torch
 
@@ -172,8 +173,11 @@ def apply_chat_precision(model: Any, metadata: dict[str, Any], device: Any, comp
     if compile:
         from chatgpt_scratch.compiled_decode import attach_decoder
 
+        # The compiled step rounds only the weights, so its own measured pick (`compiled_precision`) may be
+        # lower than the eager one; a header without it falls back on chat_precision.
+        weights = metadata.get("compiled_precision", wanted)
         model = model.float()
-        attach_decoder(model, wanted if wanted in CHAT_PRECISIONS else "float32")
+        attach_decoder(model, weights if weights in CHAT_PRECISIONS else "float32")
         return model
     if wanted == "int8":
         return quantize_int8(model)
