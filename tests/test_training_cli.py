@@ -185,3 +185,20 @@ def test_help_lists_the_trainer_flags(flag, capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     assert flag in capsys.readouterr().out
+
+
+def test_pretrain_split_seed_holds_the_val_chunks_while_seed_changes(text_file):
+    """--split-seed picks the held-out chunks (default --seed): a run that continues a model with a new --seed
+    keeps validating on the same text, which it never trained on; --seed alone still moves them."""
+    from chatgpt_scratch.cli import build_parser
+    from chatgpt_scratch.cli.pretrain import _build_task
+
+    def task(*flags):
+        args = build_parser().parse_args(["pretrain", "--data", str(text_file), "--context", "16",
+                                          "--val-fraction", "0.2", *flags])
+        return _build_task(args, 16)
+
+    base, moved, held = task("--seed", "3"), task("--seed", "4"), task("--seed", "4", "--split-seed", "3")
+    assert list(held.val_starts) == list(base.val_starts) != list(moved.val_starts)
+    assert set(held.val_starts).isdisjoint(held.train_starts) and held.seed == 4
+    assert held.metadata()["split_seed"] == 3 and moved.metadata()["split_seed"] == 4

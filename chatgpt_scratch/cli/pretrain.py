@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                    help="validate on these files or folders instead of a share of --data (all of --data then trains)")
     p.add_argument("--val-split", choices=("chunks", "tail"), default="chunks",
                    help="chunks: seeded random chunks of 16 x context tokens; tail: the last part (as the book) (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="seed of the chunks held out (default: --seed); keep it when a run continues an --init "
+                   "model with a new --seed, so its val chunks stay text the model never trained on")
     p.add_argument("--drop-rate", type=float, default=None,
                    help="dropout (default: the preset's, or the checkpoint's with --init)")
     p.add_argument("--qkv-bias", choices=("on", "off"), default=None, help="bias in the q/k/v projections "
@@ -132,9 +135,11 @@ def _build_task(args: argparse.Namespace, model_context: int):
                 "val_tokens": held_out.n_tokens}
     else:
         ids = corpus.ids
-        train, val = split_runs(corpus.n_tokens, args.val_fraction, args.seed, chunk_tokens=16 * args.context,
+        split_seed = args.seed if getattr(args, "split_seed", None) is None else args.split_seed
+        train, val = split_runs(corpus.n_tokens, args.val_fraction, split_seed, chunk_tokens=16 * args.context,
                                 mode=args.val_split)
-        meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split}
+        meta = {**corpus.metadata(), "val_fraction": args.val_fraction, "val_split": args.val_split,
+                "split_seed": split_seed}
     return LMTask(ids, train, val, context=args.context, stride=args.stride or args.context,
                   batch_size=args.batch_size, seed=args.seed, metadata=meta,
                   copy_fraction=getattr(args, "copy_fraction", 0.0))
