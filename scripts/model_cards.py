@@ -80,29 +80,38 @@ def chat_precision(instruct: Path, build: Path) -> dict:
     """Time float32 / bf16 / int8 chat on the test entries, eager and through the compiled decode step
     (benchmarks/quantize_fidelity.py --compiled, the README's fidelity method), and pick for each the fastest
     whose replies match float32's well enough: `chat_precision` (eager) and `compiled_precision`."""
-    import re
     import subprocess
 
     out = build / "fidelity.md"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "quantize_fidelity.py"), "--checkpoint", str(instruct),
                     "--data", str(REPO / "datasets" / "instruction-data.json"), "--limit", "110",
                     "--new-tokens", "64", "--compiled", "--out", str(out)], check=True, cwd=REPO)
+    return pick_precisions(out.read_text())
+
+
+def pick_precisions(table: str) -> dict:
+    """The fidelity table (benchmarks/quantize_fidelity.py --compiled) -> the header's chat fields: for eager
+    chat and for the compiled step, the fastest precision whose greedy replies equal float32's for at least
+    SAME_REPLIES_NEEDED of the entries, and each precision's tokens/s and share of equal replies."""
+    import re
+
     rows: dict[str, dict[str, dict[str, float]]] = {"eager": {}, "compiled": {}}
-    for line in out.read_text().splitlines():
+    for line in table.splitlines():
         m = re.match(r"\| (float32|bfloat16|int8)([^|]*)\| ([0-9.]+) \| ([0-9.]+)% \| (\d+)/(\d+) \| ([0-9.]+) \|",
                      line)
         if m:
             way = "compiled" if "compiled" in m.group(2) else "eager"
             rows[way][m.group(1)] = {"same": int(m.group(5)) / int(m.group(6)), "tokens_per_s": float(m.group(7))}
-    picked = {}
-    for way, found in rows.items():
+    fields: dict = {}
+    for way, prefix in (("eager", "chat"), ("compiled", "compiled")):
+        found = rows[way]
         ok = [name for name, r in found.items() if r["same"] >= SAME_REPLIES_NEEDED]
-        picked[way] = max(ok, key=lambda name: found[name]["tokens_per_s"])
-    return {"chat_precision": picked["eager"], "compiled_precision": picked["compiled"],
-            "chat_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows["eager"].items()},
-            "chat_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows["eager"].items()},
-            "compiled_tokens_per_s": {k: v["tokens_per_s"] for k, v in rows["compiled"].items()},
-            "compiled_replies_equal_float32": {k: round(v["same"], 3) for k, v in rows["compiled"].items()}}
+        if not ok:  # no rows (compiling failed, or an older table): the header leaves the field out
+            continue
+        fields[f"{prefix}_precision"] = max(ok, key=lambda name: found[name]["tokens_per_s"])
+        fields[f"{prefix}_tokens_per_s"] = {k: v["tokens_per_s"] for k, v in found.items()}
+        fields[f"{prefix}_replies_equal_float32"] = {k: round(v["same"], 3) for k, v in found.items()}
+    return fields
 
 
 def greedy_sample(path: Path, prompt: str, n: int = 40) -> str:
