@@ -159,7 +159,11 @@ class ChatScreen(MainScreen):
                 self.notify(f"Fast decode could not compile here ({message.error}); replies run eagerly "
                             "(F7 turns Fast decode off).", severity="warning", markup=False)
             return
-        if self.session.resume_compiled():  # else a reply is being written: reply_finished takes it back
+        self.take_back_compiled()  # while a reply is being written, reply_finished does it
+
+    def take_back_compiled(self) -> None:
+        """Between replies, the loaded compiled step goes back into the session (ChatSession.resume_compiled)."""
+        if self.session is not None and self.session.resume_compiled():
             self.notify("Fast decode ready: replies now decode through a step compiled for this CPU.")
 
     def action_toggle_fast_decode(self) -> None:
@@ -264,8 +268,7 @@ class ChatScreen(MainScreen):
         new_conversation, stats = message.new_conversation, message.stats
         self.replying = False
         self.set_status(stats.summary() if stats else "stopped")
-        if self.session is not None and self.session.resume_compiled():  # loaded while this reply was written
-            self.notify("Fast decode ready: replies now decode through a step compiled for this CPU.")
+        self.take_back_compiled()  # if it was loaded while this reply was written
         if stats is not None and stats.finish == "empty" and self.reply_widget is not None:
             from chatgpt_scratch.chat import EMPTY_REPLY_NOTE
 
