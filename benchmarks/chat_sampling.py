@@ -20,9 +20,8 @@ import torch
 
 from chatgpt_scratch.chat import template_from_metadata
 from chatgpt_scratch.data.instruct import load_instruction_data, split_examples
-from chatgpt_scratch.generation import SamplingConfig, generate_batch
-from chatgpt_scratch.tokenizer import decode, encode
-from chatgpt_scratch.usecases.evaluate_instruct import clean_response, rouge_l
+from chatgpt_scratch.generation import SamplingConfig
+from chatgpt_scratch.usecases.evaluate_instruct import generate_responses, rouge_l
 from chatgpt_scratch.usecases.inference import load_for_inference
 
 DEFAULT_SETTINGS = ("0.7 40 0.95 1.1", "0.5 40 0.95 1.1", "0.3 40 0.95 1.1", "0.3 40 0.95 -", "0 - - 1.1")
@@ -36,15 +35,6 @@ def parse_setting(text: str) -> dict:
     t, k, p, r = (None if x == "-" else x for x in parts)
     return {"temperature": float(t or 0), "top_k": int(k) if k else None, "top_p": float(p) if p else None,
             "repetition_penalty": float(r or 1.0)}
-
-
-def answers(model, examples, template, sampling: SamplingConfig, batch_size: int = 8) -> list[str]:
-    prompts = [encode(template.prompt(e.instruction, e.input), allow_endoftext=False) for e in examples]
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        rows = generate_batch(model, prompts[start:start + batch_size], sampling, stop_strings=template.stop_strings)
-        out += [clean_response(decode(row), template) for row in rows]
-    return out
 
 
 def main() -> None:
@@ -65,8 +55,8 @@ def main() -> None:
     references = [e.output for e in examples]
 
     def score(**kw) -> float:
-        return statistics.mean(rouge_l(references, answers(model, examples, template,
-                                                           SamplingConfig(max_new_tokens=args.max_new_tokens, **kw))))
+        sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, **kw)
+        return statistics.mean(rouge_l(references, generate_responses(model, examples, template, sampling=sampling)))
 
     greedy = score(temperature=0.0)
     print(f"{args.checkpoint}: {len(examples)} {args.split} entries of {args.data}, float32, up to "

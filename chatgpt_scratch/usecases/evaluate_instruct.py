@@ -46,12 +46,13 @@ def clean_response(text: str, template: PromptTemplate) -> str:
 
 def generate_responses(model: nn.Module, examples: Sequence[InstructionExample], template: PromptTemplate,
                        max_new_tokens: int = 256, batch_size: int = 8,
-                       progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy responses for each example (batched; each row stops on its own), in order."""
+                       progress: Callable[[int], None] | None = None, sampling: Any = None) -> list[str]:
+    """Greedy responses for each example (batched; each row stops on its own), in order; `sampling` (a
+    SamplingConfig) draws them another way instead (benchmarks/chat_sampling.py)."""
     from chatgpt_scratch.generation import SamplingConfig, generate_batch
     from chatgpt_scratch.tokenizer import decode, encode
 
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
+    sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
     prompts = [encode(template.prompt(e.instruction, e.input), allow_endoftext=False) for e in examples]
     responses: list[str] = []
     for start in range(0, len(prompts), batch_size):
