@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from chatgpt_scratch.storage.checkpoint_format import (  # noqa: F401 (re-exported: the format's public names)
     FORMAT, KINDS, MODEL_KINDS, SUFFIX, SafetensorsHeader, a_kind, adapted_kind, atomic_save_tensors,
     checkpoint_header, checkpoint_metadata, config_from_metadata, decode_metadata, encode_metadata, kind_label,
-    read_metadata, read_safetensors_header, require_kind, write_checkpoint_file)
+    read_metadata, read_safetensors_header, require_kind, shared_and_own, write_checkpoint_file)
 from chatgpt_scratch.config import PRESETS, GPTConfig
 from chatgpt_scratch.errors import ScratchError
 from chatgpt_scratch.storage.fileio import fsync_dir, remove_stale_temps  # noqa: F401 (remove_stale_temps: re-exported)
@@ -66,6 +66,69 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype, **e
     meta = {**read_metadata(src), **{k: v for k, v in extra.items() if v is not None}}
     atomic_save_tensors(dst, tensors, encode_metadata(meta))
     return Path(dst)
+
+
+def output_path(out: str | Path, overwrite: bool) -> Path:
+    """Where a command that writes a new checkpoint (`lora merge`, `lora ensemble`, `checkpoints average`) writes:
+    `out` with ".safetensors" added; an existing file is kept unless overwrite."""
+    out = Path(out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not overwrite:
+        raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
+    return out
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path, overwrite: bool = False, **extra: Any) -> Path:
+    """Write the uniform average of the weights of 2+ models of one architecture and kind (a "model soup":
+    fine-tunes of one starting point, e.g. the same recipe run with other seeds, often answer better averaged
+    than each does alone). Means are taken in float32 and stored in the first file's dtypes. The header keeps what
+    the files agree on (kind, template, data); what differs, their own val metrics included, is listed per file in
+    `averaged_from`, so the average has no val metric until one is measured. One-line ScratchError for files that
+    cannot be averaged; nothing is written then."""
+    from safetensors import safe_open
+
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ScratchError("give two or more checkpoints to average")
+    headers = [read_safetensors_header(p) for p in paths]
+    metas = [read_metadata(p) for p in paths]
+    first = metas[0]
+    if first.get("kind") not in MODEL_KINDS:
+        raise ScratchError(f"{paths[0]} is {a_kind(first.get('kind'))} file; only whole models can be averaged "
+                           "(merge an adapter first: `chatgpt-scratch lora merge`)")
+    config = config_from_metadata(first, paths[0])
+    for path, header, meta in zip(paths[1:], headers[1:], metas[1:]):
+        if meta.get("kind") != first.get("kind"):
+            raise ScratchError(f"{path} is {a_kind(meta.get('kind'))} file and {paths[0]} {a_kind(first.get('kind'))} "
+                               "one; average models of one kind")
+        if config_from_metadata(meta, path) != config:
+            raise ScratchError(f"{path} has another architecture than {paths[0]}; only models of one architecture "
+                               "(fine-tunes of one starting point) can be averaged")
+        if header.tensors.keys() != headers[0].tensors.keys():
+            raise ScratchError(f"{path} holds other tensors than {paths[0]}; it cannot be averaged with it")
+    target = output_path(out, overwrite)
+    sums: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for path in paths:
+        with safe_open(str(path), "pt") as f:
+            for name in f.keys():
+                t = f.get_tensor(name)
+                dtypes.setdefault(name, t.dtype)
+                if not t.is_floating_point():
+                    sums.setdefault(name, t)
+                elif name in sums:
+                    sums[name] += t.float()
+                else:
+                    sums[name] = t.float()
+    tensors = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in sums.items()}
+    # What all files agree on stays at the top; what differs (seed, val metrics: each describes one file, not the
+    # average) goes to that file's entry in `averaged_from`.
+    shared, own = shared_and_own(metas, [p.name for p in paths])
+    meta = {**shared, "averaged_from": own, **{k: v for k, v in extra.items() if v is not None},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_save_tensors(target, tensors, encode_metadata(meta))
+    return target
 
 
 # --- loading --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY, ensemble_size  # the header format is their home
+from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY, ensemble_size, shared_and_own  # the header format is their home
 
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
@@ -491,12 +491,12 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
             header.update(lora_rank_trained=int(header["lora_rank"]), lora_rank=rank)
         tensors |= {member_prefix(i) + name: t for name, t in own.items()}
     # What all members agree on goes to the top of the header; what differs (seed, metrics, steps) to each member.
-    shared = {k: v for k, v in headers[0].items() if k not in (*MEMBER_KEYS, "created")
-              and all(_json_key(h.get(k)) == _json_key(v) for h in headers[1:])}
+    shared, members = shared_and_own(headers, [p.name for p in paths], MEMBER_KEYS)
     # Where the first member finds its base, as a full path: the ensemble may be written to another folder.
     shared["base"] = shared["parent"] = str(_checked_base(paths[0], headers[0], ()).resolve())
-    members = [{"file": p.name, **{k: v for k, v in h.items() if k not in shared and k != "created"}}
-               for p, h in zip(paths, headers)]
+    for member in members:
+        for key in ("base", "parent"):
+            member.pop(key, None)
     atomic_save_tensors(path, tensors, encode_metadata({**shared, ENSEMBLE_KEY: members, **metadata}))
     return path
 
@@ -539,16 +539,9 @@ def load_adapter_ensemble(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _output_path(out: str | Path, overwrite: bool) -> Path:
-    """Where `lora merge` / `lora ensemble` write: `out` with ".safetensors" added; an existing file is kept
-    unless overwrite."""
-    from chatgpt_scratch.checkpoints import SUFFIX
+    from chatgpt_scratch.checkpoints import output_path
 
-    out = Path(out)
-    if out.suffix != SUFFIX:
-        out = out.with_name(out.name + SUFFIX)
-    if out.exists() and not overwrite:
-        raise ScratchError(f"{out} already exists; choose another name (the CLI overwrites with --force)")
-    return out
+    return output_path(out, overwrite)
 
 
 # Header keys of an adapter that describe the adapter file itself, not the model it makes.

@@ -138,3 +138,42 @@ def test_import_by_size_checks_before_downloading(capsys, monkeypatch):
     assert main(["import-gpt2", "gpt2-xl"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach 127.0.0.1 to download the gpt2-xl weights") and "use --from FILE" in err
+
+
+def test_average_writes_the_mean_of_the_weights_and_keeps_each_files_own_metrics(folder, capsys):
+    """`checkpoints average` (a model soup): every weight is the mean of the files' weights; what the files agree
+    on stays in the header, what differs (their val metrics, seeds) is listed per file, not claimed for the mean."""
+    torch.manual_seed(1)
+    other = GPTModel(PRESETS["test-tiny"])
+    save_checkpoint(folder / "other.safetensors", other, val_loss=3.5, template="alpaca")
+    save_checkpoint(folder / "first.safetensors", load_checkpoint(folder / "pretrained.safetensors")[0],
+                    val_loss=3.25, template="alpaca")
+    assert main(["checkpoints", "average", str(folder / "first.safetensors"), str(folder / "other.safetensors"),
+                 "--out", str(folder / "soup")]) == 0
+    assert "the average of 2 models" in capsys.readouterr().err
+    soup, meta = load_checkpoint(folder / "soup.safetensors")
+    a, _ = load_checkpoint(folder / "first.safetensors")
+    for name, tensor in soup.state_dict().items():
+        assert torch.allclose(tensor, (a.state_dict()[name] + other.state_dict()[name]) / 2, atol=1e-6), name
+    assert meta["template"] == "alpaca" and "val_loss" not in meta
+    assert [(m["file"], m["val_loss"]) for m in meta["averaged_from"]] == [("first.safetensors", 3.25),
+                                                                           ("other.safetensors", 3.5)]
+
+
+def test_average_refuses_what_cannot_be_averaged_and_writes_nothing(folder, capsys):
+    torch.manual_seed(2)
+    save_checkpoint(folder / "small.safetensors", GPTModel(PRESETS["test-tiny"].with_(n_layers=1)))
+    cases = [(["pretrained", "small"], "another architecture"),
+             (["pretrained", "spam"], "is a 'classifier' file and"),
+             (["pretrained"], "two or more checkpoints")]
+    for names, message in cases:
+        assert main(["checkpoints", "average", *(str(folder / f"{n}.safetensors") for n in names),
+                     "--out", str(folder / "soup")]) != 0
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not (folder / "soup.safetensors").exists()
+    # An existing file is kept unless --force.
+    (folder / "soup.safetensors").write_bytes(b"keep")
+    assert main(["checkpoints", "average", str(folder / "pretrained.safetensors"), str(folder / "pretrained.safetensors"),
+                 "--out", str(folder / "soup")]) != 0
+    assert "already exists" in capsys.readouterr().err and (folder / "soup.safetensors").read_bytes() == b"keep"

@@ -29,6 +29,19 @@ def register(subparsers) -> None:
     info.add_argument("path", metavar="PATH", help="a .safetensors checkpoint")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    avg = add_command(sub, "average", run_average, help="write the average of the weights of 2+ models (a model soup)",
+                      description="Average the weights of two or more models of one architecture and kind, "
+                      "element by element, into a new checkpoint (a \"model soup\"). Fine-tunes of one starting "
+                      "point, e.g. the same finetune-instruct run with other --seed values, often answer better "
+                      "averaged than each does alone; check the result with evaluate-instruct (or classify). The "
+                      "header keeps what the files agree on; what differs (seeds, each file's val metrics) is listed "
+                      "per file under averaged_from.",
+                      examples=["chatgpt-scratch checkpoints average runs/a.best.safetensors "
+                                "runs/b.best.safetensors --out checkpoints/soup"])
+    avg.add_argument("paths", nargs="+", metavar="CHECKPOINT", help="two or more model checkpoints")
+    avg.add_argument("--out", required=True, metavar="PATH", help="where to write the average (.safetensors added)")
+    avg.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+
 
 def _human_bytes(n: int) -> str:
     for unit in ("GB", "MB", "KB"):
@@ -122,4 +135,14 @@ def run_info(args: argparse.Namespace) -> int:
         if len(text) > 200:
             text = text[:200] + f"... ({len(text)} chars)"
         print(f"    {printable(key)}: {printable(text)}")
+    return 0
+
+
+def run_average(args: argparse.Namespace) -> int:
+    import sys
+
+    from chatgpt_scratch.checkpoints import average_checkpoints
+
+    out = average_checkpoints(args.paths, args.out, overwrite=args.force)
+    print(f"wrote {out}: the average of {len(args.paths)} models", file=sys.stderr)
     return 0
