@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chatgpt_scratch.cli.common import add_command
+from chatgpt_scratch.cli.common import add_command, add_new_file_args
 
 
 def register(subparsers) -> None:
@@ -39,8 +39,7 @@ def register(subparsers) -> None:
                       examples=["chatgpt-scratch checkpoints average runs/a.best.safetensors "
                                 "runs/b.best.safetensors --out checkpoints/soup"])
     avg.add_argument("paths", nargs="+", metavar="CHECKPOINT", help="two or more model checkpoints")
-    avg.add_argument("--out", required=True, metavar="PATH", help="where to write the average (.safetensors added)")
-    avg.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    add_new_file_args(avg, "the average")
 
 
 def _human_bytes(n: int) -> str:

@@ -47,6 +47,12 @@ def add_command(subparsers, name: str, run=None, *, help: str | None = None, des
     return parser
 
 
+def add_new_file_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """--out and --force of a command that writes one new checkpoint (checkpoints.output_path's rule)."""
+    parser.add_argument("--out", required=True, metavar="PATH", help=f"where to write {what} (.safetensors added)")
+    parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+
+
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
                         help="where to run: auto picks cuda, then mps, then cpu (default: auto; cuda:N also works)")

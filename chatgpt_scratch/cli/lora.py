@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatgpt_scratch.cli.common import add_command
+from chatgpt_scratch.cli.common import add_command, add_new_file_args
 
 
 def register(subparsers) -> None:
@@ -22,8 +22,7 @@ def register(subparsers) -> None:
                     examples=["chatgpt-scratch lora merge checkpoints/instruct-lora.lora.safetensors "
                               "--out checkpoints/instruct-merged"])
     m.add_argument("adapter", metavar="ADAPTER", help="a lora-adapter checkpoint")
-    m.add_argument("--out", required=True, metavar="PATH", help="where to write the merged model (.safetensors added)")
-    m.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    add_new_file_args(m, "the merged model")
     e = add_command(sub, "ensemble", run_ensemble, help="join classifier adapters into one file that averages them",
                     description="Write several classifier adapters of the same base model (e.g. finetune-spam "
                     "--lora-rank with other --seed values and the same --split-seed) into one adapter file. It "
@@ -33,11 +32,10 @@ def register(subparsers) -> None:
                     examples=["chatgpt-scratch lora ensemble spam-a.lora.safetensors spam-b.lora.safetensors "
                               "spam-c.lora.safetensors --out checkpoints/spam-ensemble"])
     e.add_argument("adapters", nargs="+", metavar="ADAPTER", help="two or more classifier lora-adapter checkpoints")
-    e.add_argument("--out", required=True, metavar="PATH", help="where to write the ensemble (.safetensors added)")
+    add_new_file_args(e, "the ensemble")
     e.add_argument("--rank", type=int, default=None, metavar="R",
                    help="store each member's updates at rank R at most (their best rank-R approximation, by SVD): "
                    "a smaller file that classifies almost as the full members do; check it with classify")
-    e.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
 
 def run_merge(args: argparse.Namespace) -> int:
