@@ -28,7 +28,7 @@ def measure(folder: Path, build: Path) -> dict:
     from chatgpt_scratch.checkpoints import update_metadata
     from chatgpt_scratch.classify import SpamClassifier
     from chatgpt_scratch.data.registry import resolve_dataset
-    from chatgpt_scratch.usecases.evaluate_instruct import evaluate_instruct
+    from chatgpt_scratch.usecases.evaluate_instruct import evaluate_instruct, response_loss
     from chatgpt_scratch.usecases.inference import load_for_inference
     from chatgpt_scratch.training.instruct_task import prepare_instruct_data
 
@@ -38,11 +38,14 @@ def measure(folder: Path, build: Path) -> dict:
     template = template_from_metadata(meta, instruct)
     data = prepare_instruct_data(resolve_dataset("instruction-data"), template)
     responses = build / "default-instruct.responses.json"
-    ev = evaluate_instruct(model, data.test, template, responses_path=responses, val_loss=meta.get("val_loss"),
+    # The val loss of the file as shipped (the header's from training describes float32, or one member of an average).
+    val_loss = response_loss(model, data.val, template)
+    ev = evaluate_instruct(model, data.test, template, responses_path=responses, val_loss=val_loss,
                            max_new_tokens=256, batch_size=8)
     answers = json.loads(responses.read_text())
     empty = sum(not str(a.get("model_response", "")).strip() for a in answers)
-    update_metadata(instruct, test_rouge_l=round(ev.rouge_l, 4), test_response_loss=round(ev.test_response_loss, 4),
+    update_metadata(instruct, val_loss=round(val_loss, 4), val_ppl=round(math.exp(val_loss), 3),
+                    test_rouge_l=round(ev.rouge_l, 4), test_response_loss=round(ev.test_response_loss, 4),
                     test_response_ppl=round(ev.test_response_ppl, 3), test_entries=ev.n_test,
                     test_empty_answers=empty, eval_dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
     extra["instruct_answers"] = answers
@@ -173,7 +176,8 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                    + (" (a LoRA adapter: merged onto default-base when loaded)." if info.kind == "lora-adapter" else "."))
         out.append("- **Metrics** (in the header): " + ", ".join(f"{k} = {v}" for k, v in card_metrics(meta).items()))
         seconds = meta.get("train_seconds") or {}
-        last = meta.get(ENSEMBLE_KEY) or [meta]  # an ensemble's last stage is its members' training
+        # an ensemble's or an average's last stage is its members' training
+        last = meta.get(ENSEMBLE_KEY) or meta.get("averaged_from") or [meta]
         tokens = " + ".join(f"{m.get('tokens_seen', 0):,}" for m in last)
         steps = " + ".join(str(m.get("steps")) for m in last)
         out.append(f"- **Compute**: {meta.get('train_device') or 'cpu'} ({machine}); wall time "
@@ -187,12 +191,17 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                        "`../shared/datasets` (`pretrain/`: the same books and 4M tokens in all, and `pretrain-more/`: "
                        "94 more public-domain books, about 14M tokens; not shipped, 75 MB) with a copy curriculum "
                        "(`--copy-fraction 0.5`: half the windows repeat a span of their own text, so the model learns "
-                       "to copy from its context, which instruction answers need); 2% held out for validation, "
-                       "which the metrics use.")
+                       "to copy from its context, which instruction answers need), in two passes (`base-more`, then "
+                       "`base-more2` from its bf16 file at a lower rate and a new `--seed`); both hold out the same 2% "
+                       "(`--split-seed 123`) for validation, which the metrics use.")
             out.append(f"- **Greedy sample**: *{_md(greedy_sample(info.path, 'Once upon a time'))}*")
             out.append("- **Cannot**: follow instructions, know facts; it continues text in the style of "
                        "19th-century novels and children's stories, and loses the thread after a few sentences.")
         if stem == "default-instruct":
+            if not str(meta.get("parent", "default-base.safetensors")).startswith("default-base.safetensors"):
+                out.append("- **Base**: its recipe pretrains one stage further than `default-base` (`base-more2` "
+                           "above); that base is not shipped (the size budget holds one base, and the shipped spam "
+                           "adapters are deltas on `default-base`), so this file is a full model of its own.")
             extra_n = meta.get("extra_train_entries")
             augmented = meta.get("copy_augment_entries")
             out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json`, in the "
@@ -224,11 +233,13 @@ def render(folder: Path, build: Path, extra: dict) -> str:
                         f"**{meta['compiled_precision']}** weights (`compiled_precision`) by the same rule: it rounds "
                         f"only the weights, and its replies equal float32's for {same.get('bfloat16', 0):.0%} of the "
                         f"entries with bf16 weights and {same.get('int8', 0):.0%} with int8.", ""]
-            out.append("- **Cannot**: be trusted on facts (it is 26M parameters pretrained for 100 CPU minutes); it "
+            pretrain_min = sum(v for k, v in seconds.items() if k.startswith("base")) / 60
+            out.append(f"- **Cannot**: be trusted on facts (it is 26M parameters pretrained for {pretrain_min:.0f} CPU "
+                       "minutes); it "
                        "answers in the book's short style and restates the question, copying its names and words, but "
-                       "it often fills the answer itself with a wrong word (\"The periodic symbol for hon is K.\") or "
+                       "it often fills the answer itself with a wrong word (\"The periodic symbol for Chron is K.\") or "
                        "a memorised piece of another answer (\"The author of 'Pride and Prejudice' occurs when "
-                       "Prejudice kills Tybalt, ...\"), invents content for open questions, and repeats itself in "
+                       "dystopian kills Tybalt, ...\"), invents content for open questions, and repeats itself in "
                        "long answers.")
         if stem == "default-spam":
             out.append(f"- **Data**: `datasets/SMSSpamCollection` (5,016 messages), stratified 70/10/20 split with "
