@@ -92,7 +92,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, overwrite: boo
     if len(paths) < 2:
         raise ScratchError("give two or more checkpoints to average")
     headers = [read_safetensors_header(p) for p in paths]
-    metas = [read_metadata(p) for p in paths]
+    metas = [checkpoint_metadata(p, h) for p, h in zip(paths, headers)]
     first = metas[0]
     if first.get("kind") not in MODEL_KINDS:
         raise ScratchError(f"{paths[0]} is {a_kind(first.get('kind'))} file; only whole models can be averaged "

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatgpt_scratch.errors import ScratchError
-from chatgpt_scratch.storage.checkpoint_format import ENSEMBLE_KEY, ensemble_size, shared_and_own  # the header format is their home
+from chatgpt_scratch.storage.checkpoint_format import (  # the header format is their home
+    ENSEMBLE_KEY, ensemble_size, json_key, shared_and_own)
 
 LORA_PARAM_SUFFIXES = ("lora_A", "lora_B")
 # The short names `--lora-targets` takes, and the layers each stands for.
@@ -462,10 +463,10 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
     """
     from safetensors.torch import load_file
 
-    from chatgpt_scratch.checkpoints import read_metadata, require_kind
+    from chatgpt_scratch.checkpoints import output_path, read_metadata, require_kind
     from chatgpt_scratch.storage.checkpoint_format import atomic_save_tensors, encode_metadata
 
-    path, paths = _output_path(path, overwrite), [Path(a) for a in adapters]
+    path, paths = output_path(path, overwrite), [Path(a) for a in adapters]
     if len(paths) < 2:
         raise ScratchError("an ensemble needs at least two adapters")
     headers = []
@@ -479,7 +480,7 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
                                "into an ensemble")
         headers.append(header)
     for key in ("base_sha256", "labels", "pool", "max_length", "config"):
-        values = {_json_key(h.get(key)) for h in headers}
+        values = {json_key(h.get(key)) for h in headers}
         if len(values) > 1:
             raise ScratchError(f"the adapters differ in {key!r} ({', '.join(sorted(values))}); the members of an "
                                "ensemble must share their base model, labels, pooling, length and shape")
@@ -499,12 +500,6 @@ def save_adapter_ensemble(path: str | Path, adapters: Sequence[str | Path], rank
             member.pop(key, None)
     atomic_save_tensors(path, tensors, encode_metadata({**shared, ENSEMBLE_KEY: members, **metadata}))
     return path
-
-
-def _json_key(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 def load_adapter_ensemble(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -538,12 +533,6 @@ def load_adapter_ensemble(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return ClassifierEnsemble(models), metadata
 
 
-def _output_path(out: str | Path, overwrite: bool) -> Path:
-    from chatgpt_scratch.checkpoints import output_path
-
-    return output_path(out, overwrite)
-
-
 # Header keys of an adapter that describe the adapter file itself, not the model it makes.
 _ADAPTER_ONLY_KEYS = frozenset({"format", "kind", "config", "tokenizer", "created", "base", "base_sha256",
                                 "lora_layers", "model_kind", "parent"})
@@ -557,10 +546,10 @@ def merge_adapter_file(adapter: str | Path, out: str | Path, overwrite: bool = F
     model does) and `merged_from` = the adapter; the adapter's provenance (dataset, template,
     labels, metrics, ...) is kept. -> (path written, its kind).
     """
-    from chatgpt_scratch.checkpoints import save_checkpoint
+    from chatgpt_scratch.checkpoints import output_path, save_checkpoint
     from chatgpt_scratch.storage.checkpoint_format import adapted_kind
 
-    adapter, out = Path(adapter), _output_path(out, overwrite)
+    adapter, out = Path(adapter), output_path(out, overwrite)
 
     model, meta = load_lora_adapter(adapter, merge=True)
     kind = adapted_kind(meta)  # the one rule for what an adapter makes (listings and pickers use it too)

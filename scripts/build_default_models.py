@@ -262,6 +262,7 @@ def ablations(build: Path, commands: dict[str, list[str]], device: str) -> None:
     if not (build / "instruct.best.eval.json").exists():
         print("ablations: the instruct stages have not finished; run this stage again after them")
         return
+
     def evaluated(stage: str) -> tuple:
         """Score a stage's file that its training did not evaluate (evaluate-instruct, once; its log is kept)."""
         log, responses = build / f"ablation-{stage}-eval.log", build / f"{stage}.responses.json"

@@ -255,15 +255,17 @@ def adapted_kind(metadata: dict[str, Any]) -> str | None:
         return None
 
 
+def json_key(value: Any) -> str:
+    """A header value as a comparable string (dicts and lists compare by content)."""
+    return json.dumps(value, sort_keys=True)
+
+
 def shared_and_own(headers: list[dict[str, Any]], names: list[str], own_keys: tuple[str, ...] = ()) -> tuple[dict, list]:
     """Headers of files joined into one (an adapter ensemble, an average of models) -> (the keys all agree on,
     for the top of the new header; per file, {"file": name, and its keys that differ (seed, metrics, steps) or
     are in own_keys}). `created` belongs to no one: the new file gets its own."""
-    def same(value: Any) -> str:
-        return json.dumps(value, sort_keys=True)
-
     shared = {k: v for k, v in headers[0].items() if k not in (*own_keys, "created")
-              and all(same(h.get(k)) == same(v) for h in headers[1:])}
+              and all(json_key(h.get(k)) == json_key(v) for h in headers[1:])}
     own = [{"file": name, **{k: v for k, v in h.items() if k not in shared and k != "created"}}
            for name, h in zip(names, headers)]
     return shared, own
