@@ -322,9 +322,8 @@ def install(build: Path, timings: dict, which: list[str] = SHIPPED) -> None:
     target = REPO / "checkpoints"
     os.environ["CHATGPT_SCRATCH_BUNDLED"] = "off"  # the build writes the built-in files; users cannot
 
-    base = build / "default-base.safetensors"
     if "base" in which:
-        shutil.copyfile(base, target / "default-base.safetensors")
+        shutil.copyfile(build / "default-base.safetensors", target / "default-base.safetensors")
     if "instruct" in which:
         # Its parent is the shipped base when that is installed too; else the build's base (not shipped).
         parent = "default-base.safetensors" if "base" in which else f"{BASE_STAGES[-1]} (not shipped)"

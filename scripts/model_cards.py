@@ -198,10 +198,12 @@ def render(folder: Path, build: Path, extra: dict) -> str:
             out.append("- **Cannot**: follow instructions, know facts; it continues text in the style of "
                        "19th-century novels and children's stories, and loses the thread after a few sentences.")
         if stem == "default-instruct":
-            if not str(meta.get("parent", "default-base.safetensors")).startswith("default-base.safetensors"):
-                out.append("- **Base**: its recipe pretrains one stage further than `default-base` (`base-more2` "
-                           "above); that base is not shipped (the size budget holds one base, and the shipped spam "
-                           "adapters are deltas on `default-base`), so this file is a full model of its own.")
+            parent = str(meta.get("parent", "default-base.safetensors"))
+            if not parent.startswith("default-base.safetensors"):  # install's "<stage> (not shipped)"
+                out.append(f"- **Base**: its recipe pretrains one stage further than `default-base` "
+                           f"(`{parent.removesuffix(' (not shipped)')}` above); that base is not shipped (the size "
+                           "budget holds one base, and the shipped spam adapters are deltas on `default-base`), so "
+                           "this file is a full model of its own.")
             extra_n = meta.get("extra_train_entries")
             augmented = meta.get("copy_augment_entries")
             out.append("- **Data**: the book's 935 training entries of `datasets/instruction-data.json`, in the "

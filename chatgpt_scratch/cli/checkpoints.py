@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from chatgpt_scratch.cli.common import add_command, add_new_file_args
 
@@ -138,8 +139,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_average(args: argparse.Namespace) -> int:
-    import sys
-
     from chatgpt_scratch.checkpoints import average_checkpoints
 
     out = average_checkpoints(args.paths, args.out, overwrite=args.force)
